@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# The main job: a short PPO-Lagrangian run on SafetyHalfCheetahVelocity-v1 (a few minutes on 2 cores).
+run: $(STAMP)
+	$(BIN)/saferl train --algo ppo_lag --env SafetyHalfCheetahVelocity-v1 --config configs/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	$(BIN)/saferl bench --env SafetyHalfCheetahVelocity-v1
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

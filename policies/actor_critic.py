@@ -1,0 +1,137 @@
+"""Actor and critics: Gaussian actor with state-independent log-std, reward critic, cost critic.
+
+The observation normaliser is a submodule of `ActorCritic`, so `state_dict()` carries it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from policies.normalizer import RunningNormalizer
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
+    """MLP with orthogonal init (gain sqrt(2) hidden, `out_gain` output) and zero biases, as in PPO codebases."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        linear = nn.Linear(last, width)
+        nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers += [linear, ACTIVATIONS[activation]()]
+        last = width
+    head = nn.Linear(last, out_dim)
+    nn.init.orthogonal_(head.weight, gain=out_gain)
+    nn.init.zeros_(head.bias)
+    layers.append(head)
+    return nn.Sequential(*layers)
+
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Log-density of a diagonal Gaussian, summed over action dims; written out to skip Normal's overhead."""
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std - LOG_SQRT_2PI).sum(-1)
+
+
+def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
+    """KL(p || q) of diagonal Gaussians, summed over action dims."""
+    var_ratio = torch.exp(2 * (log_std_p - log_std_q))
+    mean_term = (mean_p - mean_q).square() * torch.exp(-2 * log_std_q)
+    return 0.5 * (var_ratio + mean_term - 1.0 - 2 * (log_std_p - log_std_q)).sum(-1)
+
+
+class GaussianActor(nn.Module):
+    """Diagonal Gaussian policy; log-std is a free parameter, independent of the state (as in OmniSafe/SB3)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden=(64, 64), activation="tanh", init_log_std=0.0):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, hidden, act_dim, activation, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+
+    def forward(self, normalised_obs: torch.Tensor) -> torch.Tensor:
+        return self.mean_net(normalised_obs)
+
+    def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return gaussian_log_prob(mean, self.log_std, actions)
+
+    def entropy(self) -> torch.Tensor:
+        """Entropy of the Gaussian: the same for every state because the std is state-independent."""
+        return (0.5 + LOG_SQRT_2PI + self.log_std).sum()
+
+    def sample(self, mean: torch.Tensor) -> torch.Tensor:
+        return mean + torch.randn_like(mean) * self.log_std.exp()
+
+
+class Critic(nn.Module):
+    """Value function with `num_heads` outputs (one per cost for the cost critic)."""
+
+    def __init__(self, obs_dim: int, num_heads: int = 1, hidden=(64, 64), activation="tanh"):
+        super().__init__()
+        self.net = mlp(obs_dim, hidden, num_heads, activation, out_gain=1.0)
+
+    def forward(self, normalised_obs: torch.Tensor) -> torch.Tensor:
+        return self.net(normalised_obs)
+
+
+class ActorCritic(nn.Module):
+    """Everything a run needs to act and to evaluate states, saved as one module."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        num_costs: int = 1,
+        actor_hidden=(64, 64),
+        critic_hidden=(64, 64),
+        activation: str = "tanh",
+        init_log_std: float = 0.0,
+        normalize_obs: bool = True,
+        obs_clip: float = 10.0,
+    ):
+        super().__init__()
+        self.obs_dim, self.act_dim, self.num_costs = obs_dim, act_dim, num_costs
+        self.normalizer = RunningNormalizer(obs_dim, clip=obs_clip)
+        self.normalizer.frozen = not normalize_obs
+        self.normalize_obs = normalize_obs
+        self.actor = GaussianActor(obs_dim, act_dim, actor_hidden, activation, init_log_std)
+        self.reward_critic = Critic(obs_dim, 1, critic_hidden, activation)
+        self.cost_critic = Critic(obs_dim, num_costs, critic_hidden, activation)
+
+    def normalise(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.normalizer(obs) if self.normalize_obs else obs
+
+    @torch.inference_mode()
+    def step(self, normalised_obs: torch.Tensor, deterministic: bool = False):
+        """One batched call per env step: action, its log-prob, reward value [N], cost values [N, K]."""
+        mean = self.actor(normalised_obs)
+        action = mean if deterministic else self.actor.sample(mean)
+        log_prob = self.actor.log_prob(mean, action)
+        return action, log_prob, self.reward_critic(normalised_obs).squeeze(-1), self.cost_critic(normalised_obs)
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor, deterministic: bool = False):
+        """`step` on raw observations (the normaliser is applied here, not updated)."""
+        return self.step(self.normalise(obs), deterministic)
+
+    @torch.inference_mode()
+    def values(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.normalise(obs)
+        return self.reward_critic(x).squeeze(-1), self.cost_critic(x)
+
+    @torch.inference_mode()
+    def predict(self, obs, deterministic: bool = True):
+        """Numpy in, numpy out: the call a deployment or evaluation script makes."""
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)
+        single = obs_t.ndim == 1
+        if single:
+            obs_t = obs_t.unsqueeze(0)
+        action = self.act(obs_t, deterministic=deterministic)[0].numpy()
+        return action[0] if single else action

@@ -1,0 +1,5 @@
+import sys
+
+from saferl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""`saferl` command line: train, eval (and the benchmark and report commands as they land).
+
+Every user error ends as one line on stderr and exit status 2; a Ctrl-C during training keeps the last
+checkpoint (written every epoch, atomically) so `--resume` continues it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+import time
+from pathlib import Path
+
+from saferl.errors import SafeRLError
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="saferl", description="Safe reinforcement learning for robot control.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a policy; writes a run directory")
+    train.add_argument("--algo", required=True, help="ppo, ppo_lag, ...")
+    train.add_argument("--env", help="task id, e.g. SafetyHalfCheetahVelocity-v1")
+    train.add_argument("--steps", type=int, help="total environment steps")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--num-envs", type=int)
+    train.add_argument("--config", help="YAML file with overrides")
+    train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. ppo.clip_ratio=0.1")
+    train.add_argument("--run-dir", help="default: runs/<env>/<algo>-seed<seed>-<time>")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+
+    evaluate = sub.add_parser("eval", help="evaluate a run's policy; writes eval.json")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--deterministic", action="store_true")
+    evaluate.add_argument("--seed", type=int)
+    return parser.parse_args(argv)
+
+
+def cmd_train(args) -> int:
+    from saferl.algorithms import ALGORITHMS
+    from saferl.config import build_config
+    from saferl.runner import Runner, load_run_config
+
+    if args.algo not in ALGORITHMS:
+        close = difflib.get_close_matches(args.algo, ALGORITHMS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise SafeRLError(f"unknown algorithm '{args.algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
+    for name in ("steps", "num_envs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    extra: dict = {}
+    if args.env:
+        extra.setdefault("env", {})["id"] = args.env
+    if args.num_envs:
+        extra.setdefault("env", {})["num_envs"] = args.num_envs
+    if args.steps:
+        extra.setdefault("train", {})["total_steps"] = args.steps
+    if args.seed is not None:
+        extra.setdefault("train", {})["seed"] = args.seed
+
+    if args.resume:
+        if not args.run_dir:
+            raise SafeRLError("--resume needs --run-dir")
+        config = load_run_config(Path(args.run_dir))
+        if config.train.algo != args.algo:
+            raise SafeRLError(f"{args.run_dir} holds a '{config.train.algo}' run, not '{args.algo}'")
+        if args.steps:  # the one setting a resumed run may change: how far to train
+            config.train.total_steps = args.steps
+        run_dir = Path(args.run_dir)
+    else:
+        config = build_config(args.algo, args.config, args.set, extra)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
+    runner = Runner(config, run_dir, resume=args.resume)
+    print(f"run directory: {run_dir}", flush=True)
+    try:
+        row = runner.train()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at epoch {runner.epoch}; resume with: saferl train --algo {config.train.algo} "
+              f"--run-dir {run_dir} --resume", file=sys.stderr)
+        return 130
+    print(f"run directory: {run_dir}")
+    print(f"final: env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
+          f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.lagrange.cost_limit:g}) "
+          f"fps={row.get('fps', float('nan')):.0f}")
+    return 0
+
+
+def default_run_dir(config) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / config.env.id / f"{config.train.algo}-seed{config.train.seed}-{stamp}"
+
+
+def cmd_eval(args) -> int:
+    from saferl.runner import evaluate
+
+    if args.episodes < 1:
+        raise SafeRLError(f"--episodes must be >= 1, got {args.episodes}")
+    summary = evaluate(Path(args.run_dir), args.episodes, args.deterministic, args.seed)
+    print(f"{summary['env_id']} {summary['algo']}: return {summary['mean_return']:.2f} +- "
+          f"{summary['std_return']:.2f}, cost {summary['mean_cost']:.2f} +- {summary['std_cost']:.2f} "
+          f"over {args.episodes} episodes -> {Path(args.run_dir) / 'eval.json'}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval}
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SafeRLError as exc:
+        print(f"saferl: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
