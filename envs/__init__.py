@@ -1,0 +1,106 @@
+"""Environments for saferl: Safety-Gymnasium velocity tasks and a vectorised env API.
+
+Importing ``envs`` registers the velocity tasks with gymnasium (``Safety{HalfCheetah,Hopper,
+Walker2d,Ant,Humanoid,Swimmer}Velocity-v1`` and ``-v0``, plus the two-cost
+``SafetyHalfCheetahVelocityEffort-v1``), so ``gymnasium.make(id)`` works and reports
+``info["cost"]``. ``make_safe_env(id)`` gives one env with Safety-Gymnasium's 6-tuple ``step``.
+
+``make(id, num_envs, seed)`` returns a ``VectorEnv`` (see ``envs.vector.VectorEnv`` for the
+exact contract): velocity ids get the fast batched MuJoCo backend, anything else the generic
+``SyncVectorEnv``; ``backend="sync"`` forces the generic one.
+
+Plugging in your own env: register it with gymnasium (cost in ``info["cost"]``) and pass its id,
+or pass a zero-argument factory. Declare ``cost_names`` on the env when it has several costs::
+
+    class MyEnv(gymnasium.Env):
+        cost_names = ["hazard", "speed"]  # omit for a single cost
+        ...
+        def step(self, action):
+            ...
+            return obs, reward, terminated, truncated, {"cost": np.array([hazard, too_fast])}
+
+    vec = envs.make(lambda: gymnasium.wrappers.TimeLimit(MyEnv(), 500), num_envs=8, seed=0)
+
+A factory may also return any object with ``reset(seed=None) -> (obs, info)``, an
+``observation_space``/``action_space`` and a 6-tuple ``step`` (e.g. a Safety-Gymnasium env).
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Callable
+
+import gymnasium
+
+from envs.batched import BatchedVelocityEnv, physics_ceiling
+from envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv
+from envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
+
+register_velocity_envs()
+
+__all__ = [
+    "EFFORT_THRESHOLD",
+    "VELOCITY_ENV_IDS",
+    "BatchedVelocityEnv",
+    "SyncVectorEnv",
+    "VectorEnv",
+    "make",
+    "make_safe_env",
+    "physics_ceiling",
+]
+
+BACKENDS = ("auto", "batched", "sync")
+
+
+def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed: int | None = None, *,
+         backend: str = "auto", max_episode_steps: int | None = None, num_threads: int | None = None,
+         **kwargs) -> VectorEnv:
+    """N copies of an env behind the ``VectorEnv`` API.
+
+    ``env_id_or_factory``: one of our velocity ids, any gymnasium id whose env reports
+    ``info["cost"]``, or a zero-argument factory. ``seed``: env i is seeded with ``seed + i`` on
+    the first reset (None: fresh entropy). ``max_episode_steps`` overrides the time limit.
+    ``num_threads`` (batched backend): threads stepping the physics, default ``min(cores, N)``.
+    Other ``kwargs`` go to the env constructor (only for ids).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if callable(env_id_or_factory):
+        if kwargs:
+            raise TypeError(f"env kwargs {sorted(kwargs)} cannot be passed to a factory; bind them in it")
+        return SyncVectorEnv(env_id_or_factory, num_envs, seed, max_episode_steps=max_episode_steps)
+    env_id = _check_env_id(env_id_or_factory)
+    batched_ok = env_id in VELOCITY_TASKS and "render_mode" not in kwargs
+    if backend == "batched" and not batched_ok:
+        raise ValueError(f"no batched backend for {env_id!r} with these arguments; use backend='sync'")
+    if backend != "sync" and batched_ok:
+        return BatchedVelocityEnv(env_id, num_envs, seed, max_episode_steps=max_episode_steps,
+                                  num_threads=num_threads, **kwargs)
+
+    def factory():
+        return _gymnasium_make(env_id, max_episode_steps=max_episode_steps, **kwargs)
+
+    return SyncVectorEnv(factory, num_envs, seed, env_id=env_id, max_episode_steps=max_episode_steps)
+
+
+def make_safe_env(env_id: str, **kwargs) -> SafetyGymnasiumStep:
+    """One env whose ``step`` returns ``(obs, reward, cost, terminated, truncated, info)``."""
+    return SafetyGymnasiumStep(_gymnasium_make(_check_env_id(env_id), **kwargs))
+
+
+def _gymnasium_make(env_id: str, **kwargs) -> gymnasium.Env:
+    with warnings.catch_warnings():
+        # Our -v0 ids are a distinct benchmark variant, not an outdated version of -v1.
+        if env_id in VELOCITY_TASKS:
+            warnings.filterwarnings("ignore", message=".*is out of date.*")
+        return gymnasium.make(env_id, **kwargs)
+
+
+def _check_env_id(env_id: str) -> str:
+    if env_id in VELOCITY_TASKS or env_id in gymnasium.registry:
+        return env_id
+    known = list(VELOCITY_ENV_IDS) + [i for i in gymnasium.registry if i not in VELOCITY_TASKS]
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown env id {env_id!r}{hint}")

@@ -86,6 +86,7 @@ class PPOConfig:
     max_grad_norm: float | None = 40.0
     entropy_coef: float = 0.0
     value_coef: float = 1.0
+    compile: bool = False  # torch.compile the minibatch loss (first epoch pays the compile time)
 
     def validate(self):
         _check(self.update_epochs >= 1, "ppo.update_epochs must be >= 1")

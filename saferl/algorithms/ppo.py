@@ -34,12 +34,24 @@ class PPO:
             fused=True,
         )
         self.lagrange: LagrangeMultiplier | None = None
+        self.loss_fn = torch.compile(self.minibatch_loss) if self.cfg.compile else self.minibatch_loss
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
         return batch.reward_advantages
 
-    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray) -> dict:
+    def minibatch_loss(self, obs, actions, old_log_probs, advantages, reward_returns, cost_returns):
+        """Clipped surrogate + critic regression for one minibatch (compiled when `ppo.compile` is set)."""
         cfg, policy = self.cfg, self.policy
+        ratio = (policy.actor.log_prob(policy.actor(obs), actions) - old_log_probs).exp()
+        clipped_ratio = ratio.clamp(1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
+        policy_loss = -torch.min(ratio * advantages, clipped_ratio * advantages).mean()
+        value_loss = (policy.reward_critic(obs).squeeze(-1) - reward_returns).square().mean()
+        if self.uses_cost_critic:
+            value_loss = value_loss + (policy.cost_critic(obs) - cost_returns).square().mean()
+        return policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * policy.actor.entropy()
+
+    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray) -> dict:
+        cfg = self.cfg
         stats = {}
         if self.lagrange is not None:
             lambdas = self.lagrange.update(mean_episode_cost)
@@ -51,48 +63,32 @@ class PPO:
         size = len(batch)
         data = [batch.obs, batch.actions, batch.log_probs, advantages, batch.reward_returns, batch.cost_returns]
         shuffled = [torch.empty_like(t) for t in data]  # gathered once per epoch; minibatches are views
-        losses, clip_fractions, epochs_run = [], [], 0
+        epochs_run = 0
         for _ in range(cfg.update_epochs):
             permutation = torch.randperm(size)
             for source, target in zip(data, shuffled):
                 torch.index_select(source, 0, permutation, out=target)
-            obs_all, act_all, old_logp_all, adv_all, ret_all, cost_ret_all = shuffled
             for start in range(0, size, cfg.minibatch_size):
-                end = start + cfg.minibatch_size
-                obs, old_logp, adv = obs_all[start:end], old_logp_all[start:end], adv_all[start:end]
-
-                mean = policy.actor(obs)
-                log_ratio = policy.actor.log_prob(mean, act_all[start:end]) - old_logp
-                ratio = log_ratio.exp()
-                surrogate = torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_ratio, 1 + cfg.clip_ratio) * adv)
-                policy_loss = -surrogate.mean()
-                entropy = policy.actor.entropy()
-                value_loss = (policy.reward_critic(obs).squeeze(-1) - ret_all[start:end]).square().mean()
-                if self.uses_cost_critic:
-                    value_loss = value_loss + (policy.cost_critic(obs) - cost_ret_all[start:end]).square().mean()
-                loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
-
+                minibatch = [t[start:start + cfg.minibatch_size] for t in shuffled]
+                loss = self.loss_fn(*minibatch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
                 self.optimizer.step()
-                with torch.no_grad():
-                    losses.append(torch.stack([policy_loss, value_loss]))
-                    clip_fractions.append(((ratio - 1.0).abs() > cfg.clip_ratio).float().mean())
             epochs_run += 1
-            approx_kl = self.approx_kl(batch)
+            approx_kl, clip_fraction = self.policy_shift(batch)
             if cfg.target_kl is not None and approx_kl > cfg.target_kl:
                 break  # early stop: the policy moved too far from the one that collected the data
 
         self.epoch += 1
-        mean_losses = torch.stack(losses).mean(0)
+        with torch.no_grad():
+            value_loss = (self.policy.reward_critic(batch.obs).squeeze(-1) - batch.reward_returns).square().mean()
         stats.update(
-            policy_loss=float(mean_losses[0]),
-            value_loss=float(mean_losses[1]),
+            value_loss=float(value_loss),
             approx_kl=approx_kl,
-            clip_fraction=float(torch.stack(clip_fractions).mean()),
-            entropy=float(policy.actor.entropy().detach()),
+            clip_fraction=clip_fraction,
+            entropy=float(self.policy.actor.entropy().detach()),
             update_epochs=epochs_run,
             actor_lr=self.optimizer.param_groups[0]["lr"],
             explained_variance=explained_variance(batch.reward_values, batch.reward_returns),
@@ -100,10 +96,15 @@ class PPO:
         return stats
 
     @torch.no_grad()
-    def approx_kl(self, batch: RolloutBatch) -> float:
-        """Mean of (r - 1) - log r over the whole batch: an unbiased, non-negative KL(old || new) estimate."""
-        log_ratio = self.policy.actor.log_prob(self.policy.actor(batch.obs), batch.actions) - batch.log_probs
-        return float(((log_ratio.exp() - 1.0) - log_ratio).mean())
+    def policy_shift(self, batch: RolloutBatch) -> tuple[float, float]:
+        """Over the whole batch, after an epoch: approx KL(old || new) as mean((r - 1) - log r), which is
+        unbiased and non-negative, and the fraction of samples whose ratio left the clip range.
+        Measured once per epoch rather than per minibatch, to keep the minibatch loop lean."""
+        actor = self.policy.actor
+        log_ratio = actor.log_prob(actor(batch.obs), batch.actions) - batch.log_probs
+        ratio = log_ratio.exp()
+        approx_kl = float(((ratio - 1.0) - log_ratio).mean())
+        return approx_kl, float(((ratio - 1.0).abs() > self.cfg.clip_ratio).float().mean())
 
     def state_dict(self) -> dict:
         state = {"optimizer": self.optimizer.state_dict(), "epoch": self.epoch}

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from envs.toy import TOY_ID
+from saferl.config import build_config
+
+# The settings under which the toy task learns in seconds (see envs/toy.py).
+TOY_SETS = [
+    f"env.id={TOY_ID}",
+    "env.num_envs=8",
+    "train.total_steps=40000",
+    "train.steps_per_epoch=2000",
+    "train.episode_window=40",
+    "train.progress_bar=false",
+    "train.tensorboard=false",
+    "ppo.update_epochs=10",
+    "ppo.actor_lr=1e-3",
+    "lagrange.cost_limit=10",
+    "lagrange.multiplier_lr=0.5",
+]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def toy_config():
+    def make(algo="ppo_lag", extra=()):
+        return build_config(algo, sets=TOY_SETS + list(extra))
+
+    return make
