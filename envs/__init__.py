@@ -34,6 +34,7 @@ from collections.abc import Callable
 import gymnasium
 
 from envs.batched import BatchedVelocityEnv, physics_ceiling
+from envs.toy import TOY_ID, ToyVelocityVecEnv
 from envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv
 from envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
 
@@ -70,6 +71,8 @@ def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed:
         if kwargs:
             raise TypeError(f"env kwargs {sorted(kwargs)} cannot be passed to a factory; bind them in it")
         return SyncVectorEnv(env_id_or_factory, num_envs, seed, max_episode_steps=max_episode_steps)
+    if env_id_or_factory == TOY_ID:  # natively vectorised numpy task for fast learning tests
+        return ToyVelocityVecEnv(num_envs, seed, max_episode_steps)
     env_id = _check_env_id(env_id_or_factory)
     batched_ok = env_id in VELOCITY_TASKS and "render_mode" not in kwargs
     if backend == "batched" and not batched_ok:

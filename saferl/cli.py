@@ -35,6 +35,14 @@ def parse_args(argv):
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--deterministic", action="store_true")
     evaluate.add_argument("--seed", type=int)
+
+    bench = sub.add_parser("bench", help="measure throughput on this machine (a benchmark, not a test)")
+    bench.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
+    bench.add_argument("--steps", type=int, default=100_000, help="steps for the PPO/SB3 comparison")
+    bench.add_argument("--constrained-steps", type=int, default=40_000, help="steps for PPO-Lag and CPO")
+    bench.add_argument("--num-envs", type=int, default=8)
+    bench.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 run")
+    bench.add_argument("--out", help="JSON file (default bench-results/<env>-<time>.json)")
     return parser.parse_args(argv)
 
 
@@ -105,7 +113,23 @@ def cmd_eval(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval}
+def cmd_bench(args) -> int:
+    import envs
+    from saferl.bench import run_bench
+
+    try:
+        envs.make(args.env, num_envs=1).close()
+    except ValueError as exc:
+        raise SafeRLError(str(exc)) from None
+    for name in ("steps", "constrained_steps", "num_envs"):
+        if getattr(args, name) < 1:
+            raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1")
+    out = Path(args.out) if args.out else Path("bench-results") / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    run_bench(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench}
 
 
 def main(argv=None) -> int:

@@ -86,6 +86,13 @@ class PPOConfig:
     max_grad_norm: float | None = 40.0
     entropy_coef: float = 0.0
     value_coef: float = 1.0
+    objective: str = "clip"  # "clip" (PPO-Clip) or "kl_penalty" (PPO-KL, adaptive beta)
+    clip_low: float | None = None  # decoupled lower bound epsilon_low; None: clip_ratio
+    clip_high: float | None = None  # decoupled upper bound epsilon_high; None: clip_ratio
+    kl_penalty_target: float = 0.01
+    kl_penalty_init_beta: float = 1.0
+    clip_value_loss: bool = False
+    value_clip: float = 0.2
     compile: bool = False  # torch.compile the minibatch loss (first epoch pays the compile time)
 
     def validate(self):
@@ -95,6 +102,13 @@ class PPOConfig:
         _check(self.target_kl is None or self.target_kl > 0, "ppo.target_kl must be > 0 or null")
         _check(self.actor_lr > 0 and self.critic_lr > 0, "ppo learning rates must be > 0")
         _check(self.max_grad_norm is None or self.max_grad_norm > 0, "ppo.max_grad_norm must be > 0 or null")
+        _check(self.objective in ("clip", "kl_penalty"), "ppo.objective must be clip or kl_penalty")
+        for name in ("clip_low", "clip_high"):
+            value = getattr(self, name)
+            _check(value is None or 0 < value, f"ppo.{name} must be > 0 or null")
+        _check(self.clip_low is None or self.clip_low < 1, "ppo.clip_low must be < 1")
+        _check(self.kl_penalty_target > 0 and self.kl_penalty_init_beta >= 0, "ppo KL penalty settings must be > 0")
+        _check(self.value_clip > 0, "ppo.value_clip must be > 0")
 
 
 @dataclass
@@ -102,11 +116,70 @@ class LagrangeConfig:
     cost_limit: float = 25.0  # budget on the expected episode cost, per constraint
     multiplier_init: float = 0.001
     multiplier_lr: float = 0.035
+    method: str = "gradient"  # "gradient" (projected Adam ascent) or "pid" (Stooke et al. 2020)
+    # PID gains act on the error J_c - limit in episode-cost units (see saferl/lagrange.py for the reasoning).
+    pid_kp: float = 0.1
+    pid_ki: float = 0.01
+    pid_kd: float = 0.05
+    pid_cost_smoothing: float = 0.5  # EMA weight on the previous smoothed cost, for the derivative term
 
     def validate(self):
         _check(self.cost_limit >= 0, "lagrange.cost_limit must be >= 0")
         _check(self.multiplier_init >= 0, "lagrange.multiplier_init must be >= 0")
         _check(self.multiplier_lr > 0, "lagrange.multiplier_lr must be > 0")
+        _check(self.method in ("gradient", "pid"), "lagrange.method must be 'gradient' or 'pid'")
+        _check(min(self.pid_kp, self.pid_ki, self.pid_kd) >= 0, "lagrange.pid_kp/ki/kd must be >= 0")
+        _check(0.0 <= self.pid_cost_smoothing < 1.0, "lagrange.pid_cost_smoothing must be in [0, 1)")
+
+
+@dataclass
+class PGConfig:
+    """Plain policy gradient (`--algo pg`); its critics use the `trpo.critic_*` settings."""
+
+    lr: float = 0.1  # theta += lr * preprocess(grad of the surrogate), one step per epoch
+    grad_preprocess: str = "norm"  # "norm": rescale to max_grad_norm if longer; "clip": per component; "none"
+    max_grad_norm: float = 1.0  # L_max of norm scaling
+    clip_value: float = 0.05  # bound on each gradient component for "clip"
+
+    def validate(self):
+        _check(self.lr > 0, "pg.lr must be > 0")
+        _check(self.grad_preprocess in ("norm", "clip", "none"), "pg.grad_preprocess must be norm, clip or none")
+        _check(self.max_grad_norm > 0 and self.clip_value > 0, "pg.max_grad_norm and pg.clip_value must be > 0")
+
+
+@dataclass
+class TRPOConfig:
+    """Natural-gradient settings shared by npg, trpo, trpo_lag and cpo, and the critic fit of the whole family."""
+
+    target_kl: float = 0.01  # delta: the bound on the mean KL(old || new) of one update
+    cg_iters: int = 15
+    cg_damping: float = 0.1  # F + damping I: keeps CG stable where the Fisher is nearly singular
+    backtrack_coef: float = 0.8  # the line search tries step fractions backtrack_coef**k
+    max_backtracks: int = 15
+    critic_lr: float = 1e-3
+    critic_epochs: int = 10
+    critic_minibatch_size: int = 128
+
+    def validate(self):
+        _check(self.target_kl > 0, "trpo.target_kl must be > 0")
+        _check(self.cg_iters >= 1 and self.max_backtracks >= 1, "trpo.cg_iters and trpo.max_backtracks must be >= 1")
+        _check(self.cg_damping >= 0, "trpo.cg_damping must be >= 0")
+        _check(0.0 < self.backtrack_coef < 1.0, "trpo.backtrack_coef must be in (0, 1)")
+        _check(self.critic_lr > 0, "trpo.critic_lr must be > 0")
+        _check(self.critic_epochs >= 1 and self.critic_minibatch_size >= 1,
+               "trpo.critic_epochs and trpo.critic_minibatch_size must be >= 1")
+
+
+@dataclass
+class CPOConfig:
+    """CPO-only settings; the trust region itself is `trpo.*`."""
+
+    # Slack in the line search's cost test, as a fraction of the most one full trust-region step can change
+    # each cost surrogate (sqrt(2 delta s_i)): absorbs the second-order terms the linearisation ignores.
+    cost_tolerance: float = 0.05
+
+    def validate(self):
+        _check(self.cost_tolerance >= 0, "cpo.cost_tolerance must be >= 0")
 
 
 @dataclass
@@ -116,6 +189,9 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     lagrange: LagrangeConfig = field(default_factory=LagrangeConfig)
+    pg: PGConfig = field(default_factory=PGConfig)
+    trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    cpo: CPOConfig = field(default_factory=CPOConfig)
 
     def validate(self) -> Config:
         for section in dataclasses.fields(self):

@@ -184,7 +184,7 @@ class Runner:
     def episode_stats(self) -> tuple[float, np.ndarray, float]:
         if not self.episodes:
             return float("nan"), np.full(self.num_costs, np.nan), float("nan")
-        returns, costs, lengths = zip(*self.episodes)
+        returns, costs, lengths = zip(*self.episodes, strict=True)
         return float(np.mean(returns)), np.mean(np.stack(costs), axis=0), float(np.mean(lengths))
 
     # -- main loop -----------------------------------------------------------------------------

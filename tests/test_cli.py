@@ -13,7 +13,8 @@ from saferl.cli import main
 from saferl.logger import read_progress
 from tests.conftest import TOY_SETS
 
-TRAIN = ["train", "--algo", "ppo_lag", "--set", *TOY_SETS]
+# --steps is given per test; --set would override it (flags come before --set in precedence)
+TRAIN = ["train", "--algo", "ppo_lag", "--set", *[s for s in TOY_SETS if not s.startswith("train.total_steps")]]
 
 
 def run_cli(capsys, args):

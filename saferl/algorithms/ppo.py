@@ -1,7 +1,13 @@
-"""PPO (clipped surrogate) and PPO-Lagrangian.
+"""PPO and PPO-Lagrangian, with the textbook variants as options.
 
-PPO-Lag differs from PPO in two lines: the multiplier is updated once per epoch from the recent
-mean episode cost, and the policy's advantage becomes (A_r - lambda . A_c) / (1 + sum lambda).
+- objective "clip" (default): the clipped surrogate, with decoupled bounds [1 - clip_low, 1 + clip_high]
+  (both default to clip_ratio);
+- objective "kl_penalty" (PPO-KL): the unclipped surrogate minus beta * KL(old || new), where beta halves
+  when the measured KL is under kl_penalty_target / 1.5 and doubles when it is over 1.5 * target;
+- clip_value_loss: the critic's change per update is clipped around its old prediction (PPO2 style).
+
+PPO-Lag differs from PPO in two places: the multiplier is updated once per epoch from the recent mean
+episode cost, and the policy's advantage becomes (A_r - lambda . A_c) / (1 + sum lambda).
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from policies.actor_critic import ActorCritic
+from policies.actor_critic import ActorCritic, gaussian_kl
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.lagrange import LagrangeMultiplier
@@ -23,6 +29,7 @@ class PPO:
         self.cfg = config.ppo
         self.total_epochs = max(total_epochs, 1)
         self.epoch = 0
+        self.kl_beta = self.cfg.kl_penalty_init_beta
         critic_params = list(policy.reward_critic.parameters())
         if self.uses_cost_critic:
             critic_params += list(policy.cost_critic.parameters())
@@ -39,16 +46,36 @@ class PPO:
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
         return batch.reward_advantages
 
-    def minibatch_loss(self, obs, actions, old_log_probs, advantages, reward_returns, cost_returns):
-        """Clipped surrogate + critic regression for one minibatch (compiled when `ppo.compile` is set)."""
+    def minibatch_loss(self, obs, actions, old_log_probs, old_means, advantages, reward_returns, cost_returns,
+                       old_reward_values, old_cost_values, kl_beta):
+        """Policy surrogate + critic regression for one minibatch (compiled when `ppo.compile` is set)."""
         cfg, policy = self.cfg, self.policy
-        ratio = (policy.actor.log_prob(policy.actor(obs), actions) - old_log_probs).exp()
-        clipped_ratio = ratio.clamp(1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
-        policy_loss = -torch.min(ratio * advantages, clipped_ratio * advantages).mean()
-        value_loss = (policy.reward_critic(obs).squeeze(-1) - reward_returns).square().mean()
+        mean = policy.actor(obs)
+        ratio = (policy.actor.log_prob(mean, actions) - old_log_probs).exp()
+        if cfg.objective == "clip":
+            clipped_ratio = ratio.clamp(1.0 - self.clip_low, 1.0 + self.clip_high)
+            policy_loss = -torch.min(ratio * advantages, clipped_ratio * advantages).mean()
+        else:  # "kl_penalty": exact Gaussian KL to the policy that collected the data
+            kl = gaussian_kl(old_means, self.old_log_std, mean, policy.actor.log_std).mean()
+            policy_loss = -(ratio * advantages).mean() + kl_beta * kl
+        value_loss = self.value_loss(policy.reward_critic(obs).squeeze(-1), old_reward_values, reward_returns)
         if self.uses_cost_critic:
-            value_loss = value_loss + (policy.cost_critic(obs) - cost_returns).square().mean()
+            value_loss = value_loss + self.value_loss(policy.cost_critic(obs), old_cost_values, cost_returns)
         return policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * policy.actor.entropy()
+
+    def value_loss(self, prediction, old_prediction, target):
+        if not self.cfg.clip_value_loss:
+            return (prediction - target).square().mean()
+        clipped = old_prediction + (prediction - old_prediction).clamp(-self.cfg.value_clip, self.cfg.value_clip)
+        return torch.max((prediction - target).square(), (clipped - target).square()).mean()
+
+    @property
+    def clip_low(self) -> float:
+        return self.cfg.clip_ratio if self.cfg.clip_low is None else self.cfg.clip_low
+
+    @property
+    def clip_high(self) -> float:
+        return self.cfg.clip_ratio if self.cfg.clip_high is None else self.cfg.clip_high
 
     def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray) -> dict:
         cfg = self.cfg
@@ -59,18 +86,23 @@ class PPO:
         advantages = self.advantages(batch)
         if cfg.anneal_lr:
             self.optimizer.param_groups[0]["lr"] = cfg.actor_lr * (1.0 - self.epoch / self.total_epochs)
+        with torch.no_grad():  # the data-collecting policy, for the KL penalty
+            old_means = self.policy.actor(batch.obs)
+            self.old_log_std = self.policy.actor.log_std.detach().clone()
 
         size = len(batch)
-        data = [batch.obs, batch.actions, batch.log_probs, advantages, batch.reward_returns, batch.cost_returns]
+        data = [batch.obs, batch.actions, batch.log_probs, old_means, advantages, batch.reward_returns,
+                batch.cost_returns, batch.reward_values, batch.cost_values]
         shuffled = [torch.empty_like(t) for t in data]  # gathered once per epoch; minibatches are views
+        kl_beta = torch.tensor(self.kl_beta)
         epochs_run = 0
         for _ in range(cfg.update_epochs):
             permutation = torch.randperm(size)
-            for source, target in zip(data, shuffled):
+            for source, target in zip(data, shuffled, strict=True):
                 torch.index_select(source, 0, permutation, out=target)
             for start in range(0, size, cfg.minibatch_size):
                 minibatch = [t[start:start + cfg.minibatch_size] for t in shuffled]
-                loss = self.loss_fn(*minibatch)
+                loss = self.loss_fn(*minibatch, kl_beta)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.max_grad_norm is not None:
@@ -81,6 +113,12 @@ class PPO:
             if cfg.target_kl is not None and approx_kl > cfg.target_kl:
                 break  # early stop: the policy moved too far from the one that collected the data
 
+        if cfg.objective == "kl_penalty":  # adapt beta for the next update (Schulman et al. 2017, sec. 4)
+            if approx_kl < cfg.kl_penalty_target / 1.5:
+                self.kl_beta /= 2.0
+            elif approx_kl > cfg.kl_penalty_target * 1.5:
+                self.kl_beta *= 2.0
+            stats["kl_beta"] = self.kl_beta
         self.epoch += 1
         with torch.no_grad():
             value_loss = (self.policy.reward_critic(batch.obs).squeeze(-1) - batch.reward_returns).square().mean()
@@ -104,10 +142,11 @@ class PPO:
         log_ratio = actor.log_prob(actor(batch.obs), batch.actions) - batch.log_probs
         ratio = log_ratio.exp()
         approx_kl = float(((ratio - 1.0) - log_ratio).mean())
-        return approx_kl, float(((ratio - 1.0).abs() > self.cfg.clip_ratio).float().mean())
+        outside = (ratio < 1.0 - self.clip_low) | (ratio > 1.0 + self.clip_high)
+        return approx_kl, float(outside.float().mean())
 
     def state_dict(self) -> dict:
-        state = {"optimizer": self.optimizer.state_dict(), "epoch": self.epoch}
+        state = {"optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "kl_beta": self.kl_beta}
         if self.lagrange is not None:
             state["lagrange"] = self.lagrange.state_dict()
         return state
@@ -115,6 +154,7 @@ class PPO:
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]
+        self.kl_beta = state.get("kl_beta", self.cfg.kl_penalty_init_beta)
         if self.lagrange is not None:
             self.lagrange.load_state_dict(state["lagrange"])
 

@@ -1,0 +1,167 @@
+"""Constrained Policy Optimization (Achiam et al., 2017) for K >= 1 cost constraints.
+
+Each update linearises reward and costs around pi_old and solves, in parameter space,
+
+    maximise g'x   s.t.   b_i'x + c_i <= 0 (i = 1..K),   (1/2) x'Hx <= delta,
+
+through its (K + 1)-dimensional dual (saferl/cpo_dual.py), with g and b_i the gradients of the per-step
+reward and cost surrogates mean(pi / pi_old * A) and H the Fisher of the mean KL (CG solves give q, r, S).
+
+The scale of c (one choice, documented). The constraint is on the expected episode cost J_c, but b_i is
+the gradient of a per-step average: cost advantages are per-step GAE values, and the surrogate averages
+them over all samples. Summed over the T steps of an episode, those per-step advantages estimate the
+change of the episode cost, so J_c(pi_new) - J_c(pi_old) ~ T b_i'x. The linearised constraint
+J_c + T b_i'x <= limit is therefore b_i'x + (J_c - limit) / T <= 0:
+
+    c_i = (mean episode cost_i - limit_i) / T,   T = mean episode length,
+
+the scale of safety-starter-agents (the original CPO code). Leaving c in episode units (OmniSafe) makes
+the constraint T times too tight or too loose relative to b, so the dual sees violations that one trust
+region step could never fix (spurious "infeasible" updates) or slack it cannot use. T is the measured mean
+episode length when the runner passes it to update(), else `env.max_episode_steps`, else 1000 (the
+velocity and navigation tasks' time limit); the same T converts line-search changes back to episode units
+for logging. Discounting is ignored here, as in every CPO implementation: samples weigh all steps alike.
+
+Cases (`cpo_case` in the logs): 0 "reward_only" (no constraint binds: the TRPO step), 1 "normal" (some
+constraint binds: x = (H^-1 g - H^-1 B nu) / lam), 2 "infeasible" (no point of the trust region satisfies
+the linearised constraints: the recovery step x = -H^-1 B w that reduces the violation).
+
+Line search (backtracking from the full step): accept the first fraction f with mean KL <= delta, every cost
+surrogate change <= max(0, f b_i'x) + f tol_i (the increase the linearisation allowed, never more; a
+promised decrease need only not increase, as in the original code), and, when the current policy satisfies
+every constraint (all c_i <= 0, so x = 0 is admissible), a reward surrogate that does not decrease. While a
+constraint is violated the reward is not checked: the best feasible step may have to give up reward (g'x < 0
+to first order), and demanding none would reject every fraction. tol_i = cpo.cost_tolerance *
+sqrt(2 delta s_i), a fraction of the largest change a full trust-region step can make to constraint i,
+absorbs the second-order terms. If nothing passes, the policy keeps its parameters for this epoch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from policies.actor_critic import ActorCritic
+from saferl.algorithms.policy_gradient import PG, fit_critics, kl_to_detached_self, mean_kl, surrogate
+from saferl.buffer import RolloutBatch
+from saferl.config import Config
+from saferl.cpo_dual import cpo_recovery_weights, primal_step, solve_cpo_dual
+from saferl.trust_region import backtracking_line_search, conjugate_gradient, fisher_vector_product_fn, flat_grad
+
+DEFAULT_EPISODE_LENGTH = 1000  # T when neither the runner nor env.max_episode_steps gives one
+CASE_CODES = {"reward_only": 0, "normal": 1, "infeasible": 2}
+
+
+class CPO(PG):
+    uses_cost_critic = True
+
+    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int):
+        super().__init__(policy, config, total_epochs)
+        self.cost_limits = np.full(policy.num_costs, float(config.lagrange.cost_limit))
+        self.episode_length = config.env.max_episode_steps or DEFAULT_EPISODE_LENGTH
+        self.case_counts = dict.fromkeys(CASE_CODES, 0)
+
+    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray, mean_episode_length=None) -> dict:
+        start = time.perf_counter()
+        cfg, actor = self.cfg, self.policy.actor
+        params = list(actor.parameters())
+        num_costs = batch.cost_advantages.shape[1]
+        delta = cfg.target_kl
+        with torch.no_grad():
+            old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
+
+        # 1. g and B = [b_1 .. b_K]: gradients of the reward and cost surrogates at pi_old.
+        reward_surrogate = surrogate(actor, batch, batch.reward_advantages)
+        grad = flat_grad(reward_surrogate, params)
+        cost_surrogates = surrogate(actor, batch, batch.cost_advantages)  # [K]
+        cost_grads = torch.stack([flat_grad(cost_surrogates[i], params, retain_graph=i < num_costs - 1)
+                                  for i in range(num_costs)], dim=1)  # [n, K]
+
+        # 2. H^-1 g and H^-1 B by conjugate gradient, hence the dual's q = g'H^-1 g, r = B'H^-1 g, S = B'H^-1 B.
+        fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), params, cfg.cg_damping)
+        hinv_grad = conjugate_gradient(fisher, grad, cfg.cg_iters)
+        hinv_cost_grads = torch.stack([conjugate_gradient(fisher, cost_grads[:, i], cfg.cg_iters)
+                                       for i in range(num_costs)], dim=1)
+        del fisher
+        q = float(grad.double() @ hinv_grad.double())
+        r = (cost_grads.T.double() @ hinv_grad.double()).numpy()
+        S = (cost_grads.T.double() @ hinv_cost_grads.double()).numpy()
+        S = 0.5 * (S + S.T)  # CG makes it slightly asymmetric
+
+        # 3. c = (J_c - limit) / T: the episode-cost gap per step, the scale of the per-step surrogate.
+        episode_length = float(mean_episode_length or self.episode_length)
+        episode_cost = np.asarray(mean_episode_cost, dtype=np.float64).reshape(-1)
+        episode_cost = np.where(np.isfinite(episode_cost), episode_cost, self.cost_limits)  # no episode: c = 0
+        c = (episode_cost - self.cost_limits) / episode_length
+
+        # 4. The dual, then the step: primal when feasible, recovery otherwise.
+        dual_start = time.perf_counter()
+        solution = solve_cpo_dual(q, r, S, c, delta)
+        if solution.feasible:
+            step = primal_step(hinv_grad.double().numpy(), hinv_cost_grads.double().numpy(), solution)
+        else:
+            weights = cpo_recovery_weights(S, c, delta)
+            step = -hinv_cost_grads.double().numpy() @ weights
+        dual_solve_ms = 1e3 * (time.perf_counter() - dual_start)
+        full_step = torch.as_tensor(step, dtype=grad.dtype)
+
+        # 5. Line search against the measured KL, the linearisation's cost promise and (if feasible) the reward.
+        predicted_cost_change = (cost_grads.T @ full_step).detach()  # b_i'x for the full step, [K]
+        reach = np.sqrt(2.0 * delta * np.clip(np.diag(S), 0.0, None))  # most a full step can change b_i'x
+        tolerance = torch.as_tensor(self.config.cpo.cost_tolerance * reach, dtype=grad.dtype)
+        reward_old, costs_old = float(reward_surrogate.detach()), cost_surrogates.detach()
+
+        def evaluate() -> dict:
+            return {"kl": float(mean_kl(actor, batch.obs, old_mean, old_log_std)),
+                    "reward": float(surrogate(actor, batch, batch.reward_advantages)),
+                    "cost_change": surrogate(actor, batch, batch.cost_advantages) - costs_old}
+
+        currently_safe = bool(np.all(c <= 0.0))  # x = 0 is admissible: a step must then beat it on reward
+
+        def accept(info: dict, step_fraction: float) -> bool:
+            allowed = torch.clamp(step_fraction * predicted_cost_change, min=0.0) + step_fraction * tolerance
+            return (info["kl"] <= delta and bool(torch.all(info["cost_change"] <= allowed))
+                    and (not currently_safe or info["reward"] >= reward_old))
+
+        search = backtracking_line_search(params, full_step, evaluate, accept, cfg.max_backtracks,
+                                          cfg.backtrack_coef)
+
+        with torch.no_grad():
+            kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
+            reward_change = float(surrogate(actor, batch, batch.reward_advantages)) - reward_old
+            cost_change = (surrogate(actor, batch, batch.cost_advantages) - costs_old).numpy()
+        stats = fit_critics(self.policy, self.critic_optimizer, batch, self.cfg, fit_cost=True)
+        self.epoch += 1
+        self.case_counts[solution.case] += 1
+        stats.update(
+            cpo_case=CASE_CODES[solution.case],
+            cpo_lambda=solution.lam,
+            cpo_q=q,
+            approx_kl=kl,
+            step_fraction=search.step_fraction,
+            line_search_accepted=float(search.accepted),
+            reward_surrogate_change=reward_change,
+            dual_solve_ms=dual_solve_ms,
+            entropy=float(actor.entropy().detach()),
+            step_norm=float(search.step_fraction * full_step.norm()),
+        )
+        stats.update({f"cpo_case_{case}_count": count for case, count in self.case_counts.items()})
+        for i in range(num_costs):
+            stats[f"cpo_nu_{i}"] = float(solution.nu[i])
+            stats[f"cpo_c_{i}"] = float(c[i] * episode_length)  # in episode-cost units, as logged costs
+            # Linearised and measured change of the episode cost from the accepted step, in episode units.
+            stats[f"cpo_predicted_cost_change_{i}"] = float(search.step_fraction * predicted_cost_change[i]
+                                                            * episode_length)
+            stats[f"cpo_cost_change_{i}"] = float(cost_change[i] * episode_length)
+        stats["update_ms"] = 1e3 * (time.perf_counter() - start)
+        return stats
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "case_counts": dict(self.case_counts)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.case_counts.update(state.get("case_counts", {}))
+

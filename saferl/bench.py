@@ -1,0 +1,133 @@
+"""`saferl bench`: throughput on this machine, measured side by side in one run.
+
+Prints (and writes as JSON, to compare across commits):
+1. the open-loop physics ceiling (bare `mj_step`, all cores);
+2. collection with the policy in the loop and no updates;
+3. end-to-end PPO at Stable-Baselines3's default hyperparameters, and SB3's own PPO on the same env
+   and settings when it is installed (`pip install -e .[bench]`), with the ratio;
+4. PPO-Lag and CPO with the project's defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from saferl.algorithms import ALGORITHMS
+from saferl.config import build_config
+from saferl.io import versions, write_json
+
+# Stable-Baselines3 PPO defaults: 64x64 tanh (separate actor and critic), n_steps 2048, batch 64,
+# 10 epochs, lr 3e-4 constant, clip 0.2, gamma 0.99, GAE 0.95, vf_coef 0.5, max_grad_norm 0.5,
+# no target KL, no observation normalisation, advantages standardised.
+SB3_EQUIVALENT = [
+    "train.steps_per_epoch=2048",
+    "ppo.update_epochs=10",
+    "ppo.minibatch_size=64",
+    "ppo.actor_lr=3e-4",
+    "ppo.critic_lr=3e-4",
+    "ppo.anneal_lr=false",
+    "ppo.clip_ratio=0.2",
+    "ppo.target_kl=null",
+    "ppo.value_coef=0.5",
+    "ppo.max_grad_norm=0.5",
+    "model.normalize_obs=false",
+]
+QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
+
+
+def train_rate(algo: str, env_id: str, steps: int, num_envs: int, sets: list[str]) -> dict:
+    """Steps/s of a real `Runner.train()` (collection + update + logging + checkpoints)."""
+    from saferl.runner import Runner
+
+    config = build_config(algo, sets=[f"env.id={env_id}", f"env.num_envs={num_envs}",
+                                      f"train.total_steps={steps}", *QUIET, *sets])
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Runner(config, Path(tmp) / "run")
+        start = time.perf_counter()
+        row = runner.train()
+        seconds = time.perf_counter() - start
+    return {"algo": algo, "steps": runner.env_steps, "seconds": seconds, "steps_per_s": runner.env_steps / seconds,
+            "num_envs": num_envs, "update_seconds_last_epoch": row.get("update_seconds"),
+            "collect_fps_last_epoch": row.get("collect_fps")}
+
+
+def collection_rate(env_id: str, num_envs: int, steps: int) -> float:
+    """Policy in the loop (normalise, act, store), no updates."""
+    from saferl.runner import Runner
+
+    config = build_config("ppo", sets=[f"env.id={env_id}", f"env.num_envs={num_envs}",
+                                       f"train.steps_per_epoch={steps}", *QUIET])
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Runner(config, Path(tmp) / "run")
+        runner.collect()  # warm-up
+        start = time.perf_counter()
+        runner.collect()
+        seconds = time.perf_counter() - start
+        runner.env.close()
+    return runner.steps_per_epoch / seconds
+
+
+def sb3_rate(env_id: str, steps: int) -> float | None:
+    try:
+        from stable_baselines3 import PPO as SB3PPO
+    except ImportError:
+        return None
+    import gymnasium
+
+    import envs  # noqa: F401  (registers the ids with gymnasium)
+
+    torch.set_num_threads(1)
+    model = SB3PPO("MlpPolicy", gymnasium.make(env_id), n_steps=2048, batch_size=64, n_epochs=10,
+                   device="cpu", seed=0, verbose=0)
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    return steps / (time.perf_counter() - start)
+
+
+def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 8, constrained_steps: int = 40_000,
+              with_sb3: bool = True, out: Path | None = None, log=print) -> dict:
+    import envs
+
+    torch.set_num_threads(1)
+    results: dict = {"env_id": env_id, "cores": os.cpu_count(), "versions": versions(),
+                     "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    ceiling = envs.physics_ceiling(env_id, num_envs=16, seconds=3.0)
+    results["physics_ceiling_steps_per_s"] = ceiling
+    log(f"physics ceiling (mj_step, 16 envs, {os.cpu_count()} cores): {ceiling:,.0f} steps/s")
+
+    collect = collection_rate(env_id, num_envs=16, steps=16 * 1024)
+    results["collection_steps_per_s"] = collect
+    log(f"collection, policy in the loop (16 envs): {collect:,.0f} steps/s = {collect / ceiling:.0%} of ceiling")
+
+    ours = train_rate("ppo", env_id, steps, num_envs, SB3_EQUIVALENT)
+    results["ppo_sb3_settings"] = ours
+    log(f"PPO end-to-end, SB3 settings ({num_envs} envs x {2048 // num_envs} steps): "
+        f"{ours['steps_per_s']:,.0f} steps/s ({ours['seconds']:.1f} s for {ours['steps']} steps)")
+    sb3 = sb3_rate(env_id, steps) if with_sb3 else None
+    results["sb3_ppo_steps_per_s"] = sb3
+    if sb3 is None:
+        log("Stable-Baselines3 not installed (pip install -e .[bench]): no side-by-side ratio")
+    else:
+        results["ratio_vs_sb3"] = ours["steps_per_s"] / sb3
+        log(f"Stable-Baselines3 PPO, same settings (1 env): {sb3:,.0f} steps/s "
+            f"-> ratio {results['ratio_vs_sb3']:.2f}x")
+
+    for algo in ("ppo_lag", "cpo"):
+        if algo not in ALGORITHMS:
+            continue
+        rate = train_rate(algo, env_id, constrained_steps, num_envs, [])
+        results[f"{algo}_defaults"] = rate
+        log(f"{algo} end-to-end, project defaults: {rate['steps_per_s']:,.0f} steps/s "
+            f"({rate['steps']} steps, {rate['seconds']:.1f} s)")
+
+    if out is not None:
+        write_json(out, results)
+        log(f"results written to {out}")
+    return results
+
+
