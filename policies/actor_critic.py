@@ -35,6 +35,45 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str, out
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
+# Hand-written forward/backward for the MLPs above, used by PPO's minibatch loop: on a CPU with
+# minibatches of 64, autograd's per-op bookkeeping costs more than the arithmetic, and these two
+# functions do the same maths in half the time (tests/test_ppo.py checks them against autograd).
+def activation_derivative(activation: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """d(activation)/d(input), written in terms of the activation's output."""
+    if isinstance(activation, nn.Tanh):
+        return 1.0 - output * output
+    if isinstance(activation, nn.ReLU):
+        return (output > 0).to(output.dtype)
+    if isinstance(activation, nn.ELU) and activation.alpha == 1.0:
+        return torch.where(output > 0, 1.0, output + 1.0)
+    raise NotImplementedError(f"no hand-written derivative for {activation}")
+
+
+@torch.no_grad()
+def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """Forward pass that keeps every layer's output (the input first) for `mlp_backward`."""
+    outputs = [x]
+    for layer in net:
+        x = torch.addmm(layer.bias, x, layer.weight.t()) if isinstance(layer, nn.Linear) else layer(x)
+        outputs.append(x)
+    return outputs
+
+
+@torch.no_grad()
+def mlp_backward(net: nn.Sequential, outputs: list[torch.Tensor], grad_output: torch.Tensor) -> None:
+    """Write dL/dparam into each parameter's `.grad` (overwriting it) given dL/d(net output)."""
+    grad = grad_output
+    for index in range(len(net) - 1, -1, -1):
+        layer = net[index]
+        if isinstance(layer, nn.Linear):
+            layer.weight.grad = torch.mm(grad.t(), outputs[index])
+            layer.bias.grad = grad.sum(0)
+            if index > 0:
+                grad = torch.mm(grad, layer.weight)
+        else:
+            grad = grad * activation_derivative(layer, outputs[index + 1])
+
+
 def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Log-density of a diagonal Gaussian, summed over action dims; written out to skip Normal's overhead."""
     z = (actions - mean) * torch.exp(-log_std)

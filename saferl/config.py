@@ -93,6 +93,7 @@ class PPOConfig:
     kl_penalty_init_beta: float = 1.0
     clip_value_loss: bool = False
     value_clip: float = 0.2
+    manual_gradients: bool = True  # hand-written backward for the clip objective (2x faster on CPU)
     compile: bool = False  # torch.compile the minibatch loss (first epoch pays the compile time)
 
     def validate(self):

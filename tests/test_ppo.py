@@ -49,3 +49,50 @@ def test_ppo_lag_meets_the_budget_where_ppo_does_not(tmp_path, toy_config):
     assert float(ppo["ep_cost"]) > 30.0 and float(ppo["ep_return"]) > 30.0  # PPO learned to run, unsafely
     assert float(lag["ep_cost"]) < 10.0  # PPO-Lag ends under the limit
     assert float(lag["lagrange_multiplier"]) > 0.0
+
+
+@pytest.mark.parametrize("algo", ["ppo", "ppo_lag"])
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+def test_manual_gradients_equal_autograd(algo, activation):
+    from policies.actor_critic import ActorCritic
+    from saferl.algorithms import ALGORITHMS
+    from saferl.config import build_config
+
+    config = build_config(algo, sets=[f"model.activation={activation}", "ppo.entropy_coef=0.01",
+                                      "ppo.clip_low=0.1", "ppo.clip_high=0.3", "ppo.value_coef=0.7"])
+    torch.manual_seed(0)
+    policy = ActorCritic(5, 3, num_costs=2, activation=activation, init_log_std=-0.3)
+    algorithm = ALGORITHMS[algo](policy, config, total_epochs=10)
+    size = 64
+    obs, actions = torch.randn(size, 5), torch.randn(size, 3) * 0.5
+    with torch.no_grad():
+        old_log_probs = policy.actor.log_prob(policy.actor(obs), actions) + 0.3 * torch.randn(size)
+    minibatch = [obs, actions, old_log_probs, torch.zeros(size, 3), torch.randn(size), torch.randn(size),
+                 torch.randn(size, 2), torch.randn(size), torch.randn(size, 2), torch.tensor(1.0)]
+    algorithm.optimizer.zero_grad()
+    algorithm.minibatch_loss(*minibatch).backward()
+    expected = {name: p.grad.clone() for name, p in policy.named_parameters() if p.grad is not None}
+    algorithm.optimizer.zero_grad()
+    algorithm.manual_gradients(*minibatch)
+    got = {name: p.grad for name, p in policy.named_parameters() if p.grad is not None}
+    assert got.keys() == expected.keys()
+    ratio = (policy.actor.log_prob(policy.actor(obs), actions) - old_log_probs).exp()
+    assert ((ratio < 0.9) | (ratio > 1.3)).any() and ((ratio > 0.9) & (ratio < 1.3)).any()  # both branches
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_clip_grad_norm_matches_torch():
+    from saferl.algorithms.ppo import clip_grad_norm
+
+    params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(7))]
+    for p in params:
+        p.grad = torch.randn_like(p) * 5
+    reference = [p.grad.clone() for p in params]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    expected = [p.grad.clone() for p in params]
+    for p, g in zip(params, reference, strict=True):
+        p.grad = g.clone()
+    clip_grad_norm(params, 1.0)
+    for p, e in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.grad, e)
