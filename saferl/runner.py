@@ -210,7 +210,7 @@ class Runner:
                     cfg.cost_gae_lambda, cfg.standardize_reward_adv, cfg.center_cost_adv)
                 ep_return, ep_costs, ep_length = self.episode_stats()
                 update_start = time.perf_counter()
-                stats = self.algorithm.update(batch, ep_costs)
+                stats = self.algorithm.update(batch, ep_costs, ep_length)
                 update_seconds = time.perf_counter() - update_start
                 self.policy.normalizer.update(torch.from_numpy(self.buffer.raw_obs))
                 self.epoch += 1

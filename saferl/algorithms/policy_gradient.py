@@ -115,7 +115,7 @@ class PG:
         critic_params = list(policy.reward_critic.parameters())
         if self.uses_cost_critic:
             critic_params += list(policy.cost_critic.parameters())
-        self.critic_optimizer = torch.optim.Adam(critic_params, lr=self.cfg.critic_lr)
+        self.critic_optimizer = torch.optim.Adam(critic_params, lr=self.cfg.critic_lr, fused=True)
         self.lagrange = make_multiplier(config, policy.num_costs) if self.lagrangian else None
 
     def update_multiplier(self, mean_episode_cost: np.ndarray) -> dict:

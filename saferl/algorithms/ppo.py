@@ -18,7 +18,7 @@ import torch
 from policies.actor_critic import LOG_SQRT_2PI, ActorCritic, gaussian_kl, mlp_backward, mlp_forward
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
-from saferl.lagrange import LagrangeMultiplier
+from saferl.lagrange import LagrangeMultiplier, make_multiplier
 
 
 class PPO:
@@ -109,7 +109,7 @@ class PPO:
     def clip_high(self) -> float:
         return self.cfg.clip_ratio if self.cfg.clip_high is None else self.cfg.clip_high
 
-    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray) -> dict:
+    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray, mean_episode_length=None) -> dict:
         cfg = self.cfg
         stats = {}
         if self.lagrange is not None:
@@ -199,8 +199,7 @@ class PPOLag(PPO):
 
     def __init__(self, policy: ActorCritic, config: Config, total_epochs: int):
         super().__init__(policy, config, total_epochs)
-        lag = config.lagrange
-        self.lagrange = LagrangeMultiplier(policy.num_costs, lag.cost_limit, lag.multiplier_init, lag.multiplier_lr)
+        self.lagrange = make_multiplier(config, policy.num_costs)
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
         lambdas = torch.as_tensor(self.lagrange.value)

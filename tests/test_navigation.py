@@ -1,0 +1,343 @@
+"""Native Safety-Gymnasium navigation suite against REFERENCE.md, with hand-worked numbers.
+
+Scenes are built with ``NavigationSim.set_state`` (robot pose and object positions set
+exactly), so lidar, cost and reward checks compare against numbers written out by hand.
+"""
+
+import os
+import subprocess
+import sys
+
+import gymnasium
+import numpy as np
+import pytest
+
+from envs.navigation import NAVIGATION_IDS, make_navigation_vec, register_navigation_envs, task_spec
+from envs.navigation.layout import sample_layout
+from envs.navigation.lidar import pseudo_lidar
+from envs.navigation.sim import NavigationSim
+from envs.navigation.tasks import ROBOT_KEEPOUT
+
+FAR = [[5.0, 5.0 + k] for k in range(10)]  # parking spots well beyond lidar range and every keepout
+ZERO = np.zeros((1, 2))
+
+
+def bins(**values):
+    """A 16-bin lidar vector from ``{"b3": 0.5, ...}``."""
+    out = np.zeros(16)
+    for name, v in values.items():
+        out[int(name[1:])] = v
+    return out
+
+
+def ego_to_world(robot_xy, yaw, angle_bins, dist):
+    """World position of a point seen at ``angle_bins`` (in 22.5 degree bins) and ``dist`` by a robot."""
+    a = yaw + angle_bins * 2 * np.pi / 16
+    return [robot_xy[0] + dist * np.cos(a), robot_xy[1] + dist * np.sin(a)]
+
+
+# -- observation layout --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_id, dim", [
+    ("SafetyPointGoal1-v0", 60), ("SafetyCarGoal1-v0", 72), ("SafetyPointButton1-v0", 76),
+    ("SafetyPointCircle1-v0", 28), ("SafetyPointGoal0-v0", 28), ("SafetyPointGoal2-v0", 60),
+    ("SafetyCarButton2-v0", 88), ("SafetyPointPush1-v0", 76), ("SafetyCarCircle0-v0", 40),
+])
+def test_observation_sizes(env_id, dim):
+    with make_navigation_vec(env_id, num_envs=2, seed=0) as env:
+        assert env.single_observation_space.shape == (dim,)
+        assert env.single_action_space == gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float64)
+        assert env.reset().shape == (2, dim)
+        assert env.num_costs == 1 and env.cost_names == ["cost"]
+
+
+def test_lidar_kinds_follow_reference_order():
+    assert task_spec("SafetyPointGoal1-v0").lidar_kinds == ("goal", "hazards", "vases")
+    assert task_spec("SafetyPointButton1-v0").lidar_kinds == ("buttons", "goal", "gremlins", "hazards")
+    assert task_spec("SafetyPointCircle2-v0").lidar_kinds == ("circle",)
+    assert len(NAVIGATION_IDS) == 24
+
+
+# -- pseudo-lidar ---------------------------------------------------------------------------------
+
+def test_pseudo_lidar_hand_numbers():
+    # 61.875 deg = 2.75 bins, 78.75 deg = 3.5 bins
+    b275 = [1.5 * np.cos(np.radians(61.875)), 1.5 * np.sin(np.radians(61.875))]
+    b350 = [0.3 * np.cos(np.radians(78.75)), 0.3 * np.sin(np.radians(78.75))]
+    ego = np.array([[
+        [1.0, 0.0],      # kind 0: dead ahead at 1 m -> value 2/3 in bin 0, and all of it aliased to bin 15
+        b275,            # kind 1: 1.5 m (value 0.5) at a = 0.75 in bin 2
+        b350,            # kind 1: 0.3 m (value 0.9) at a = 0.5 in bin 3; bins keep the max
+        [0.0, -2.4],     # kind 2: behind-right, 270 deg = bin 12 exactly, value 0.2
+        [3.5, 0.0],      # kind 3: out of range
+    ]])
+    out = pseudo_lidar(ego, np.array([0, 1, 3, 4]), max_range=3.0)
+    np.testing.assert_allclose(out[0, 0], bins(b0=2 / 3, b15=2 / 3), atol=1e-12)
+    np.testing.assert_allclose(out[0, 1], bins(b1=0.125, b2=0.5, b3=0.9, b4=0.45), atol=1e-12)
+    np.testing.assert_allclose(out[0, 2], bins(b11=0.2, b12=0.2), atol=1e-12)
+    np.testing.assert_allclose(out[0, 3], np.zeros(16), atol=0)
+
+
+@pytest.mark.parametrize("env_id, base", [("SafetyPointGoal1-v0", 12), ("SafetyCarGoal1-v0", 24)])
+def test_lidar_in_env_on_hand_placed_objects(env_id, base):
+    sim = NavigationSim(env_id, 1)
+    sim.reset_env(0, seed=0)
+    xy, yaw = (0.2, -0.3), np.pi / 2                       # facing world +y
+    hazards = np.array(FAR[:8])
+    hazards[0] = ego_to_world(xy, yaw, 4.0, 1.0)           # 90 deg, 1 m: value 2/3, aliased to bin 3
+    hazards[1] = ego_to_world(xy, yaw, 10.5, 2.25)         # 236.25 deg, value 0.25, a = 0.5
+    sim.set_state(0, robot=(*xy, yaw), objects={
+        "goal": [ego_to_world(xy, yaw, 0.0, 1.5)],         # dead ahead, value 0.5
+        "hazards": hazards,
+        "vases": [ego_to_world(xy, yaw, 8.0, 2.7)],        # straight behind, value 0.1
+    })
+    obs = sim.observe()[0]
+    np.testing.assert_allclose(obs[base:base + 16], bins(b0=0.5, b15=0.5), atol=1e-9)
+    np.testing.assert_allclose(obs[base + 16:base + 32],
+                               bins(b3=2 / 3, b4=2 / 3, b9=0.125, b10=0.25, b11=0.125), atol=1e-9)
+    np.testing.assert_allclose(obs[base + 32:base + 48], bins(b7=0.1, b8=0.1), atol=1e-9)
+
+
+def test_circle_lidar_range_is_six_metres():
+    sim = NavigationSim("SafetyPointCircle0-v0", 1)
+    sim.reset_env(0, seed=0)
+    sim.set_state(0, robot=(-1.5, 0.0, 0.0))               # circle centre 1.5 m dead ahead
+    np.testing.assert_allclose(sim.observe()[0, 12:], bins(b0=0.75, b15=0.75), atol=1e-9)
+
+
+# -- cost -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_id, radius, eps", [
+    ("SafetyPointGoal1-v0", 0.2, 1e-3), ("SafetyCarGoal1-v0", 0.2, 5e-3), ("SafetyPointPush1-v0", 0.3, 1e-3),
+])
+def test_hazard_cost_exactly_inside_radius(env_id, radius, eps):
+    sim = NavigationSim(env_id, 1)
+    sim.reset_env(0, seed=0)
+    n_hazards = sim.spec.group("hazards").count
+    others = {k: FAR[-1:] * sim.spec.group(k).count for k in ("vases", "pillars", "push_box") if sim.spec.group(k)}
+    for dist, expected in [(0.0, 1.0), (radius - eps, 1.0), (radius + eps, 0.0), (0.6, 0.0)]:
+        hazards = np.array(FAR[:n_hazards])
+        hazards[0] = ego_to_world((0.3, 0.1), 0.0, 1.5, dist)
+        sim.set_state(0, robot=(0.3, 0.1, 0.7), objects={"goal": [[-3.0, -3.0]], "hazards": hazards, **others})
+        _, cost = sim.step(ZERO)
+        assert cost[0] == expected, (dist, cost)
+
+
+@pytest.mark.parametrize("env_id, expected", [("SafetyPointGoal2-v0", 1.0), ("SafetyPointGoal1-v0", 0.0)])
+def test_vase_contact_costs_only_at_level_two(env_id, expected):
+    sim = NavigationSim(env_id, 1)
+    sim.reset_env(0, seed=0)
+    n = sim.spec.group("vases").count
+    vases = np.array(FAR[:n]) * -1
+    vases[0] = [0.19, 0.0]                                   # overlaps the Point's 0.1 sphere
+    sim.set_state(0, robot=(0.0, 0.0, np.pi), objects={
+        "goal": [[-3.0, 3.0]], "hazards": FAR[:sim.spec.group("hazards").count], "vases": vases})
+    _, cost = sim.step(ZERO)
+    assert cost[0] == expected
+
+
+@pytest.mark.parametrize("env_id, pos, expected", [
+    ("SafetyPointCircle1-v0", (1.2, 0.0), 1.0), ("SafetyPointCircle1-v0", (-1.2, 0.0), 1.0),
+    ("SafetyPointCircle1-v0", (1.0, 0.0), 0.0), ("SafetyPointCircle1-v0", (0.0, 1.2), 0.0),
+    ("SafetyPointCircle2-v0", (0.0, 1.2), 1.0), ("SafetyPointCircle2-v0", (0.5, -1.2), 1.0),
+    ("SafetyPointCircle0-v0", (1.4, 1.4), 0.0),
+])
+def test_circle_walls(env_id, pos, expected):
+    sim = NavigationSim(env_id, 1)
+    sim.reset_env(0, seed=0)
+    sim.set_state(0, robot=(*pos, 0.0))
+    _, cost = sim.step(ZERO)
+    assert cost[0] == expected
+
+
+def test_button_press_bonus_resample_and_wrong_button_cost():
+    sim = NavigationSim("SafetyPointButton1-v0", 1)
+    sim.reset_env(0, seed=3)
+    goal = int(sim.goal_button[0])
+    buttons = np.array([[-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [1.0, 1.0]])
+    buttons[goal] = [0.19, 0.0]                               # touching the goal button
+    scene = {"hazards": FAR[:4], "gremlins": np.array(FAR[4:8]) * -1, "buttons": buttons}
+    sim.set_state(0, robot=(0.0, 0.0, 0.0), objects=scene)
+    reward, cost = sim.step(ZERO)
+    assert cost[0] == 0.0 and reward[0] == pytest.approx(1.0, abs=0.02)
+    for _ in range(9):                                        # no second bonus while waiting
+        reward, _ = sim.step(ZERO)
+        assert reward[0] < 0.5 and sim.goal_button[0] == goal
+    sim.step(ZERO)                                            # 10 steps after the press: re-chosen
+    assert sim.goal_button[0] != goal
+    np.testing.assert_allclose(sim.obj[0, sim.slots["goal"], :2][0], buttons[sim.goal_button[0]])
+    wrong = (sim.goal_button[0] + 1) % 4
+    sim.set_state(0, robot=(buttons[wrong][0] - 0.19, buttons[wrong][1], 0.0))
+    _, cost = sim.step(ZERO)
+    assert cost[0] == 1.0
+
+
+# -- reward ---------------------------------------------------------------------------------------
+
+def point_goal_scene(goal):
+    sim = NavigationSim("SafetyPointGoal1-v0", 1)
+    sim.reset_env(0, seed=0)
+    sim.set_state(0, robot=(0.0, 0.0, 0.0), objects={"goal": [goal], "hazards": FAR[:8], "vases": FAR[8:9]})
+    return sim
+
+
+def test_goal_reached_gives_bonus_and_moves_goal():
+    sim = point_goal_scene([0.29, 0.0])
+    reward, _ = sim.step(ZERO)
+    assert reward[0] == pytest.approx(1.0, abs=1e-9)        # no motion: pure bonus
+    new_goal = sim.obj[0, sim.slots["goal"], :2][0]
+    assert np.linalg.norm(new_goal) >= ROBOT_KEEPOUT + 0.305   # re-placed with keepouts
+    assert np.all(np.abs(new_goal) <= 1.5 - 0.305)
+    assert sim.last_dist[0] == pytest.approx(np.linalg.norm(new_goal), abs=1e-6)
+    reward, _ = sim.step(ZERO)
+    assert reward[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_goal_progress_reward():
+    sim = point_goal_scene([1.0, 0.0])
+    reward, _ = sim.step(np.array([[1.0, 0.0]]))             # drive along body x, straight at the goal
+    x = sim.sens[0, sim.world.robot_pos][0]
+    assert x > 0.0 and reward[0] == pytest.approx(x, rel=1e-6)   # (1.0) - (1.0 - x)
+
+
+@pytest.mark.parametrize("vel, sign", [((0.0, 1.0), 1.0), ((0.0, -1.0), -1.0)])
+def test_circle_reward(vel, sign):
+    sim = NavigationSim("SafetyPointCircle0-v0", 1)
+    sim.reset_env(0, seed=0)
+    sim.set_state(0, robot=(1.5, 0.0, 0.0), robot_vel=vel)
+    reward, _ = sim.step(ZERO)
+    # 0.1 * (-u y + v x) / rho / (1 + |rho - 1.5|) at x = 1.5, (u, v) = (0, +-1), minus a few % of damping
+    assert 0.09 < sign * reward[0] < 0.1
+
+
+def test_push_box_on_goal_gives_bonus():
+    sim = NavigationSim("SafetyPointPush0-v0", 1)
+    sim.reset_env(0, seed=0)
+    sim.set_state(0, robot=(0.0, 0.0, 0.0), objects={"push_box": [[-0.5, 0.5]], "goal": [[-0.25, 0.5]]})
+    reward, _ = sim.step(ZERO)
+    assert reward[0] == pytest.approx(1.0, abs=1e-3)
+    assert np.linalg.norm(sim.obj[0, sim.slots["goal"], :2][0] - [-0.25, 0.5]) > 0.1
+
+
+@pytest.mark.parametrize("env_id", NAVIGATION_IDS)
+def test_random_rollout_ranges(env_id):
+    with make_navigation_vec(env_id, num_envs=2, seed=1, max_episode_steps=30) as env:
+        obs = env.reset()
+        base = task_spec(env_id).robot.obs_sensor_dim
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            obs, reward, cost, terminated, truncated, info = env.step(rng.uniform(-1.5, 1.5, (2, 2)))
+            assert obs.shape == (2, env.single_observation_space.shape[0]) and obs.dtype == np.float64
+            assert np.all(np.isfinite(obs)) and np.all((obs[:, base:] >= 0) & (obs[:, base:] <= 1))
+            assert np.all(np.abs(reward) <= 10.0)
+            assert cost.shape == (2, 1) and set(np.unique(cost)) <= {0.0, 1.0}
+            assert not terminated.any()
+
+
+# -- layouts --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_id", ["SafetyPointGoal2-v0", "SafetyCarButton2-v0", "SafetyPointPush2-v0"])
+def test_layouts_respect_keepouts(env_id):
+    spec = task_spec(env_id)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        layout = sample_layout(rng, spec)
+        xy = [layout.robot_xy] + [layout.xy[g.kind] for g in spec.groups]
+        keep = [[ROBOT_KEEPOUT]] + [[g.keepout] * g.count for g in spec.groups]
+        xy, keep = np.vstack(xy), np.concatenate(keep)
+        assert np.all(np.abs(xy) <= spec.extent - keep[:, None] + 1e-12)
+        gap = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 1e9
+        assert np.all(gap >= keep[:, None] + keep[None] - 1e-12)
+
+
+def test_layouts_reproducible_by_seed():
+    with make_navigation_vec("SafetyPointGoal1-v0", num_envs=3, seed=7) as a, \
+         make_navigation_vec("SafetyPointGoal1-v0", num_envs=1, seed=8) as b:
+        first = a.reset()
+        np.testing.assert_array_equal(a.reset(seed=7), first)
+        np.testing.assert_array_equal(b.reset()[0], first[1])   # env i is seeded with seed + i
+        assert not np.allclose(first[0], first[1])
+        assert not np.allclose(a.reset(seed=100), first)
+        assert not np.allclose(a.reset(), a.reset())             # no seed: RNGs keep going
+
+
+# -- episodes -------------------------------------------------------------------------------------
+
+def test_default_episode_lengths():
+    for env_id in NAVIGATION_IDS:
+        expected = 500 if "Circle" in env_id else 1000
+        assert task_spec(env_id).max_episode_steps == expected
+    register_navigation_envs()
+    assert gymnasium.spec("SafetyCarCircle2-v0").max_episode_steps == 500
+    for env_id, length in [("SafetyPointGoal0-v0", 1000), ("SafetyPointCircle0-v0", 500)]:
+        with make_navigation_vec(env_id, seed=0) as env:
+            assert env.max_episode_steps == length
+            env.reset()
+            for t in range(1, length + 1):
+                _, _, _, terminated, truncated, info = env.step(ZERO)
+                assert truncated[0] == (t == length) and not terminated[0]
+            assert info["episode_length"][0] == length
+
+
+def test_autoreset_final_obs_and_episode_stats():
+    with make_navigation_vec("SafetyPointGoal1-v0", num_envs=3, seed=0, max_episode_steps=5) as env:
+        obs = env.reset()
+        rng = np.random.default_rng(0)
+        rewards, costs = [], []
+        for t in range(1, 6):
+            action = np.tile([1.0, 0.3], (3, 1)) * rng.choice([-1, 1], (3, 1))
+            obs, reward, cost, _, truncated, info = env.step(action)
+            rewards.append(reward)
+            costs.append(cost)
+            assert np.array_equal(info["episode_done"], truncated) and truncated.all() == (t == 5)
+            if t < 5:
+                np.testing.assert_array_equal(info["final_obs"], obs)
+        np.testing.assert_allclose(info["episode_return"], np.sum(rewards, axis=0))
+        np.testing.assert_allclose(info["episode_cost"], np.sum(costs, axis=0))
+        np.testing.assert_array_equal(info["episode_length"], [5, 5, 5])
+        # obs already starts the next episode (robot at rest); final_obs is the moving robot
+        assert np.all(np.abs(info["final_obs"][:, 3:6]).max(axis=1) > 1e-3)
+        np.testing.assert_allclose(obs[:, 3:6], 0.0, atol=1e-9)
+        _, _, _, _, _, info = env.step(np.zeros((3, 2)))
+        np.testing.assert_array_equal(info["episode_length"], [1, 1, 1])
+
+
+def test_gymnasium_registration_and_single_env():
+    register_navigation_envs()
+    register_navigation_envs()                                   # idempotent
+    env = gymnasium.make("SafetyPointGoal1-v0")
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (60,)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert info["cost"] in (0.0, 1.0) and isinstance(reward, float) and not terminated
+    env.close()
+    with make_navigation_vec("SafetyPointGoal1-v0", seed=0) as vec:
+        np.testing.assert_array_equal(vec.reset()[0], gymnasium.make("SafetyPointGoal1-v0").reset(seed=0)[0])
+
+
+def test_render_offscreen():
+    code = ("from envs.navigation import make_navigation_vec\n"
+            "env = make_navigation_vec('SafetyCarGoal1-v0', seed=0); env.reset()\n"
+            "for cam in ('track', 'overhead'):\n"
+            "    img = env.render(0, camera=cam, width=64, height=48)\n"
+            "    assert img.shape == (48, 64, 3) and img.std() > 0\n"
+            "print('RENDER_OK')\n")
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "osmesa")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if "RENDER_OK" not in proc.stdout:
+        if "GL" in proc.stderr or "gl" in proc.stderr:
+            pytest.skip(f"no OpenGL backend: {proc.stderr.strip().splitlines()[-1]}")
+        raise AssertionError(proc.stderr)
+
+
+def test_threads_and_clipping_leave_results_unchanged():
+    actions = np.random.default_rng(0).uniform(-3.0, 3.0, (30, 4, 2))
+    with make_navigation_vec("SafetyCarGoal1-v0", 4, seed=0, num_threads=1) as a, \
+         make_navigation_vec("SafetyCarGoal1-v0", 4, seed=0, num_threads=2) as b:
+        a.reset()
+        b.reset()
+        for act in actions:
+            out_a, out_b = a.step(act), b.step(np.clip(act, -1.0, 1.0))
+            for x, y in zip(out_a[:5], out_b[:5], strict=True):
+                np.testing.assert_array_equal(x, y)
