@@ -10,16 +10,19 @@ How the time is spent, and why it is organised this way (2-core VM, HalfCheetah,
 * Threads, not processes: ``mj_step`` releases the GIL, so the caller plus ``num_threads - 1``
   persistent helper threads step disjoint envs in parallel while sharing memory.
 * Dynamic sharing: every thread pulls the next env index from one shared iterator. Waking a
-  sleeping helper costs ~20 us here; with a static half/half split that latency (and any
-  imbalance) adds to every step, with sharing the caller simply steps more envs meanwhile.
-  Helpers are woken with bare ``threading.Lock`` hand-offs (~45 us round trip, against ~58 us
-  for ``ThreadPoolExecutor.submit().result()``).
-* The python work per env is only: copy the action into ``ctrl``, ``mj_step(nstep=frame_skip)``,
-  ``mj_rnePostConstraint`` when the observation needs contact forces (gymnasium calls it every
-  step, but it only fills ``cacc``/``cfrc_*``, which nothing else reads), and copy a few MjData
-  arrays into ``[N, ...]`` buffers through views bound once. Observation, reward, termination
-  and cost are then a handful of numpy operations over all N envs, written to round exactly
-  as v4's scalar code does.
+  sleeping helper takes 20-35 us on this VM; with a fixed half/half split that latency (and any
+  imbalance) is added to every step, with sharing the caller just steps more envs meanwhile
+  (measured, noisy machine: ~42k vs ~38k env-steps/s). Helpers are woken with bare
+  ``threading.Lock`` hand-offs (~45 us round trip, ``ThreadPoolExecutor`` ~58 us).
+* The python work per env is kept minimal because it holds the GIL, and a thread whose
+  ``mj_step`` returns while the other holds it pays a full wake-up to get it back (the main
+  remaining loss against the open-loop ``physics_ceiling``): copy the action into ``ctrl``,
+  ``mj_step(nstep=frame_skip)``, ``mj_rnePostConstraint`` only when the observation needs
+  contact forces (gymnasium calls it every step, but it only fills ``cacc``/``cfrc_*``, which
+  nothing else reads), and copy a few MjData arrays into ``[N, ...]`` buffers through views
+  bound once. Observation, reward, termination and cost are then a handful of numpy operations
+  over all N envs, written to round exactly as v4's scalar code does; the action-only terms are
+  computed by the caller while the helpers finish their last envs.
 
 Resets replay gymnasium's ``reset_model`` draw for draw (one ``np.random.Generator`` per env,
 seeded like ``Env.reset(seed=seed + i)``), then ``mj_resetData`` + state + ``mj_forward``.
@@ -87,8 +90,8 @@ class _Robot:
     def ctrl_cost(self, actions):
         return self.ctrl_weight * squared_norm(actions)
 
-    def reward(self, velocity, actions, g, healthy) -> np.ndarray:
-        return self.forward_weight * velocity[:, 0] - self.ctrl_cost(actions)
+    def reward(self, velocity, ctrl_cost, g, healthy) -> np.ndarray:
+        return self.forward_weight * velocity[:, 0] - ctrl_cost
 
 
 class _HalfCheetah(_Robot):
@@ -119,9 +122,9 @@ class _Walker2d(_Robot):
         (min_z, max_z), (min_angle, max_angle) = self.z_range, self.angle_range
         return (min_z < z) & (z < max_z) & (min_angle < angle) & (angle < max_angle)
 
-    def reward(self, velocity, actions, g, healthy):
+    def reward(self, velocity, ctrl_cost, g, healthy):
         forward = self.forward_weight * velocity[:, 0]
-        return (forward + self.healthy_reward(healthy)) - self.ctrl_cost(actions)
+        return (forward + self.healthy_reward(healthy)) - ctrl_cost
 
 
 class _Hopper(_Walker2d):
@@ -176,9 +179,9 @@ class _Ant(_Robot):
         min_z, max_z = self.z_range
         return finite & (min_z <= z) & (z <= max_z)
 
-    def reward(self, velocity, actions, g, healthy):
+    def reward(self, velocity, ctrl_cost, g, healthy):
         rewards = velocity[:, 0] + self.healthy_reward(healthy)
-        costs = self.ctrl_cost(actions)
+        costs = ctrl_cost
         if self.use_contact_forces:
             costs = costs + self.contact_weight * squared_norm(self.contact_forces(g))
         return rewards - costs
@@ -214,9 +217,9 @@ class _Humanoid(_Robot):
         # v4 squares data.ctrl, i.e. the action as float64.
         return self.ctrl_weight * squared_norm(actions.astype(np.float64))
 
-    def reward(self, velocity, actions, g, healthy):
+    def reward(self, velocity, ctrl_cost, g, healthy):
         forward = self.forward_weight * velocity[:, 0]
-        return (forward + self.healthy_reward(healthy)) - self.ctrl_cost(actions)
+        return (forward + self.healthy_reward(healthy)) - ctrl_cost
 
 
 _ROBOT_FORMULAS = {
@@ -273,7 +276,7 @@ class _Helper:
     def stop(self):
         self._task = None
         self._go.release()
-        self._thread.join()
+        self._thread.join(timeout=5.0)  # bounded: never hang interpreter shutdown
 
 
 class _ThreadTeam:
@@ -282,11 +285,14 @@ class _ThreadTeam:
     def __init__(self, size: int):
         self._helpers = [_Helper() for _ in range(max(size, 1) - 1)]
 
-    def run(self, task) -> None:
+    def run(self, task, then=None) -> None:
+        """Run ``task`` everywhere; the caller runs ``then`` after its share, while helpers finish."""
         for helper in self._helpers:
             helper.start(task)
         try:
             task()
+            if then is not None:
+                then()
         finally:
             errors = [helper.wait() for helper in self._helpers]
         for error in errors:
@@ -327,6 +333,7 @@ class BatchedVelocityEnv(VectorEnv):
         self._robot = robot = _ROBOT_FORMULAS[task.robot](template)
         self._speed = template.speed
         self._velocity_threshold = template.velocity_threshold
+        self.velocity_threshold = template.velocity_threshold
         self._effort_threshold = template.effort_threshold
 
         self.model = model = template.model
@@ -378,7 +385,7 @@ class BatchedVelocityEnv(VectorEnv):
         actions = self._prepare_actions(actions)
         self._actions = actions
         self._pending = iter(range(self.num_envs))
-        self._team.run(self._step_pending)
+        self._team.run(self._step_pending, then=self._action_terms)
         self._actions = None
 
         robot, g = self._robot, self._gathered
@@ -386,18 +393,19 @@ class BatchedVelocityEnv(VectorEnv):
         velocity = (position - self._position) / self._dt
         self._position = position
         healthy = robot.is_healthy(g)
-        reward = robot.reward(velocity, actions, g, healthy)
+        reward = robot.reward(velocity, self._ctrl_cost, g, healthy)
         if healthy is not None and robot.terminate_when_unhealthy:
             terminated = ~healthy
         else:
             terminated = np.zeros(self.num_envs, dtype=bool)
-        truncated = self._episode_length + 1 >= self.max_episode_steps
-        cost = self._costs(velocity, actions)
+        truncated = self._truncated
+        cost = self._costs(velocity)
         obs = robot.observe(g)
 
         done = terminated | truncated
         info = self._episode_info(reward, cost, done)
         info["final_obs"] = obs
+        info["velocity"] = self._speed_values  # what the speed limit is measured on (reports use it)
         if done.any():
             for i in np.flatnonzero(done):
                 self._reset_env(i)
@@ -405,15 +413,23 @@ class BatchedVelocityEnv(VectorEnv):
             self._position = robot.position(g)
         return obs, reward, cost, terminated, truncated, info
 
-    def _costs(self, velocity, actions) -> np.ndarray:
+    def _action_terms(self) -> None:
+        """Terms that need only the actions, computed while the helper threads finish stepping."""
+        actions = self._actions
+        self._ctrl_cost = self._robot.ctrl_cost(actions)
+        self._truncated = self._episode_length + 1 >= self.max_episode_steps
+        self._cost = cost = np.empty((self.num_envs, self.num_costs))
+        if self._effort_threshold is not None:
+            cost[:, 1] = squared_norm(actions) > self._effort_threshold
+
+    def _costs(self, velocity) -> np.ndarray:
         if self._speed == "x":
             speed = velocity[:, 0]
         else:
             speed = planar_speed(velocity[:, 0], velocity[:, 1])
-        cost = np.empty((self.num_envs, self.num_costs))
+        self._speed_values = speed
+        cost = self._cost
         cost[:, 0] = speed > self._velocity_threshold
-        if self._effort_threshold is not None:
-            cost[:, 1] = squared_norm(actions) > self._effort_threshold
         return cost
 
     # -- resetting ---------------------------------------------------------------------------

@@ -138,7 +138,7 @@ class VectorEnv:
         actions = np.asarray(actions, dtype=self._action_dtype)
         if actions.shape != self._action_shape:
             raise ValueError(f"expected actions of shape {self._action_shape}, got {actions.shape}")
-        return np.clip(actions, self._action_low, self._action_high)
+        return np.minimum(np.maximum(actions, self._action_low), self._action_high)  # np.clip, less overhead
 
     def _episode_info(self, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> dict:
         """Accumulate this step into the running episodes; restart the accumulators of finished ones."""

@@ -75,6 +75,7 @@ class SafetyVelocityMixin:
         else:
             speed = planar_speed(info["x_velocity"], info["y_velocity"])
         velocity_cost = float(speed > self.velocity_threshold)
+        info["velocity"] = speed
         if self.effort_threshold is None:
             info["cost"] = velocity_cost
         else:
@@ -115,10 +116,6 @@ class VelocityTask:
     robot: str
     env_class: type
     kwargs: dict  # cost parameters passed to the env class
-
-    @property
-    def cost_names(self) -> list[str]:
-        return ["velocity"] if self.kwargs.get("effort_threshold") is None else ["velocity", "effort"]
 
 
 # robot: (env class, speed measure per version, threshold per version)

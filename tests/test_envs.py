@@ -403,3 +403,18 @@ def test_env_without_cost_is_rejected_clearly():
 def test_physics_ceiling_reports_a_rate():
     rate = envs.physics_ceiling("SafetyHalfCheetahVelocity-v1", num_envs=4, seconds=0.1)
     assert rate > 1000
+
+
+def test_batched_env_reports_the_velocity_its_cost_is_measured_on():
+    vec = envs.make("SafetyAntVelocity-v1", num_envs=3, seed=5)
+    single = envs.make_safe_env("SafetyAntVelocity-v1")
+    vec.reset(seed=5)
+    single.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        actions = rng.uniform(-1, 1, (3, 8)).astype(np.float32)
+        _, _, cost, _, _, info = vec.step(actions)
+        _, _, single_cost, _, _, single_info = single.step(actions[0])
+        assert info["velocity"][0] == single_info["velocity"]
+        np.testing.assert_array_equal(cost[:, 0], info["velocity"] > vec.velocity_threshold)
+    vec.close()

@@ -91,7 +91,8 @@ class CPO(PG):
         S = 0.5 * (S + S.T)  # CG makes it slightly asymmetric
 
         # 3. c = (J_c - limit) / T: the episode-cost gap per step, the scale of the per-step surrogate.
-        episode_length = float(mean_episode_length or self.episode_length)
+        has_length = mean_episode_length is not None and np.isfinite(mean_episode_length)
+        episode_length = float(mean_episode_length) if has_length else float(self.episode_length)
         episode_cost = np.asarray(mean_episode_cost, dtype=np.float64).reshape(-1)
         episode_cost = np.where(np.isfinite(episode_cost), episode_cost, self.cost_limits)  # no episode: c = 0
         c = (episode_cost - self.cost_limits) / episode_length
