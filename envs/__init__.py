@@ -28,6 +28,7 @@ A factory may also return any object with ``reset(seed=None) -> (obs, info)``, a
 from __future__ import annotations
 
 import difflib
+import importlib
 import warnings
 from collections.abc import Callable
 
@@ -101,6 +102,13 @@ def _gymnasium_make(env_id: str, **kwargs) -> gymnasium.Env:
 
 
 def _check_env_id(env_id: str) -> str:
+    """Known id, or "module:EnvId" (gymnasium's convention: importing the module registers the id)."""
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"cannot import {module!r} to register {env_id!r}: {exc}") from None
     if env_id in VELOCITY_TASKS or env_id in gymnasium.registry:
         return env_id
     known = list(VELOCITY_ENV_IDS) + [i for i in gymnasium.registry if i not in VELOCITY_TASKS]

@@ -418,3 +418,19 @@ def test_batched_env_reports_the_velocity_its_cost_is_measured_on():
         assert info["velocity"][0] == single_info["velocity"]
         np.testing.assert_array_equal(cost[:, 0], info["velocity"] > vec.velocity_threshold)
     vec.close()
+
+
+def test_module_prefixed_id_imports_the_registering_module(tmp_path, monkeypatch):
+    (tmp_path / "my_safe_task.py").write_text(
+        "import gymnasium\n"
+        "gymnasium.register('MySafeTaskForTest-v0', entry_point='gymnasium.envs.classic_control:PendulumEnv',"
+        " max_episode_steps=5)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match="unknown env id"):
+        envs.make("MySafeTaskForTest-v0")
+    with pytest.raises(ValueError, match="cannot import 'no_such_module'"):
+        envs.make("no_such_module:X-v0")
+    vec = envs.make("my_safe_task:MySafeTaskForTest-v0", num_envs=2, seed=0)
+    assert vec.env_id == "MySafeTaskForTest-v0"
+    vec.close()
