@@ -177,6 +177,19 @@ class PG:
             self.lagrange.load_state_dict(state["lagrange"])
 
 
+def natural_gradient_step(actor, params, batch: RolloutBatch, advantages: torch.Tensor, cfg: TRPOConfig):
+    """The step x = sqrt(2 delta / u'Fu) u with u = F^-1 g (CG), so the quadratic KL model (1/2) x'Fx = delta.
+
+    Returns the surrogate at the old parameters (with its graph), its gradient g, and x.
+    """
+    surrogate_old = surrogate(actor, batch, advantages)
+    grad = flat_grad(surrogate_old, params)
+    fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), params, cfg.cg_damping)
+    direction = conjugate_gradient(fisher, grad, cfg.cg_iters)  # u ~ F^-1 g
+    quadratic_form = max(float(direction @ fisher(direction)), MIN_QUADRATIC_FORM)  # u'Fu
+    return surrogate_old, grad, math.sqrt(2.0 * cfg.target_kl / quadratic_form) * direction
+
+
 class NPG(PG):
     """Natural policy gradient: the full step sqrt(2 delta / u'Fu) u, u = F^-1 g, taken without checking."""
 
@@ -188,13 +201,7 @@ class NPG(PG):
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
 
-        surrogate_old = surrogate(actor, batch, advantages)
-        grad = flat_grad(surrogate_old, params)
-        fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), params, cfg.cg_damping)
-        direction = conjugate_gradient(fisher, grad, cfg.cg_iters)  # u ~ F^-1 g
-        quadratic_form = max(float(direction @ fisher(direction)), MIN_QUADRATIC_FORM)  # u'Fu
-        step = math.sqrt(2.0 * cfg.target_kl / quadratic_form) * direction  # (1/2) x'Fx = delta
-        del fisher  # frees the first-order graph before the parameters move
+        surrogate_old, grad, step = natural_gradient_step(actor, params, batch, advantages, cfg)
         set_flat_params(params, flat_params(params) + step)
 
         with torch.no_grad():
@@ -227,13 +234,7 @@ class TRPO(PG):
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
 
-        surrogate_old = surrogate(actor, batch, advantages)
-        grad = flat_grad(surrogate_old, params)
-        fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), params, cfg.cg_damping)
-        direction = conjugate_gradient(fisher, grad, cfg.cg_iters)  # u ~ F^-1 g
-        quadratic_form = max(float(direction @ fisher(direction)), MIN_QUADRATIC_FORM)  # u'Fu
-        full_step = math.sqrt(2.0 * cfg.target_kl / quadratic_form) * direction
-        del fisher
+        surrogate_old, grad, full_step = natural_gradient_step(actor, params, batch, advantages, cfg)
         surrogate_old = float(surrogate_old.detach())
 
         def evaluate() -> dict:
