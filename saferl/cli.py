@@ -43,6 +43,13 @@ def parse_args(argv):
     bench.add_argument("--num-envs", type=int, default=8)
     bench.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 run")
     bench.add_argument("--out", help="JSON file (default bench-results/<env>-<time>.json)")
+
+    report = sub.add_parser("report", help="constraint-violation report of runs: report.html, report.md, report.json")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", help="output folder (default: the run directory, or reports/<time> for several)")
+    report.add_argument("--eval-episodes", type=int, default=10, help="evaluation rollouts per run (0: none)")
+    report.add_argument("--deterministic", action="store_true", help="evaluate the mean action")
+    report.add_argument("--video", action="store_true", help="render one evaluation episode (MuJoCo offscreen)")
     return parser.parse_args(argv)
 
 
@@ -129,7 +136,15 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench}
+def cmd_report(args) -> int:
+    from saferl.report import build_report
+
+    result = build_report(args.run_dirs, args.out, args.eval_episodes, args.video, args.deterministic)
+    print(f"report: {result['html']} (also {result['md'].name}, {result['json'].name})")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report}
 
 
 def main(argv=None) -> int:
@@ -138,6 +153,9 @@ def main(argv=None) -> int:
         return COMMANDS[args.command](args)
     except SafeRLError as exc:
         print(f"saferl: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable run directory, disk full, a file where a folder should be...
+        print(f"saferl: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 

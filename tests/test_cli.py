@@ -95,3 +95,10 @@ def test_kill_then_resume_continues_the_run(tmp_path):
     rows = read_progress(run_dir / "progress.csv")
     assert [int(r["epoch"]) for r in rows] == list(range(1, 21))  # no epoch lost or repeated
     assert int(rows[-1]["env_steps"]) == 40000
+
+
+def test_unwritable_run_dir_is_a_one_line_error(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(capsys, TRAIN + ["--steps", "2000", "--run-dir", str(blocker / "run")])
+    assert code == 2 and err.startswith("saferl: error:") and err.count("\n") == 1

@@ -96,3 +96,19 @@ def test_clip_grad_norm_matches_torch():
     clip_grad_norm(params, 1.0)
     for p, e in zip(params, expected, strict=True):
         torch.testing.assert_close(p.grad, e)
+
+
+@pytest.mark.parametrize("algo", sorted(__import__("saferl.algorithms", fromlist=["ALGORITHMS"]).ALGORITHMS))
+def test_save_load_predict_equality_for_every_algorithm(tmp_path, toy_config, algo):
+    """A checkpoint restores the exact policy, normaliser included (SB3's save-load-predict test)."""
+    from saferl.runner import load_policy
+
+    config = toy_config(algo, ["train.total_steps=4000"])
+    runner = Runner(config, tmp_path / "run")
+    runner.train()
+    obs = np.random.default_rng(0).normal(size=(32, 2))
+    expected = runner.policy.predict(obs, deterministic=True)
+    assert runner.policy.normalizer.count > 0  # the normaliser has statistics worth restoring
+    _, restored, checkpoint = load_policy(tmp_path / "run")
+    np.testing.assert_array_equal(restored.predict(obs, deterministic=True), expected)
+    assert checkpoint["epoch"] == 2 and checkpoint["env_steps"] == 4000
