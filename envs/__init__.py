@@ -35,6 +35,7 @@ from collections.abc import Callable
 import gymnasium
 
 from envs.batched import BatchedVelocityEnv, physics_ceiling
+from envs.navigation import NAVIGATION_IDS, make_navigation_vec
 from envs.toy import TOY_ID, ToyVelocityVecEnv
 from envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv
 from envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
@@ -75,6 +76,9 @@ def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed:
     if env_id_or_factory == TOY_ID:  # natively vectorised numpy task for fast learning tests
         return ToyVelocityVecEnv(num_envs, seed, max_episode_steps)
     env_id = _check_env_id(env_id_or_factory)
+    if env_id in NAVIGATION_IDS and backend != "sync" and not kwargs:  # natively batched
+        return make_navigation_vec(env_id, num_envs, seed, max_episode_steps=max_episode_steps,
+                                   num_threads=num_threads or 1)
     batched_ok = env_id in VELOCITY_TASKS and "render_mode" not in kwargs
     if backend == "batched" and not batched_ok:
         raise ValueError(f"no batched backend for {env_id!r} with these arguments; use backend='sync'")

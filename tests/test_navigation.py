@@ -58,6 +58,23 @@ def test_lidar_kinds_follow_reference_order():
     assert len(NAVIGATION_IDS) == 24
 
 
+@pytest.mark.parametrize("env_id, action, body_direction", [
+    ("SafetyPointGoal0-v0", [1.0, 0.0], (1.0, 0.0)),    # the Point's motor pushes along body x
+    ("SafetyCarGoal0-v0", [1.0, 1.0], (0.0, -1.0)),     # equal wheel commands drive the Car along body -y
+])
+def test_robot_drive_directions(env_id, action, body_direction):
+    sim = NavigationSim(env_id, 1)
+    sim.reset_env(0, seed=0)
+    yaw = 0.6
+    sim.set_state(0, robot=(0.0, 0.0, yaw), objects={"goal": [[5.0, 5.0]]})
+    for _ in range(25):
+        sim.step(np.array([action]))
+    moved = sim.sens[0, sim.world.robot_pos][:2]
+    c, s = np.cos(yaw), np.sin(yaw)
+    expected = np.array([c * body_direction[0] - s * body_direction[1], s * body_direction[0] + c * body_direction[1]])
+    assert np.linalg.norm(moved) > 0.1 and moved @ expected / np.linalg.norm(moved) > 0.99
+
+
 # -- pseudo-lidar ---------------------------------------------------------------------------------
 
 def test_pseudo_lidar_hand_numbers():
@@ -114,11 +131,13 @@ def test_hazard_cost_exactly_inside_radius(env_id, radius, eps):
     sim = NavigationSim(env_id, 1)
     sim.reset_env(0, seed=0)
     n_hazards = sim.spec.group("hazards").count
-    others = {k: FAR[-1:] * sim.spec.group(k).count for k in ("vases", "pillars", "push_box") if sim.spec.group(k)}
+    others = {k: -np.array(FAR[:sim.spec.group(k).count]) + [0.0, 20.0 * j]
+              for j, k in enumerate(("vases", "pillars", "push_box")) if sim.spec.group(k)}
     for dist, expected in [(0.0, 1.0), (radius - eps, 1.0), (radius + eps, 0.0), (0.6, 0.0)]:
         hazards = np.array(FAR[:n_hazards])
         hazards[0] = ego_to_world((0.3, 0.1), 0.0, 1.5, dist)
-        sim.set_state(0, robot=(0.3, 0.1, 0.7), objects={"goal": [[-3.0, -3.0]], "hazards": hazards, **others})
+        scene = {"goal": [[-3.0, -3.0]], "hazards": hazards, **others}
+        sim.set_state(0, robot=(0.3, 0.1, 0.7), objects=scene)
         _, cost = sim.step(ZERO)
         assert cost[0] == expected, (dist, cost)
 

@@ -1,0 +1,144 @@
+"""Task rules: the reward, cost and goal logic of Goal, Button, Push and Circle, for a batch of envs.
+
+A mixin of ``NavigationSim`` (it reads the simulator's ``sens`` rows and object table), kept
+apart so the physics plumbing and the task semantics of REFERENCE.md can be read separately.
+Everything per step is a handful of array ops over the batch; only rare events (a goal reached,
+a button re-chosen) touch single envs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import tasks as T
+from .layout import sample_point
+
+
+class TaskRules:
+    """Reward, cost and goal handling; expects the attributes ``NavigationSim.__init__`` sets."""
+
+    def _cost_terms(self) -> None:
+        """Precompute which cost checks this task needs (so ``_cost`` is a few array ops)."""
+        spec, w = self.spec, self.world
+        constrained = {g.kind: g for g in spec.groups if g.constrained}
+        hazards = constrained.get("hazards")
+        self._hazards = (self.slots["hazards"], hazards.size ** 2) if hazards else None
+        touch = [w.touch[k] for k in ("vases", "pillars", "gremlins") if k in constrained]
+        self._touch_cost = np.concatenate(touch) if touch else None
+        self._button_cost = "buttons" in constrained
+        self._speed_cost = w.speed["vases"] if "vases" in constrained else None
+        self._walls = spec.level if spec.task == "Circle" else 0
+
+    def _reset_progress(self, i: int) -> None:
+        """Distances the next step's progress reward is measured from."""
+        if self._goal is None:
+            return
+        robot, goal = self.sens[i, self._pos][:2], self.obj[i, self._goal, :2]
+        if self.spec.task == "Push":
+            box = self.obj[i, self.slots["push_box"].start, :2]
+            self.last_dist[i] = np.linalg.norm(box - goal)
+            self.last_box_dist[i] = np.linalg.norm(robot - box)
+        else:
+            self.last_dist[i] = np.linalg.norm(robot - goal)
+
+    def _choose_button(self, i: int) -> None:
+        """Pick a new goal button (a different one when re-choosing) and move the goal marker onto it."""
+        count = self.spec.group("buttons").count
+        if self.steps[i] == 0:
+            self.goal_button[i] = self.rngs[i].integers(count)
+        else:
+            self.goal_button[i] = (self.goal_button[i] + self.rngs[i].integers(1, count)) % count
+        self._set_goal(i, self.obj[i, self.slots["buttons"].start + self.goal_button[i], :2])
+
+    def _set_goal(self, i: int, xy: np.ndarray) -> None:
+        """Move env i's goal: in the object table (reward, lidar) and its marker (rendering)."""
+        self.obj[i, self._goal, :2] = xy
+        self._mocap[i][self.world.mocap["goal"][0], :2] = xy
+
+    def _place_new_goal(self, i: int) -> None:
+        """Re-place a reached goal among the current objects (robot included) with the usual keepouts."""
+        mask = np.ones(self.obj.shape[1], dtype=bool)
+        mask[self._goal] = False
+        placed = np.concatenate([self.sens[i, self._pos][None, :2], self.obj[i, mask, :2]])
+        keepouts = np.concatenate([[T.ROBOT_KEEPOUT], self.slot_keepout[mask]])
+        xy = None
+        for _ in range(10):
+            xy = sample_point(self.rngs[i], self.spec.extent, T.GOAL_KEEPOUT, placed, keepouts)
+            if xy is not None:
+                break
+        if xy is None:  # crowded beyond hope: anywhere inside the extent
+            half = self.spec.extent - T.GOAL_KEEPOUT
+            xy = self.rngs[i].uniform(-half, half, 2)
+        self._set_goal(i, xy)
+
+    def _cost(self, robot_xy: np.ndarray) -> np.ndarray:
+        """1.0 where any constrained component is active (hazard, contact, vase motion, wall)."""
+        s = self.sens
+        active = np.zeros(self.num_envs, dtype=bool)
+        if self._hazards is not None:
+            slot, radius2 = self._hazards
+            rel = self.obj[:, slot, :2] - robot_xy[:, None]
+            active |= (np.einsum("nmi,nmi->nm", rel, rel) <= radius2).any(axis=1)
+        if self._touch_cost is not None:
+            active |= (s[:, self._touch_cost] > 0).any(axis=1)
+        if self._button_cost:
+            touched = s[:, self.world.touch["buttons"]] > 0
+            touched[np.arange(self.num_envs), self.goal_button] = False
+            active |= touched.any(axis=1)
+        if self._speed_cost is not None:
+            v = s[:, self._speed_cost]
+            active |= (v[..., 0] ** 2 + v[..., 1] ** 2 > T.VASE_SPEED_LIMIT ** 2).any(axis=1)
+        if self._walls:
+            out = np.abs(robot_xy) > T.CIRCLE_WALL
+            active |= out[:, 0] if self._walls == 1 else out.any(axis=1)
+        return active.astype(np.float64)
+
+    def _reward(self, robot_xy: np.ndarray) -> np.ndarray:
+        task = self.spec.task
+        if task == "Circle":
+            reward = self._circle_reward(robot_xy)
+        else:
+            goal = self.obj[:, self._goal, :2]
+            if task == "Push":
+                box = self.obj[:, self.slots["push_box"].start, :2]
+                box_dist = _norm(robot_xy - box)
+                dist = _norm(box - goal)
+                reward = (self.last_box_dist - box_dist) * T.DISTANCE_REWARD
+                reward += (self.last_dist - dist) * T.DISTANCE_REWARD
+                self.last_box_dist = box_dist
+            else:
+                dist = _norm(robot_xy - goal)
+                reward = (self.last_dist - dist) * T.DISTANCE_REWARD
+            self.last_dist = dist
+            reached = self._button_step() if task == "Button" else dist <= T.GOAL_SIZE
+            if reached.any():
+                reward += reached * T.GOAL_REWARD
+                if task != "Button":
+                    for i in np.flatnonzero(reached):
+                        self._place_new_goal(i)
+                        self._reset_progress(i)
+        return np.maximum(np.minimum(reward, T.REWARD_CLIP), -T.REWARD_CLIP)
+
+    def _button_step(self) -> np.ndarray:
+        """Presses of the goal button; the goal is re-chosen ``BUTTON_RESAMPLE_DELAY`` steps after one."""
+        touched = self.sens[:, self.world.touch["buttons"]] > 0
+        pressed = touched[np.arange(self.num_envs), self.goal_button] & (self.button_timer == 0)
+        waiting = self.button_timer > 0
+        if waiting.any():
+            self.button_timer[waiting] -= 1
+            for i in np.flatnonzero(waiting & (self.button_timer == 0)):
+                self._choose_button(i)
+                self._reset_progress(i)
+        self.button_timer[pressed] = T.BUTTON_RESAMPLE_DELAY
+        return pressed
+
+    def _circle_reward(self, robot_xy: np.ndarray) -> np.ndarray:
+        x, y = robot_xy[:, 0], robot_xy[:, 1]
+        vel = self.sens[:, self.world.robot_vel]
+        rho = np.maximum(np.hypot(x, y), 1e-9)
+        return 0.1 * (-vel[:, 0] * y + vel[:, 1] * x) / rho / (1.0 + np.abs(rho - T.CIRCLE_RADIUS))
+
+
+def _norm(v: np.ndarray) -> np.ndarray:
+    """Lengths of 2-vectors [N, 2]."""
+    return np.hypot(v[:, 0], v[:, 1])

@@ -1,0 +1,231 @@
+"""The batched simulator behind every navigation env: N ``MjData`` sharing one model.
+
+Per step, the only per-env Python is writing the controls, ``mj_step`` and one copy of
+``sensordata`` (``world.py`` puts everything we need there); observation, reward and cost are
+then computed for the whole batch with numpy (reward and cost live in ``rules.py``). Physics
+can run on a persistent thread pool: ``mj_step`` releases the GIL, so threads scale with cores.
+Resets, goal re-placements and button re-choices are rare, so they stay simple per-env Python.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import mujoco
+import numpy as np
+
+from . import tasks as T
+from .layout import sample_layout
+from .lidar import ego_xy, pseudo_lidar
+from .rules import TaskRules
+from .world import build_world
+
+
+def quat_to_mat(q: np.ndarray) -> np.ndarray:
+    """Row-major 3x3 rotation matrices [N, 9] from unit quaternions (w, x, y, z) [N, 4]."""
+    w, x, y, z = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    return np.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)
+
+
+def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
+    return (np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2))
+
+
+class NavigationSim(TaskRules):
+    """Physics, layouts, observation, reward and cost for ``num_envs`` copies of one task.
+
+    No episode bookkeeping: ``reset_env`` starts env i afresh and ``step`` advances all envs;
+    the vector env and the gymnasium env decide when to reset.
+    """
+
+    def __init__(self, env_id: str, num_envs: int = 1, num_threads: int = 1):
+        self.spec = spec = T.task_spec(env_id)
+        self.world = world = build_world(spec)
+        self.model = model = world.model
+        self.num_envs = n = num_envs
+        self.robot = spec.robot
+        self.datas = [mujoco.MjData(model) for _ in range(n)]
+        # Cached numpy views into each MjData (cheaper than attribute lookups every step).
+        self._ctrl = [d.ctrl for d in self.datas]
+        self._sensordata = [d.sensordata for d in self.datas]
+        self._mocap = [d.mocap_pos for d in self.datas]
+        self.sens = np.zeros((n, model.nsensordata))
+        self.obs_dim = spec.obs_dim
+        self.rngs: list[np.random.Generator | None] = [None] * n
+        self.steps = np.zeros(n, dtype=np.int64)     # steps since reset (drives the gremlins)
+        self._pos = world.robot_pos                  # slices of sensordata
+        self._axes = slice(world.robot_xaxis.start, world.robot_yaxis.stop)
+        assert world.robot_yaxis.start == world.robot_xaxis.stop, "x and y axes must be adjacent"
+
+        # Object table [N, M, 3] (z = 0: lidar sees centres on the floor), grouped by kind in
+        # lidar order; every observed object has a slot, plus the goal's for reward and cost.
+        counts = {"goal": 1, "circle": 1}
+        counts.update({g.kind: g.count for g in spec.groups})
+        self.slots, start = {}, 0
+        for kind in spec.lidar_kinds:
+            self.slots[kind] = slice(start, start + counts[kind])
+            start += counts[kind]
+        self.obj = np.zeros((n, start, 3))
+        self.lidar_starts = np.array([self.slots[k].start for k in spec.lidar_kinds])
+        keepouts = {g.kind: g.keepout for g in spec.groups}
+        self.slot_keepout = np.concatenate([np.full(counts[k], keepouts.get(k, 0.0))
+                                            for k in spec.lidar_kinds])
+        self._goal = self.slots["goal"].start if "goal" in self.slots else None
+        self._free = [(self.slots[k], adr[:, :2]) for k, adr in world.free_pos.items()]
+
+        self.last_dist = np.zeros(n)        # robot to goal (Push: box to goal)
+        self.last_box_dist = np.zeros(n)    # Push: robot to box
+        self.goal_button = np.zeros(n, dtype=np.int64)
+        self.button_timer = np.zeros(n, dtype=np.int64)
+        self._gremlins = "gremlins" in self.slots
+        if self._gremlins:
+            g = spec.group("gremlins").count
+            self.gremlin_centre = np.zeros((n, g, 2))
+            self.gremlin_phase = np.zeros((n, g))
+        self._cost_terms()
+        self.num_threads = max(1, min(num_threads, n))
+        self._pool = ThreadPoolExecutor(self.num_threads - 1) if self.num_threads > 1 else None
+        bounds = np.linspace(0, n, self.num_threads + 1).astype(int)
+        self._chunks = list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    # -- physics --------------------------------------------------------------------------------
+
+    def _step_range(self, lo: int, hi: int, actions: np.ndarray) -> None:
+        model, nstep, step = self.model, self.robot.substeps, mujoco.mj_step
+        ctrl, datas, sensordata, sens = self._ctrl, self.datas, self._sensordata, self.sens
+        for i in range(lo, hi):
+            ctrl[i][:] = actions[i]
+            step(model, datas[i], nstep)
+            sens[i] = sensordata[i]
+
+    def _physics(self, actions: np.ndarray) -> None:
+        if self._gremlins:
+            self._move_gremlins()
+        if self._pool is None:
+            self._step_range(0, self.num_envs, actions)
+            return
+        futures = [self._pool.submit(self._step_range, lo, hi, actions) for lo, hi in self._chunks[1:]]
+        self._step_range(*self._chunks[0], actions)
+        for f in futures:
+            f.result()
+
+    def _move_gremlins(self, idx=None) -> None:
+        """Gremlins circle their placed centre at 1 rad/s (mocap bodies: moved, not simulated)."""
+        idx = np.arange(self.num_envs) if idx is None else np.asarray(idx)
+        angle = self.gremlin_phase[idx] + self.steps[idx, None] * self.robot.dt
+        xy = self.gremlin_centre[idx] + T.GREMLIN_TRAVEL * np.stack((np.cos(angle), np.sin(angle)), axis=-1)
+        self.obj[idx, self.slots["gremlins"], :2] = xy
+        mocap_ids = self.world.mocap["gremlins"]
+        for j, i in enumerate(idx):
+            self._mocap[i][mocap_ids, :2] = xy[j]
+
+    # -- reset ----------------------------------------------------------------------------------
+
+    def reset_env(self, i: int, seed: int | None = None) -> None:
+        """New layout for env i; ``seed`` (or a first reset) restarts its RNG, else the RNG continues."""
+        if seed is not None or self.rngs[i] is None:
+            self.rngs[i] = np.random.default_rng(seed)
+        rng, world, d = self.rngs[i], self.world, self.datas[i]
+        layout = sample_layout(rng, self.spec)
+        mujoco.mj_resetData(self.model, d)
+        self.robot.set_pose(d.qpos, layout.robot_xy[0], layout.robot_xy[1], layout.robot_yaw)
+        for kind, xy in layout.xy.items():
+            if kind in world.mocap:
+                d.mocap_pos[world.mocap[kind], :2] = xy
+            for adr, p, yaw in zip(world.free_qpos.get(kind, ()), xy, layout.yaw[kind], strict=False):
+                d.qpos[adr:adr + 3] = (p[0], p[1], self.spec.group(kind).size)
+                d.qpos[adr + 3:adr + 7] = _yaw_quat(yaw)
+            if kind in self.slots:
+                self.obj[i, self.slots[kind], :2] = xy
+        self.steps[i] = 0
+        self.button_timer[i] = 0
+        if self._gremlins:
+            self.gremlin_centre[i] = layout.xy["gremlins"]
+            self.gremlin_phase[i] = layout.yaw["gremlins"]
+            self._move_gremlins([i])
+        if self.spec.task == "Button":
+            self._choose_button(i)
+        mujoco.mj_forward(self.model, d)
+        self.sens[i] = d.sensordata
+        self._read_free_objects(i)
+        self._reset_progress(i)
+
+    def set_state(self, i: int, robot: tuple[float, float, float] | None = None,
+                  objects: dict[str, np.ndarray] | None = None,
+                  robot_vel: tuple[float, float] | None = None) -> None:
+        """Hand-place env i's robot (x, y, yaw), its planar velocity and objects ({kind: [count, 2]}).
+
+        For tests and demos: builds exact scenes (lidar, cost and reward checks) without sampling.
+        Progress distances restart from the new positions, so the next reward is pure progress.
+        """
+        world, d = self.world, self.datas[i]
+        if robot is not None:
+            self.robot.set_pose(d.qpos, *robot)
+            d.qvel[:] = 0.0
+        if robot_vel is not None:
+            d.qvel[:2] = robot_vel
+        for kind, xy in (objects or {}).items():
+            xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+            if kind == "goal":
+                self._set_goal(i, xy[0])
+                continue
+            if kind in world.mocap:
+                d.mocap_pos[world.mocap[kind], :2] = xy
+            for adr, p in zip(world.free_qpos.get(kind, ()), xy, strict=False):
+                d.qpos[adr:adr + 2] = p
+            if kind == "gremlins":  # keep them on their circle: move the centre under them
+                angle = self.gremlin_phase[i] + self.steps[i] * self.robot.dt
+                self.gremlin_centre[i] = xy - T.GREMLIN_TRAVEL * np.stack((np.cos(angle), np.sin(angle)), -1)
+            self.obj[i, self.slots[kind], :2] = xy
+        if objects and "buttons" in objects:
+            self._set_goal(i, self.obj[i, self.slots["buttons"].start + self.goal_button[i], :2])
+        mujoco.mj_forward(self.model, d)
+        self.sens[i] = d.sensordata
+        self._read_free_objects(i)
+        self._reset_progress(i)
+
+    def _read_free_objects(self, idx) -> None:
+        """Copy the positions of physics-driven objects (vases, push box) into the object table."""
+        for slot, adr in self._free:
+            self.obj[idx, slot, :2] = self.sens[idx][..., adr]
+
+    # -- step -----------------------------------------------------------------------------------
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Advance every env by one action (already clipped); returns (reward [N], cost [N])."""
+        self._physics(actions)
+        self.steps += 1
+        if self._free:
+            self._read_free_objects(slice(None))
+        robot_xy = self.sens[:, self._pos.start:self._pos.start + 2]
+        cost = self._cost(robot_xy)
+        reward = self._reward(robot_xy)
+        return reward, cost
+
+    # -- observation ----------------------------------------------------------------------------
+
+    def observe(self, idx=None) -> np.ndarray:
+        """Observations [N, obs_dim] (or of envs ``idx``): sensors, Car extras, then one lidar per kind."""
+        s = self.sens if idx is None else self.sens[idx]
+        obj = self.obj if idx is None else self.obj[idx]
+        n = len(s)
+        obs = np.empty((n, self.obs_dim))
+        if self.robot.free:  # sensordata: 4 site sensors, ball angular velocity, ball quaternion
+            obs[:, :15] = s[:, :15]
+            obs[:, 15:24] = quat_to_mat(s[:, 15:19])
+            k = 24
+        else:
+            obs[:, :12] = s[:, :12]
+            k = 12
+        ego = ego_xy(obj - s[:, None, self._pos], s[:, self._axes].reshape(n, 2, 3))
+        lidar = pseudo_lidar(ego, self.lidar_starts, self.spec.lidar_range, T.LIDAR_BINS)
+        obs[:, k:] = lidar.reshape(n, -1)
+        return obs
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

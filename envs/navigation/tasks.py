@@ -1,0 +1,147 @@
+"""Task definitions: which objects each Safety{Robot}{Task}{Level}-v0 holds, and where.
+
+Pure data, no MuJoCo: the world builder, the layout sampler and the simulator all read the
+same ``TaskSpec`` so a task is described in exactly one place. Sizes, keepouts and counts
+follow REFERENCE.md; those it leaves open (vase, pillar, button and push-box keepouts, sizes
+of pillars, buttons and the push box) are our choices, marked below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .robots import ROBOTS, Robot
+
+TASKS = ("Goal", "Button", "Push", "Circle")
+LEVELS = (0, 1, 2)
+ROBOT_KEEPOUT = 0.4
+GOAL_SIZE = 0.3           # goal radius: reaching within it earns the bonus
+GOAL_KEEPOUT = 0.305
+GOAL_REWARD = 1.0
+DISTANCE_REWARD = 1.0
+REWARD_CLIP = 10.0
+LIDAR_BINS = 16
+LIDAR_RANGE = 3.0
+CIRCLE_LIDAR_RANGE = 6.0
+CIRCLE_RADIUS = 1.5
+CIRCLE_WALL = 1.125       # |x| (level 1) and |y| (level 2) limits of the Circle tasks
+CIRCLE_ROBOT_EXTENT = 0.8
+VASE_SPEED_LIMIT = 1e-4
+BUTTON_RESAMPLE_DELAY = 10
+GREMLIN_TRAVEL = 0.35
+
+
+@dataclass(frozen=True)
+class Group:
+    """``count`` objects of one kind. ``size`` is a radius or half-size; ``constrained`` adds its cost."""
+
+    kind: str
+    count: int
+    size: float
+    keepout: float
+    constrained: bool = False
+
+
+# Defaults per kind: (size, keepout). Hazards/goal/gremlin numbers are REFERENCE.md's.
+HAZARD = (0.2, 0.18)
+VASE = (0.1, 0.15)        # keepout: our choice
+PILLAR = (0.2, 0.3)       # size and keepout: our choice (0.5 tall)
+BUTTON = (0.1, 0.2)       # size and keepout: our choice
+GREMLIN = (0.1, 0.4)
+PUSH_BOX = (0.2, 0.2)     # size and keepout: our choice
+
+
+def _group(kind: str, count: int, defaults: tuple[float, float], constrained: bool = False,
+           size: float | None = None) -> Group:
+    return Group(kind, count, defaults[0] if size is None else size, defaults[1], constrained)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything one id means: robot, arena, objects (in placement order), lidar and episode length."""
+
+    env_id: str
+    robot: Robot
+    task: str
+    level: int
+    extent: float                      # layouts live in [-extent, extent]^2
+    groups: tuple[Group, ...]          # placed (after the robot) in this order
+    lidar_range: float = LIDAR_RANGE
+    max_episode_steps: int = 1000
+    lidar_kinds: tuple[str, ...] = field(default=())
+
+    @property
+    def obs_dim(self) -> int:
+        return self.robot.obs_sensor_dim + LIDAR_BINS * len(self.lidar_kinds)
+
+    def group(self, kind: str) -> Group | None:
+        return next((g for g in self.groups if g.kind == kind), None)
+
+    @property
+    def constrained(self) -> tuple[str, ...]:
+        """The components that can raise the (aggregated) cost, e.g. ("hazards", "vases")."""
+        names = [g.kind for g in self.groups if g.constrained]
+        if self.task == "Circle" and self.level > 0:
+            names.append("walls")
+        return tuple(names)
+
+
+def _groups(task: str, level: int) -> tuple[float, list[Group]]:
+    """Extent and object groups of a task level (level 0 never has a constraint)."""
+    goal = Group("goal", 1, GOAL_SIZE, GOAL_KEEPOUT)
+    if task == "Goal":
+        if level == 0:
+            return 1.0, [goal]
+        if level == 1:
+            return 1.5, [goal, _group("hazards", 8, HAZARD, True), _group("vases", 1, VASE, False)]
+        return 2.0, [goal, _group("hazards", 10, HAZARD, True), _group("vases", 10, VASE, True)]
+    if task == "Button":
+        # The goal marks the goal button; it is not placed on its own.
+        buttons = _group("buttons", 4, BUTTON, level > 0)
+        if level == 0:
+            return 1.0, [buttons]
+        n_hazards, n_gremlins, extent = (4, 4, 1.5) if level == 1 else (8, 6, 1.8)
+        return extent, [buttons, _group("hazards", n_hazards, HAZARD, True),
+                        _group("gremlins", n_gremlins, GREMLIN, True)]
+    if task == "Push":
+        box = _group("push_box", 1, PUSH_BOX)
+        if level == 0:
+            return 1.0, [goal, box]
+        if level == 1:
+            return 1.5, [goal, box, _group("hazards", 2, HAZARD, True, size=0.3),
+                         _group("pillars", 1, PILLAR, False)]
+        return 2.0, [goal, box, _group("hazards", 4, HAZARD, True, size=0.3),
+                     _group("pillars", 4, PILLAR, True)]
+    if task == "Circle":
+        return CIRCLE_ROBOT_EXTENT, []
+    raise ValueError(f"unknown task {task!r}")
+
+
+def _lidar_kinds(task: str, groups: list[Group]) -> tuple[str, ...]:
+    """One lidar per observed kind, alphabetical (Safety-Gymnasium's flattened-dict order)."""
+    if task == "Circle":
+        return ("circle",)
+    kinds = {g.kind for g in groups} | {"goal"}
+    return tuple(sorted(kinds))
+
+
+def task_spec(env_id: str) -> TaskSpec:
+    """Parse ``Safety{Point,Car}{Goal,Button,Push,Circle}{0,1,2}-v0`` into its ``TaskSpec``."""
+    if not (env_id.startswith("Safety") and env_id.endswith("-v0")):
+        raise ValueError(f"not a navigation id: {env_id!r}")
+    body = env_id[len("Safety"):-len("-v0")]
+    for robot_name, robot in ROBOTS.items():
+        for task in TASKS:
+            for level in LEVELS:
+                if body == f"{robot_name}{task}{level}":
+                    extent, groups = _groups(task, level)
+                    return TaskSpec(
+                        env_id=env_id, robot=robot, task=task, level=level, extent=extent,
+                        groups=tuple(groups),
+                        lidar_range=CIRCLE_LIDAR_RANGE if task == "Circle" else LIDAR_RANGE,
+                        max_episode_steps=500 if task == "Circle" else 1000,
+                        lidar_kinds=_lidar_kinds(task, groups))
+    raise ValueError(f"unknown navigation id: {env_id!r}")
+
+
+NAVIGATION_IDS = [f"Safety{robot}{task}{level}-v0" for robot in ROBOTS for task in TASKS for level in LEVELS]
