@@ -12,9 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# The main job: a short PPO-Lagrangian run on SafetyHalfCheetahVelocity-v1 (a few minutes on 2 cores).
+RUN_DIR ?= runs/quickstart-$(shell date +%Y%m%d-%H%M%S)
+
+# The main job: a short PPO-Lagrangian run on SafetyHalfCheetahVelocity-v1 (a few minutes on 2 cores),
+# then its constraint-violation report.
 run: $(STAMP)
-	$(BIN)/saferl train --algo ppo_lag --env SafetyHalfCheetahVelocity-v1 --config configs/quickstart.yaml
+	$(BIN)/saferl train --algo ppo_lag --env SafetyHalfCheetahVelocity-v1 --config configs/quickstart.yaml \
+		--run-dir $(RUN_DIR)
+	$(BIN)/saferl report $(RUN_DIR) --eval-episodes 5
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/saferl bench --env SafetyHalfCheetahVelocity-v1
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs reports bench-results .pytest_cache .ruff_cache

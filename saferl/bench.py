@@ -1,7 +1,7 @@
 """`saferl bench`: throughput on this machine, measured side by side in one run.
 
 Prints (and writes as JSON, to compare across commits):
-1. the open-loop physics ceiling (bare `mj_step`, all cores);
+1. the open-loop physics ceiling (bare `mj_step`, all cores), and the navigation suite's random-action rate;
 2. collection with the policy in the loop and no updates;
 3. end-to-end PPO at Stable-Baselines3's default hyperparameters, and SB3's own PPO on the same env
    and settings when it is installed (`pip install -e .[bench]`), with the ratio;
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from envs.navigation import NAVIGATION_IDS
+from envs.navigation import benchmark as navigation_benchmark
 from saferl.algorithms import ALGORITHMS
 from saferl.config import build_config
 from saferl.io import versions, write_json
@@ -96,9 +98,18 @@ def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 8, constrained_
     torch.set_num_threads(1)
     results: dict = {"env_id": env_id, "cores": os.cpu_count(), "versions": versions(),
                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    ceiling = envs.physics_ceiling(env_id, num_envs=16, seconds=3.0)
+    if env_id in NAVIGATION_IDS:  # no separate physics-only loop: the random-action rate is the ceiling
+        ceiling = navigation_benchmark(env_id, num_envs=16, seconds=3.0, num_threads=os.cpu_count())
+        log(f"env ceiling (random actions, 16 envs, {os.cpu_count()} threads): {ceiling:,.0f} steps/s")
+    else:
+        ceiling = envs.physics_ceiling(env_id, num_envs=16, seconds=3.0)
+        log(f"physics ceiling (mj_step, 16 envs, {os.cpu_count()} cores): {ceiling:,.0f} steps/s")
     results["physics_ceiling_steps_per_s"] = ceiling
-    log(f"physics ceiling (mj_step, 16 envs, {os.cpu_count()} cores): {ceiling:,.0f} steps/s")
+    for nav_id in ("SafetyPointGoal1-v0", "SafetyCarGoal1-v0"):  # the native suite vs Safety-Gymnasium's ~0.6k/s
+        single = navigation_benchmark(nav_id, num_envs=1, seconds=2.0, num_threads=1)
+        batched = navigation_benchmark(nav_id, num_envs=16, seconds=2.0, num_threads=1)
+        results[f"{nav_id}_random_steps_per_s"] = {"1_env_1_thread": single, "16_envs_1_thread": batched}
+        log(f"{nav_id} random actions: {single:,.0f} steps/s (1 env, 1 core), {batched:,.0f} (16 envs, 1 core)")
 
     collect = collection_rate(env_id, num_envs=16, steps=16 * 1024)
     results["collection_steps_per_s"] = collect
