@@ -1,4 +1,4 @@
-"""`saferl` command line: train, eval (and the benchmark and report commands as they land).
+"""`saferl` command line: train, eval, the offline path (collect, bc, finetune), benchmarks and reports.
 
 Every user error ends as one line on stderr and exit status 2; a Ctrl-C during training keeps the last
 checkpoint (written every epoch, atomically) so `--resume` continues it.
@@ -47,9 +47,55 @@ def parse_args(argv):
     report = sub.add_parser("report", help="constraint-violation report of runs: report.html, report.md, report.json")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--out", help="output folder (default: the run directory, or reports/<time> for several)")
-    report.add_argument("--eval-episodes", type=int, default=10, help="evaluation rollouts per run (0: none)")
+    report.add_argument("--eval-episodes", type=int, default=10,
+                        help="evaluation rollouts per run (0: none; an existing eval.json is still read)")
     report.add_argument("--deterministic", action="store_true", help="evaluate the mean action")
     report.add_argument("--video", action="store_true", help="render one evaluation episode (MuJoCo offscreen)")
+
+    collect = sub.add_parser("collect", help="roll out a run's policy and write a demonstration dataset (HDF5)")
+    collect.add_argument("run_dir")
+    collect.add_argument("--episodes", type=int, required=True)
+    collect.add_argument("--out", required=True, help="dataset file, e.g. demos.h5")
+    collect.add_argument("--noise", type=float, help="std of Gaussian noise added to the mean action")
+    collect.add_argument("--deterministic", action="store_true", help="the mean action, no noise")
+    collect.add_argument("--seed", type=int)
+
+    bc = sub.add_parser("bc", help="behaviour cloning from a dataset; writes a run directory")
+    bc.add_argument("--dataset", required=True, help="HDF5 file (ours or DSRL/OSRL layout)")
+    bc.add_argument("--env", help="task id (default: the one the dataset names)")
+    bc.add_argument("--filter", help="all (default) or safe: only episodes with cost <= the cost limit")
+    bc.add_argument("--cost-limit", type=float, help="budget for --filter safe (and for a later fine-tune)")
+    bc.add_argument("--epochs", type=int)
+    bc.add_argument("--seed", type=int)
+    bc.add_argument("--config", help="YAML file with overrides")
+    bc.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. bc.lr=3e-4")
+    bc.add_argument("--run-dir", help="default: runs/<env>/bc-seed<seed>-<time>")
+
+    finetune = sub.add_parser("finetune", help="safe RL starting from a BC run; writes a run directory")
+    finetune.add_argument("bc_run_dir")
+    finetune.add_argument("--algo", required=True, help="ppo, ppo_lag or cpo")
+    finetune.add_argument("--steps", type=int, help="total environment steps, warm-up included")
+    finetune.add_argument("--seed", type=int)
+    finetune.add_argument("--num-envs", type=int)
+    finetune.add_argument("--config", help="YAML file with overrides")
+    finetune.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. finetune.bc_kl_coef=0")
+    finetune.add_argument("--run-dir", help="default: runs/<env>/finetune-<algo>-seed<seed>-<time>")
+
+    offline = sub.add_parser("bench-offline", help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark)")
+    offline.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
+    offline.add_argument("--expert", help="an existing run directory to use as the expert (skips training one)")
+    offline.add_argument("--expert-steps", type=int, default=1_000_000, help="PPO-Lag steps for the expert")
+    offline.add_argument("--episodes", type=int, default=20, help="demonstration episodes")
+    offline.add_argument("--noise", type=float, default=0.1, help="action-noise std of the demonstrations")
+    offline.add_argument("--filter", default="all", help="BC filter: all or safe")
+    offline.add_argument("--bc-epochs", type=int, default=200)
+    offline.add_argument("--steps", type=int, default=500_000, help="budget of the fine-tune and of scratch")
+    offline.add_argument("--num-envs", type=int, default=8)
+    offline.add_argument("--seed", type=int, default=0)
+    offline.add_argument("--cost-limit", type=float)
+    offline.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="for expert, fine-tune, scratch")
+    offline.add_argument("--work-dir", help="where the runs go (default bench-results/offline-<env>-<time>/)")
+    offline.add_argument("--out", help="JSON file (default <work-dir>/bench-offline.json)")
     return parser.parse_args(argv)
 
 
@@ -144,7 +190,108 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report}
+def check_positive(args, *names) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def cmd_collect(args) -> int:
+    from saferl.offline import collect_demonstrations
+
+    if args.deterministic and args.noise is not None:
+        raise SafeRLError("--deterministic and --noise exclude each other (--noise already uses the mean action)")
+    summary = collect_demonstrations(Path(args.run_dir), args.episodes, Path(args.out), args.noise,
+                                     args.deterministic, args.seed)
+    print(f"{summary['episodes']} episodes ({summary['steps']} steps): return {summary['mean_return']:.2f}, "
+          f"cost {summary['mean_cost']:.2f} (limit {summary['cost_limit']:g}) -> {summary['out']}")
+    return 0
+
+
+def cmd_bc(args) -> int:
+    from saferl.config import build_config
+    from saferl.offline import dataset_env_id, train_bc
+
+    check_positive(args, "epochs")
+    env_id = args.env or dataset_env_id(Path(args.dataset))
+    if not env_id:
+        raise SafeRLError(f"--env is needed: {args.dataset} does not name its env")
+    extra: dict = {"env": {"id": env_id}, "bc": {"dataset": str(args.dataset)}}
+    if args.filter is not None:
+        extra["bc"]["filter"] = args.filter
+    if args.epochs is not None:
+        extra["bc"]["epochs"] = args.epochs
+    if args.cost_limit is not None:
+        extra["lagrange"] = {"cost_limit": args.cost_limit}
+    if args.seed is not None:
+        extra["train"] = {"seed": args.seed}
+    config = build_config("bc", args.config, args.set, extra)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
+    summary = train_bc(config, run_dir)
+    print(f"run directory: {run_dir}")
+    line = (f"bc: {summary['episodes_kept']}/{summary['episodes_total']} episodes ({summary['filter']}), "
+            f"{summary['epochs_run']} epochs (best {summary['best_epoch']}), val action MSE "
+            f"{summary['best_val_loss']:.3g}")
+    if "eval_return" in summary:
+        line += (f"; clone: return {summary['eval_return']:.2f}, cost {summary['eval_cost']:.2f} "
+                 f"(limit {config.lagrange.cost_limit:g})")
+    print(line)
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from saferl.finetune import FineTuneRunner, build_finetune_config, load_bc_run
+
+    check_positive(args, "steps", "num_envs")
+    extra: dict = {}
+    if args.steps:
+        extra.setdefault("train", {})["total_steps"] = args.steps
+    if args.seed is not None:
+        extra.setdefault("train", {})["seed"] = args.seed
+    if args.num_envs:
+        extra["env"] = {"num_envs": args.num_envs}
+    bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
+    config = build_finetune_config(bc_config, args.algo, args.config, args.set, extra)
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / config.env.id / f"finetune-{args.algo}-seed{config.train.seed}-{stamp}"
+    runner = FineTuneRunner(config, run_dir, Path(args.bc_run_dir))
+    print(f"run directory: {run_dir}", flush=True)
+    try:
+        row = runner.train()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted at epoch {runner.epoch}; the last checkpoint is in {run_dir}", file=sys.stderr)
+        return 130
+    print(f"final: env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
+          f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.lagrange.cost_limit:g})")
+    return 0
+
+
+def cmd_bench_offline(args) -> int:
+    import envs
+    from saferl.bench_offline import run_bench_offline
+
+    try:
+        envs.make(args.env, num_envs=1).close()
+    except ValueError as exc:
+        raise SafeRLError(str(exc)) from None
+    check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")
+    if args.noise < 0:
+        raise SafeRLError(f"--noise must be >= 0, got {args.noise}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
+    out = Path(args.out) if args.out else work_dir / "bench-offline.json"
+    run_bench_offline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
+                      args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
+                      args.cost_limit, args.set)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report,
+            "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline}
 
 
 def main(argv=None) -> int:

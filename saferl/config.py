@@ -184,6 +184,50 @@ class CPOConfig:
 
 
 @dataclass
+class BCConfig:
+    """Behaviour cloning (`saferl bc`): maximum likelihood of the demonstrated actions (saferl/offline.py)."""
+
+    dataset: str = ""  # the HDF5 file; recorded here so config.yaml says what the clone was trained on
+    filter: str = "all"  # "all", or "safe": only episodes with cost <= lagrange.cost_limit (OSRL's BC-Safe)
+    epochs: int = 200  # upper bound: early stopping on the validation loss usually ends sooner
+    batch_size: int = 256
+    lr: float = 1e-3
+    val_fraction: float = 0.1  # share of episodes held out (whole episodes: steps of one episode correlate)
+    patience: int = 10  # epochs without a better validation loss before stopping (best weights are kept)
+    normalizer: str = "auto"  # "dataset": the demonstrator's stored stats, "data": fit on the demos, "auto"
+    eval_episodes: int = 10  # deterministic rollouts of the clone afterwards (eval.json); 0 skips them
+
+    def validate(self):
+        _check(self.filter in ("all", "safe"), "bc.filter must be 'all' or 'safe'")
+        _check(self.epochs >= 1 and self.batch_size >= 1, "bc.epochs and bc.batch_size must be >= 1")
+        _check(self.lr > 0, "bc.lr must be > 0")
+        _check(0.0 <= self.val_fraction < 1.0, "bc.val_fraction must be in [0, 1)")
+        _check(self.patience >= 1, "bc.patience must be >= 1")
+        _check(self.normalizer in ("auto", "dataset", "data"), "bc.normalizer must be auto, dataset or data")
+        _check(self.eval_episodes >= 0, "bc.eval_episodes must be >= 0")
+
+
+@dataclass
+class FineTuneConfig:
+    """Starting RL from a BC clone (`saferl finetune`); saferl/finetune.py gives the reasons for each default."""
+
+    critic_warmup_epochs: int = 3  # rollouts of the frozen clone that only fit the critics (count in the budget)
+    init_log_std: float = -1.0  # starting log-std, combined with the clone's by log_std_rule
+    log_std_rule: str = "min"  # "min": min(init_log_std, BC's), floored at min_log_std; "fixed"; "bc"
+    min_log_std: float = -3.0  # floor of the "min" rule: a clone of deterministic demos would barely explore
+    bc_kl_coef: float = 1.0  # weight of KL(clone || policy) in the PPO loss (ppo, ppo_lag); 0 disables it
+    bc_kl_decay: float = 0.9  # the weight is multiplied by this after every update
+    warm_start_multiplier: bool = True  # lambda0 = max(0, (J_c(clone) - limit) / limit) instead of multiplier_init
+    freeze_normalizer: bool = True  # keep the clone's observation statistics: the actor was fit on that scale
+
+    def validate(self):
+        _check(self.critic_warmup_epochs >= 0, "finetune.critic_warmup_epochs must be >= 0")
+        _check(self.log_std_rule in ("min", "fixed", "bc"), "finetune.log_std_rule must be min, fixed or bc")
+        _check(self.bc_kl_coef >= 0, "finetune.bc_kl_coef must be >= 0")
+        _check(0.0 <= self.bc_kl_decay <= 1.0, "finetune.bc_kl_decay must be in [0, 1]")
+
+
+@dataclass
 class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -193,6 +237,8 @@ class Config:
     pg: PGConfig = field(default_factory=PGConfig)
     trpo: TRPOConfig = field(default_factory=TRPOConfig)
     cpo: CPOConfig = field(default_factory=CPOConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
 
     def validate(self) -> Config:
         for section in dataclasses.fields(self):

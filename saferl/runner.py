@@ -152,6 +152,7 @@ class Runner:
         """Fill the buffer with `rollout_length` batched steps; the normaliser is frozen meanwhile."""
         buf, policy, env = self.buffer, self.policy, self.env
         obs = self.obs
+        self.epoch_episodes = []  # episodes finished in this rollout only (the window mixes in older ones)
         for t in range(self.rollout_length):
             buf.raw_obs[t] = obs
             normalised = policy.normalise(torch.from_numpy(obs).float())
@@ -176,10 +177,21 @@ class Runner:
             done = info["episode_done"]
             if done.any():
                 for i in np.flatnonzero(done):
-                    self.episodes.append((float(info["episode_return"][i]), info["episode_cost"][i].copy(),
-                                          int(info["episode_length"][i])))
+                    episode = (float(info["episode_return"][i]), info["episode_cost"][i].copy(),
+                               int(info["episode_length"][i]))
+                    self.episodes.append(episode)
+                    self.epoch_episodes.append(episode)
         self.obs = obs
         self.total_violations += int(buf.costs.sum())
+
+    def rollout_batch(self):
+        """GAE over the buffer just collected, bootstrapped from the critics' values of the current obs."""
+        cfg = self.config.train
+        with torch.no_grad():
+            last_value, last_cost_value = self.policy.values(self.policy.normalise(torch.from_numpy(self.obs).float()))
+        return self.buffer.compute(
+            last_value.numpy(), last_cost_value.numpy(), cfg.gamma, cfg.gae_lambda, cfg.cost_gamma,
+            cfg.cost_gae_lambda, cfg.standardize_reward_adv, cfg.center_cost_adv)
 
     def episode_stats(self) -> tuple[float, np.ndarray, float]:
         if not self.episodes:
@@ -202,12 +214,7 @@ class Runner:
                 start = time.perf_counter()
                 self.collect()
                 collect_seconds = time.perf_counter() - start
-                with torch.no_grad():
-                    last_value, last_cost_value = self.policy.values(
-                        self.policy.normalise(torch.from_numpy(self.obs).float()))
-                batch = self.buffer.compute(
-                    last_value.numpy(), last_cost_value.numpy(), cfg.gamma, cfg.gae_lambda, cfg.cost_gamma,
-                    cfg.cost_gae_lambda, cfg.standardize_reward_adv, cfg.center_cost_adv)
+                batch = self.rollout_batch()
                 ep_return, ep_costs, ep_length = self.episode_stats()
                 update_start = time.perf_counter()
                 stats = self.algorithm.update(batch, ep_costs, ep_length)
@@ -245,6 +252,9 @@ class Runner:
             "update_seconds": update_seconds,
             "total_violations": self.total_violations,
         }
+        if getattr(self, "epoch_episodes", None):  # per-epoch means: a dip shows here undiluted by the window
+            row["epoch_ep_return"] = float(np.mean([e[0] for e in self.epoch_episodes]))
+            row["epoch_ep_cost"] = float(np.mean([e[1][0] for e in self.epoch_episodes]))
         limit = getattr(getattr(self.algorithm, "lagrange", None), "cost_limit", self.config.lagrange.cost_limit)
         row["cost_limit"] = limit
         if self.num_costs > 1:

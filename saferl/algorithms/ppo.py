@@ -8,6 +8,11 @@
 
 PPO-Lag differs from PPO in two places: the multiplier is updated once per epoch from the recent mean
 episode cost, and the policy's advantage becomes (A_r - lambda . A_c) / (1 + sum lambda).
+
+Fine-tuning from a behaviour-cloned actor (saferl/finetune.py) may add coef * mean KL(reference || policy),
+the reference being the clone as fine-tuning started; `set_behaviour_reference` turns it on, the coefficient
+decays after each update, and while it is on the autograd path is used (the hand-written gradient does not
+include it).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from policies.actor_critic import LOG_SQRT_2PI, ActorCritic, gaussian_kl, mlp_ba
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.lagrange import LagrangeMultiplier, make_multiplier
+
+BC_KL_NEGLIGIBLE = 1e-3  # below this decayed coefficient the KL-to-BC term is dropped (and the fast path returns)
 
 
 class PPO:
@@ -45,13 +52,25 @@ class PPO:
         # The hand-written gradient covers the default clip objective; the variants use autograd.
         self.use_manual_gradients = (self.cfg.manual_gradients and self.cfg.objective == "clip"
                                      and not self.cfg.clip_value_loss and not self.cfg.compile)
+        self.behaviour_reference = None  # frozen GaussianActor for the KL-to-BC term (fine-tuning only)
+        self.bc_kl_coef, self.bc_kl_decay = 0.0, 1.0
+
+    def set_behaviour_reference(self, reference, coef: float, decay: float) -> None:
+        """Penalise coef * KL(reference || policy), coef multiplied by `decay` after each update."""
+        self.behaviour_reference = reference.requires_grad_(False)
+        self.bc_kl_coef, self.bc_kl_decay = float(coef), float(decay)
+
+    @property
+    def bc_penalty_active(self) -> bool:
+        return self.behaviour_reference is not None and self.bc_kl_coef >= BC_KL_NEGLIGIBLE
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
         return batch.reward_advantages
 
     def minibatch_loss(self, obs, actions, old_log_probs, old_means, advantages, reward_returns, cost_returns,
-                       old_reward_values, old_cost_values, kl_beta):
-        """Policy surrogate + critic regression for one minibatch (compiled when `ppo.compile` is set)."""
+                       old_reward_values, old_cost_values, kl_beta, bc_means=None, bc_kl_coef=None):
+        """Policy surrogate + critic regression for one minibatch (compiled when `ppo.compile` is set),
+        plus the KL-to-BC term when `bc_means` (the reference's means on these states) is given."""
         cfg, policy = self.cfg, self.policy
         mean = policy.actor(obs)
         ratio = (policy.actor.log_prob(mean, actions) - old_log_probs).exp()
@@ -64,6 +83,10 @@ class PPO:
         value_loss = self.value_loss(policy.reward_critic(obs).squeeze(-1), old_reward_values, reward_returns)
         if self.uses_cost_critic:
             value_loss = value_loss + self.value_loss(policy.cost_critic(obs), old_cost_values, cost_returns)
+        if bc_means is not None:
+            reference_log_std = self.behaviour_reference.log_std
+            policy_loss = policy_loss + bc_kl_coef * gaussian_kl(bc_means, reference_log_std, mean,
+                                                                 policy.actor.log_std).mean()
         return policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * policy.actor.entropy()
 
     @torch.no_grad()
@@ -125,6 +148,12 @@ class PPO:
         size = len(batch)
         data = [batch.obs, batch.actions, batch.log_probs, old_means, advantages, batch.reward_returns,
                 batch.cost_returns, batch.reward_values, batch.cost_values]
+        bc_penalty = self.bc_penalty_active
+        if bc_penalty:
+            with torch.no_grad():
+                data.append(self.behaviour_reference(batch.obs))
+            bc_kl_coef = torch.tensor(self.bc_kl_coef)
+        manual = self.use_manual_gradients and not bc_penalty  # the hand-written gradient lacks the KL term
         shuffled = [torch.empty_like(t) for t in data]  # gathered once per epoch; minibatches are views
         kl_beta = torch.tensor(self.kl_beta)
         epochs_run = 0
@@ -134,10 +163,11 @@ class PPO:
                 torch.index_select(source, 0, permutation, out=target)
             for start in range(0, size, cfg.minibatch_size):
                 minibatch = [t[start:start + cfg.minibatch_size] for t in shuffled]
-                if self.use_manual_gradients:
+                if manual:
                     self.manual_gradients(*minibatch, kl_beta)
                 else:
-                    loss = self.loss_fn(*minibatch, kl_beta)
+                    bc_args = (minibatch[9], bc_kl_coef) if bc_penalty else ()
+                    loss = self.loss_fn(*minibatch[:9], kl_beta, *bc_args)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                 if cfg.max_grad_norm is not None:
@@ -154,6 +184,9 @@ class PPO:
             elif approx_kl > cfg.kl_penalty_target * 1.5:
                 self.kl_beta *= 2.0
             stats["kl_beta"] = self.kl_beta
+        if self.behaviour_reference is not None:
+            stats.update(bc_kl=self.behaviour_kl(batch.obs), bc_kl_coef=self.bc_kl_coef if bc_penalty else 0.0)
+            self.bc_kl_coef *= self.bc_kl_decay
         self.epoch += 1
         with torch.no_grad():
             value_loss = (self.policy.reward_critic(batch.obs).squeeze(-1) - batch.reward_returns).square().mean()
@@ -169,6 +202,12 @@ class PPO:
         return stats
 
     @torch.no_grad()
+    def behaviour_kl(self, obs: torch.Tensor) -> float:
+        """Mean KL(reference || policy) over `obs`: how far fine-tuning has moved from the clone."""
+        actor, reference = self.policy.actor, self.behaviour_reference
+        return float(gaussian_kl(reference(obs), reference.log_std, actor(obs), actor.log_std).mean())
+
+    @torch.no_grad()
     def policy_shift(self, batch: RolloutBatch) -> tuple[float, float]:
         """Over the whole batch, after an epoch: approx KL(old || new) as mean((r - 1) - log r), which is
         unbiased and non-negative, and the fraction of samples whose ratio left the clip range.
@@ -181,7 +220,8 @@ class PPO:
         return approx_kl, float(outside.float().mean())
 
     def state_dict(self) -> dict:
-        state = {"optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "kl_beta": self.kl_beta}
+        state = {"optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "kl_beta": self.kl_beta,
+                 "bc_kl_coef": self.bc_kl_coef}
         if self.lagrange is not None:
             state["lagrange"] = self.lagrange.state_dict()
         return state
@@ -190,6 +230,7 @@ class PPO:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]
         self.kl_beta = state.get("kl_beta", self.cfg.kl_penalty_init_beta)
+        self.bc_kl_coef = state.get("bc_kl_coef", self.bc_kl_coef)
         if self.lagrange is not None:
             self.lagrange.load_state_dict(state["lagrange"])
 

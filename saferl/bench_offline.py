@@ -1,0 +1,170 @@
+"""`saferl bench-offline`: does starting from demonstrations pay, and is the start safe? (a benchmark, not a test)
+
+expert (a PPO-Lag run we train, or `--expert RUN_DIR`) -> noisy demonstrations -> BC -> PPO-Lag fine-tune,
+against PPO-Lag from scratch with the same env-step budget and settings (`--set` applies to all three RL
+runs). Reported (and written as JSON):
+
+- the clone's return and cost (deterministic eval) and as rolled out in the warm-up epochs;
+- the lowest per-epoch return in the first 10% of the policy-update epochs (at least one; the warm-up
+  epochs, whose actor is frozen, precede this window), absolute and minus the clone's return: the
+  "unlearning dip";
+- env steps (warm-up included) until the windowed training return first reaches the expert's return, or
+  "not reached"; and the same with the windowed cost also within the limit. Expert and clone are measured
+  by deterministic evaluation (what the policy can do; the expert's stochastic numbers are kept too), so
+  reaching it with exploration noise on is the conservative reading;
+- cumulative constraint violations (the sum of all step costs, i.e. of episode costs) of each run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from saferl.config import build_config
+from saferl.errors import SafeRLError
+from saferl.io import versions, write_json
+from saferl.logger import read_progress
+
+EARLY_FRACTION = 0.1  # "the first 10% of fine-tuning"
+
+
+def number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def steps_to_reach(rows: list[dict], target: float, cost_limit: float | None = None) -> int | None:
+    """Env steps at the end of the first epoch whose windowed return is >= target (and, given a limit, whose
+    windowed cost is within it), None if none is."""
+    for row in rows:
+        if number(row["ep_return"]) >= target and (cost_limit is None or number(row["ep_cost"]) <= cost_limit):
+            return int(row["env_steps"])
+    return None
+
+
+def early_dip(rows: list[dict], reference: float) -> dict:
+    """Lowest per-epoch return among the first EARLY_FRACTION of the policy-update epochs (at least one)."""
+    updates = [r for r in rows if r.get("phase", "finetune") != "warmup"]
+    early = updates[:max(1, int(EARLY_FRACTION * len(updates)))]
+    returns = [number(r.get("epoch_ep_return")) for r in early]
+    returns = [x for x in returns if math.isfinite(x)] or [number(early[0]["ep_return"])]
+    lowest = min(returns)
+    return {"epochs": len(early), "lowest_return": lowest, "minus_bc": lowest - reference,
+            "relative_to_bc": lowest / reference if reference > 0 else None}
+
+
+def run_summary(rows: list[dict], expert_return: float, cost_limit: float, reference: float) -> dict:
+    last = rows[-1]
+    return {"env_steps": int(last["env_steps"]), "final_return": number(last["ep_return"]),
+            "final_cost": number(last["ep_cost"]), "total_violations": int(float(last["total_violations"])),
+            "steps_to_expert_return": steps_to_reach(rows, expert_return),
+            "steps_to_expert_return_within_limit": steps_to_reach(rows, expert_return, cost_limit),
+            "early_dip": early_dip(rows, reference)}
+
+
+def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path | None, expert_steps: int,
+                      demo_episodes: int, noise: float, bc_filter: str, bc_epochs: int, steps: int, num_envs: int,
+                      seed: int, cost_limit: float | None, sets: list[str]) -> dict:
+    from saferl.finetune import FineTuneRunner, build_finetune_config
+    from saferl.offline import collect_demonstrations, train_bc
+    from saferl.runner import Runner, evaluate, load_run_config
+
+    quiet = ["train.tensorboard=false"]
+    common = [f"env.id={env_id}", f"train.seed={seed}"] + ([f"lagrange.cost_limit={cost_limit}"] if cost_limit
+                                                           is not None else [])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    timings = {}
+
+    start = time.perf_counter()
+    if expert_dir is None:
+        expert_dir = work_dir / "expert"
+        print(f"[1/5] expert: PPO-Lag for {expert_steps} steps -> {expert_dir}", flush=True)
+        config = build_config("ppo_lag", sets=common + quiet + [f"env.num_envs={num_envs}",
+                                                                f"train.total_steps={expert_steps}", *sets])
+        Runner(config, expert_dir).train()
+    else:
+        expert_env = load_run_config(expert_dir).env.id
+        if expert_env != env_id:
+            raise SafeRLError(f"--expert {expert_dir} was trained on {expert_env}, not {env_id}")
+        print(f"[1/5] expert: {expert_dir}", flush=True)
+    expert_stochastic = evaluate(expert_dir, 10, deterministic=False)
+    expert = evaluate(expert_dir, 10, deterministic=True)  # last, so the run's eval.json is this one
+    timings["expert"] = time.perf_counter() - start
+    print(f"      expert return {expert['mean_return']:.1f} cost {expert['mean_cost']:.1f} (deterministic; "
+          f"stochastic {expert_stochastic['mean_return']:.1f} / {expert_stochastic['mean_cost']:.1f})", flush=True)
+
+    start = time.perf_counter()
+    demos = collect_demonstrations(expert_dir, demo_episodes, work_dir / "demos.h5", noise_std=noise)
+    timings["collect"] = time.perf_counter() - start
+    print(f"[2/5] {demos['episodes']} demonstrations (noise {noise}): return {demos['mean_return']:.1f} "
+          f"cost {demos['mean_cost']:.1f}", flush=True)
+
+    start = time.perf_counter()
+    bc_config = build_config("bc", sets=common + [f"bc.dataset={work_dir / 'demos.h5'}", f"bc.filter={bc_filter}",
+                                                  f"bc.epochs={bc_epochs}"])
+    bc = train_bc(bc_config, work_dir / "bc")
+    timings["bc"] = time.perf_counter() - start
+    print(f"[3/5] BC ({bc['epochs_run']} epochs): return {bc['eval_return']:.1f} cost {bc['eval_cost']:.1f}",
+          flush=True)
+
+    budget = [f"train.total_steps={steps}", f"env.num_envs={num_envs}", "train.tensorboard=false"]
+    start = time.perf_counter()
+    print(f"[4/5] PPO-Lag fine-tune from BC, {steps} steps", flush=True)
+    finetune_config = build_finetune_config(load_run_config(work_dir / "bc"), "ppo_lag",
+                                            sets=[f"train.seed={seed}", *budget, *sets])
+    FineTuneRunner(finetune_config, work_dir / "finetune", work_dir / "bc").train()
+    timings["finetune"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    print(f"[5/5] PPO-Lag from scratch, {steps} steps", flush=True)
+    scratch_config = build_config("ppo_lag", sets=common + budget + sets)
+    Runner(scratch_config, work_dir / "scratch").train()
+    timings["scratch"] = time.perf_counter() - start
+
+    finetune_rows = read_progress(work_dir / "finetune" / "progress.csv")
+    scratch_rows = read_progress(work_dir / "scratch" / "progress.csv")
+    warmup = [number(r["epoch_ep_return"]) for r in finetune_rows if r["phase"] == "warmup"]
+    limit = finetune_config.lagrange.cost_limit
+    result = {
+        "env_id": env_id,
+        "budget_steps": steps,
+        "cost_limit": limit,
+        "expert": {"run_dir": str(expert_dir), "return": expert["mean_return"], "cost": expert["mean_cost"],
+                   "stochastic_return": expert_stochastic["mean_return"],
+                   "stochastic_cost": expert_stochastic["mean_cost"]},
+        "demonstrations": demos | {"noise": noise},
+        "bc": {"return": bc["eval_return"], "cost": bc["eval_cost"], "epochs": bc["epochs_run"],
+               "warmup_rollout_return": sum(warmup) / len(warmup) if warmup else None},
+        "finetune": run_summary(finetune_rows, expert["mean_return"], limit, bc["eval_return"]),
+        "scratch": run_summary(scratch_rows, expert["mean_return"], limit, bc["eval_return"]),
+        "finetune_settings": finetune_config.to_dict()["finetune"],
+        "seconds": timings,
+        "work_dir": str(work_dir),
+        "versions": versions(),
+    }
+    write_json(out, result)
+    print_result(result, out)
+    return result
+
+
+def print_result(result: dict, out: Path) -> None:
+    def reached(value):
+        return "not reached" if value is None else f"{value} steps"
+
+    ft, sc = result["finetune"], result["scratch"]
+    print(f"\n{result['env_id']}, budget {result['budget_steps']} steps, cost limit {result['cost_limit']:g}")
+    print(f"expert:   return {result['expert']['return']:.1f}, cost {result['expert']['cost']:.1f}")
+    print(f"BC:       return {result['bc']['return']:.1f}, cost {result['bc']['cost']:.1f}")
+    dip = ft["early_dip"]
+    print(f"fine-tune: lowest return in the first {EARLY_FRACTION:.0%} of its updates {dip['lowest_return']:.1f} "
+          f"({dip['minus_bc']:+.1f} vs BC)")
+    print(f"{'':10}{'final return':>14}{'final cost':>12}{'to expert return':>20}{'(within limit)':>20}"
+          f"{'violations':>12}")
+    for name, run in (("fine-tune", ft), ("scratch", sc)):
+        print(f"{name:10}{run['final_return']:>14.1f}{run['final_cost']:>12.1f}"
+              f"{reached(run['steps_to_expert_return']):>20}{reached(run['steps_to_expert_return_within_limit']):>20}"
+              f"{run['total_violations']:>12}")
+    print(f"-> {out}")

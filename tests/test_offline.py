@@ -1,0 +1,300 @@
+"""Offline-to-online: datasets (ours and DSRL's layout), collect -> BC round trip, BC-Safe filtering, and a
+fine-tune whose recipe demonstrably keeps the clone's return where the naive start loses it."""
+
+import copy
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from envs.toy import TOY_ID
+from saferl.cli import main
+from saferl.config import build_config
+from saferl.errors import SafeRLError
+from saferl.finetune import build_finetune_config, finetune, initial_multiplier, set_multiplier, starting_log_std
+from saferl.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
+from saferl.logger import read_progress
+from saferl.offline import (
+    Dataset,
+    check_matches_env,
+    collect_demonstrations,
+    read_dataset,
+    select_episodes,
+    train_bc,
+    write_dataset,
+)
+from saferl.runner import Runner, evaluate, load_policy
+from tests.conftest import TOY_SETS
+
+QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
+TOY_BUDGET = [s for s in TOY_SETS if not s.startswith("train.total_steps")]
+RECIPE_OFF = ["finetune.critic_warmup_epochs=0", "finetune.log_std_rule=fixed", "finetune.init_log_std=0.0",
+              "finetune.bc_kl_coef=0", "finetune.warm_start_multiplier=false"]
+
+
+def bc_config(dataset, extra=()):
+    return build_config("bc", sets=[f"env.id={TOY_ID}", f"bc.dataset={dataset}", "bc.epochs=40", *QUIET,
+                                    "lagrange.cost_limit=10", *extra])
+
+
+def toy_dataset(episode_costs, length=5, obs_dim=2, act_dim=1) -> Dataset:
+    """Episodes of `length` steps whose summed costs are `episode_costs` (all cost on the last step)."""
+    steps = length * len(episode_costs)
+    costs = np.zeros((steps, 1), np.float32)
+    costs[length - 1::length, 0] = episode_costs
+    timeouts = np.zeros(steps, bool)
+    timeouts[length - 1::length] = True
+    rng = np.random.default_rng(0)
+    return Dataset(observations=rng.uniform(-1, 1, (steps, obs_dim)).astype(np.float32),
+                   next_observations=rng.uniform(-1, 1, (steps, obs_dim)).astype(np.float32),
+                   actions=rng.uniform(-1, 1, (steps, act_dim)).astype(np.float32),
+                   rewards=np.ones(steps, np.float32), costs=costs, terminals=np.zeros(steps, bool),
+                   timeouts=timeouts, attrs={"env_id": TOY_ID})
+
+
+def run_cli(capsys, args):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """A PPO-Lag demonstrator on the toy task (~10 s), 60 deterministic demonstrations and their clone."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("offline")
+    Runner(build_config("ppo_lag", sets=TOY_SETS), root / "expert").train()
+    demos = collect_demonstrations(root / "expert", 60, root / "demos.h5", deterministic=True)
+    bc = train_bc(bc_config(root / "demos.h5"), root / "bc")
+    return {"root": root, "expert": root / "expert", "dataset": root / "demos.h5", "bc": root / "bc",
+            "demos": demos, "bc_summary": bc}
+
+
+# -- datasets ----------------------------------------------------------------------------------------------
+def test_collected_dataset_layout_and_attributes(pipeline):
+    dataset = read_dataset(pipeline["dataset"])
+    assert len(dataset) == 60 * 50 and dataset.observations.shape == (3000, 2) and dataset.actions.shape == (3000, 1)
+    episodes = dataset.episode_slices()
+    assert len(episodes) == 60 and all(s.stop - s.start == 50 for s in episodes)
+    assert dataset.timeouts.sum() == 60 and not dataset.terminals.any()
+    inside = np.ones(3000, bool)
+    inside[[s.stop - 1 for s in episodes]] = False  # within an episode, next_obs is the following obs
+    np.testing.assert_array_equal(dataset.next_observations[:-1][inside[:-1]], dataset.observations[1:][inside[:-1]])
+    _, expert, _ = load_policy(pipeline["expert"])
+    np.testing.assert_allclose(dataset.attrs["obs_mean"], expert.normalizer.mean.numpy())
+    assert dataset.attrs["obs_count"] == float(expert.normalizer.count)
+    assert dataset.attrs["env_id"] == TOY_ID and dataset.attrs["cost_names"] == ["cost_velocity"]
+    assert dataset.attrs["source_run"] == str(pipeline["expert"].resolve())
+    assert dataset.attrs["policy_mode"] == "deterministic"
+    assert np.isclose(dataset.episode_returns().mean(), pipeline["demos"]["mean_return"])
+
+
+def test_reads_a_plain_dsrl_file(tmp_path):
+    """DSRL layout, no attributes: episodes end at terminals | timeouts; a cut-off tail is one more episode."""
+    terminals = np.zeros(10, bool)
+    timeouts = np.zeros(10, bool)
+    terminals[2], timeouts[6] = True, True  # episodes [0, 3), [3, 7), and the fragment [7, 10)
+    costs = np.arange(10, dtype=np.float32)  # DSRL stores one cost as [T]
+    with h5py.File(tmp_path / "dsrl.hdf5", "w") as handle:
+        handle["observations"] = np.zeros((10, 2), np.float32)
+        handle["next_observations"] = np.zeros((10, 2), np.float32)
+        handle["actions"] = np.zeros((10, 1), np.float32)
+        handle["rewards"] = np.ones(10, np.float32)
+        handle["costs"] = costs
+        handle["terminals"] = terminals.astype(np.float32)  # published files often store 0/1 floats
+        handle["timeouts"] = timeouts.astype(np.float32)
+    dataset = read_dataset(tmp_path / "dsrl.hdf5")
+    assert [(s.start, s.stop) for s in dataset.episode_slices()] == [(0, 3), (3, 7), (7, 10)]
+    np.testing.assert_array_equal(dataset.episode_costs()[:, 0], [0 + 1 + 2, 3 + 4 + 5 + 6, 7 + 8 + 9])
+    np.testing.assert_array_equal(dataset.episode_returns(), [3, 4, 3])
+    assert dataset.costs.shape == (10, 1) and dataset.attrs == {}
+
+    with h5py.File(tmp_path / "broken.hdf5", "w") as handle:
+        handle["observations"] = np.zeros((10, 2))
+    with pytest.raises(SafeRLError, match="lacks next_observations, actions"):
+        read_dataset(tmp_path / "broken.hdf5")
+
+
+def test_write_read_round_trip_is_exact(tmp_path):
+    dataset = toy_dataset([0.0, 3.0, 1.0])
+    dataset.attrs.update(obs_mean=np.array([0.5, -0.5]), cost_names=["a"], noise_std=None)
+    write_dataset(tmp_path / "d.h5", dataset)
+    again = read_dataset(tmp_path / "d.h5")
+    for key in ("observations", "actions", "costs", "timeouts"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(dataset, key))
+    np.testing.assert_array_equal(again.attrs["obs_mean"], [0.5, -0.5])
+    assert again.attrs["cost_names"] == ["a"] and "noise_std" not in again.attrs
+    assert [p.name for p in tmp_path.iterdir()] == ["d.h5"]  # no temporary file left behind
+
+
+def test_shape_mismatch_is_one_clear_error(tmp_path):
+    with pytest.raises(SafeRLError, match=f"observations of size 3 but {TOY_ID} has 2"):
+        check_matches_env(toy_dataset([0.0], obs_dim=3), 2, 1, TOY_ID, tmp_path / "d.h5")
+    with pytest.raises(SafeRLError, match=f"actions of size 2 but {TOY_ID} has 1"):
+        check_matches_env(toy_dataset([0.0], act_dim=2), 2, 1, TOY_ID, tmp_path / "d.h5")
+
+
+def test_safe_filter_keeps_only_episodes_within_the_limit(tmp_path):
+    dataset = toy_dataset([1.0, 12.0, 10.0, 30.0, 4.0])
+    np.testing.assert_array_equal(select_episodes(dataset, "all", 10.0, "d"), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(select_episodes(dataset, "safe", 10.0, "d"), [0, 2, 4])  # <= limit is kept
+    with pytest.raises(SafeRLError, match="no episode of d has cost <= 0.5 \\(lowest 1\\)"):
+        select_episodes(dataset, "safe", 0.5, "d")
+    write_dataset(tmp_path / "d.h5", dataset)
+    summary = train_bc(bc_config(tmp_path / "d.h5", ["bc.filter=safe", "bc.epochs=2", "bc.eval_episodes=0"]),
+                       tmp_path / "bc")
+    assert summary["episodes_total"] == 5 and summary["episodes_kept"] == 3 and summary["kept_mean_cost"] < 10
+    assert summary["normalizer"] == "data"  # the file stores no demonstrator statistics
+
+
+# -- behaviour cloning -------------------------------------------------------------------------------------
+def test_bc_clone_reaches_the_demonstrators_return(pipeline):
+    demo_return, summary = pipeline["demos"]["mean_return"], pipeline["bc_summary"]
+    assert abs(summary["eval_return"] - demo_return) <= 0.05 * abs(demo_return) + 0.5, (summary, demo_return)
+    assert summary["eval_cost"] <= pipeline["demos"]["mean_cost"] + 1.0
+    assert summary["normalizer"] == "dataset" and summary["val_episodes"] == 6
+    rows = read_progress(pipeline["bc"] / "progress.csv")
+    assert len(rows) == summary["epochs_run"] and {"train_loss", "val_loss", "val_nll"} <= rows[0].keys()
+    assert float(rows[-1]["val_loss"]) < float(rows[0]["val_loss"])
+    config, policy, checkpoint = load_policy(pipeline["bc"])  # the Runner's checkpoint format
+    assert config.train.algo == "bc" and checkpoint["env_steps"] == 0
+    assert json.loads((pipeline["bc"] / "eval.json").read_text())["algo"] == "bc"
+    result = evaluate(pipeline["bc"], episodes=4, deterministic=True)
+    assert abs(result["mean_return"] - demo_return) <= 0.05 * abs(demo_return) + 0.5
+
+
+# -- fine-tuning -------------------------------------------------------------------------------------------
+def test_recipe_keeps_the_clones_return_and_its_absence_dips(pipeline):
+    """Same budget (10 epochs) from the same clone: with warm-up, small log-std, KL-to-BC and the multiplier
+    warm start every epoch stays near the clone's return; a naive start (log-std 0, no warm-up, no KL) is
+    pushed over the budget by its own exploration noise and loses return while it backs off."""
+    root, bc_return = pipeline["root"], pipeline["bc_summary"]["eval_return"]
+    sets = TOY_BUDGET + ["train.total_steps=20000"]
+    finetune(pipeline["bc"], "ppo_lag", root / "on", sets=sets)
+    finetune(pipeline["bc"], "ppo_lag", root / "off", sets=sets + RECIPE_OFF)
+    on, off = read_progress(root / "on" / "progress.csv"), read_progress(root / "off" / "progress.csv")
+    assert [r["phase"] for r in on] == ["warmup"] * 3 + ["finetune"] * 7 and len(off) == 10
+    assert on[0]["approx_kl"] == "" and on[3]["approx_kl"] != ""  # warm-up rows kept, with all columns
+    on_returns = [float(r["epoch_ep_return"]) for r in on]
+    off_returns = [float(r["epoch_ep_return"]) for r in off]
+    assert min(on_returns) >= bc_return - 2.0, (bc_return, on_returns)
+    assert min(off_returns) <= min(on_returns) - 5.0, (on_returns, off_returns)
+    assert int(on[-1]["total_violations"]) < int(off[-1]["total_violations"])  # and it stays safer meanwhile
+    assert float(on[3]["bc_kl_coef"]) == 1.0 and float(on[4]["bc_kl_coef"]) == pytest.approx(0.9)
+    assert float(on[0]["lagrange_multiplier"]) == 0.0  # the clone is within budget: lambda0 = 0
+    meta = json.loads((root / "on" / "meta.json").read_text())["finetune"]
+    assert meta["bc_log_std"] == [-5.0] and meta["start_log_std"] == [-3.0]  # deterministic demos: the floor
+    _, clone, _ = load_policy(pipeline["bc"])
+    _, tuned, _ = load_policy(root / "on")
+    torch.testing.assert_close(tuned.normalizer.mean, clone.normalizer.mean)  # frozen normaliser
+
+
+def test_finetune_config_inherits_the_clone_and_rejects_other_algos(pipeline):
+    bc = load_policy(pipeline["bc"])[0]
+    config = build_finetune_config(bc, "cpo", sets=["finetune.bc_kl_coef=0.5"])
+    assert config.env.id == TOY_ID and config.lagrange.cost_limit == 10 and config.train.algo == "cpo"
+    assert config.finetune.bc_kl_coef == 0.5 and config.train.total_steps == 1_000_000
+    with pytest.raises(SafeRLError, match="finetune supports --algo ppo, ppo_lag, cpo; got 'trpo'"):
+        build_finetune_config(bc, "trpo")
+
+
+def test_starting_log_std_rules():
+    bc_log_std = torch.tensor([-0.5, -2.0, -6.0])
+    cfg = build_config("ppo").finetune
+    torch.testing.assert_close(starting_log_std(bc_log_std, cfg), torch.tensor([-1.0, -2.0, -3.0]))
+    cfg.log_std_rule = "fixed"
+    torch.testing.assert_close(starting_log_std(bc_log_std, cfg), torch.full((3,), -1.0))
+    cfg.log_std_rule = "bc"
+    torch.testing.assert_close(starting_log_std(bc_log_std, cfg), bc_log_std)
+
+
+def test_multiplier_warm_start():
+    np.testing.assert_allclose(initial_multiplier([20.0, 5.0], 10.0), [1.0, 0.0])
+    np.testing.assert_allclose(initial_multiplier([3.0], 0.0), [3.0])
+    gradient = LagrangeMultiplier(1, 10.0, 0.001, 0.035)
+    set_multiplier(gradient, np.array([1.5]))
+    assert gradient.value[0] == pytest.approx(1.5)
+    pid = PIDLagrangeMultiplier(1, 10.0, 0.1, 0.01, 0.05)
+    set_multiplier(pid, np.array([1.5]))
+    assert pid.value[0] == pytest.approx(1.5)
+    assert pid.update([10.0])[0] == pytest.approx(1.5)  # at the limit, the integral alone keeps lambda0
+
+
+def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_path):
+    """The hand-written gradient knows nothing of the KL term, so it must be off while the term is on."""
+    runner = Runner(toy_config("ppo_lag", ["train.steps_per_epoch=400", *QUIET]), tmp_path / "run")
+    algorithm = runner.algorithm
+    reference = copy.deepcopy(runner.policy.actor)
+    with torch.no_grad():
+        reference.mean_net[-1].bias.add_(0.3)
+    algorithm.set_behaviour_reference(reference, coef=2.0, decay=0.5)
+    runner.collect()
+    batch = runner.rollout_batch()
+    size = 64  # on one minibatch the loss grows by exactly coef * KL(reference || policy)
+    args = [batch.obs[:size], batch.actions[:size], batch.log_probs[:size], torch.zeros(size, 1),
+            torch.zeros(size), batch.reward_returns[:size], batch.cost_returns[:size], batch.reward_values[:size],
+            batch.cost_values[:size], torch.tensor(1.0)]
+    with torch.no_grad():
+        plain = algorithm.minibatch_loss(*args)
+        penalised = algorithm.minibatch_loss(*args, reference(batch.obs[:size]), torch.tensor(2.0))
+    assert float(penalised - plain) == pytest.approx(2.0 * algorithm.behaviour_kl(batch.obs[:size]), rel=1e-4)
+
+    def forbidden(*_):
+        raise AssertionError("manual gradients used while the KL-to-BC term is on")
+
+    monkeypatch.setattr(algorithm, "manual_gradients", forbidden)
+    stats = algorithm.update(batch, np.array([0.0]), 50.0)
+    assert stats["bc_kl_coef"] == 2.0 and algorithm.bc_kl_coef == 1.0 and stats["bc_kl"] > 0
+
+
+# -- the command line --------------------------------------------------------------------------------------
+def test_cli_collect_bc_finetune_eval(capsys, pipeline, tmp_path):
+    data = tmp_path / "noisy.h5"
+    code, out, err = run_cli(capsys, ["collect", str(pipeline["expert"]), "--episodes", "8", "--out", str(data),
+                                      "--noise", "0.1"])
+    assert code == 0 and "8 episodes (400 steps)" in out, err
+    assert read_dataset(data).attrs["noise_std"] == 0.1
+    code, out, err = run_cli(capsys, ["bc", "--dataset", str(data), "--epochs", "3", "--run-dir", str(tmp_path / "bc"),
+                                      "--set", *QUIET, "bc.eval_episodes=2"])
+    assert code == 0 and "bc: 8/8 episodes (all), 3 epochs" in out and "clone: return" in out, err
+    code, out, err = run_cli(capsys, ["finetune", str(tmp_path / "bc"), "--algo", "ppo_lag", "--steps", "4000",
+                                      "--run-dir", str(tmp_path / "ft"), "--set", *TOY_BUDGET,
+                                      "finetune.critic_warmup_epochs=1"])
+    assert code == 0 and "final: env_steps=4000" in out, err
+    assert [r["phase"] for r in read_progress(tmp_path / "ft" / "progress.csv")] == ["warmup", "finetune"]
+    code, out, err = run_cli(capsys, ["eval", str(tmp_path / "ft"), "--episodes", "2"])
+    assert code == 0 and "ppo_lag" in out, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["collect", "/nonexistent-run", "--episodes", "2", "--out", "{tmp}/d.h5"], "is not a run directory"),
+        (["collect", "{expert}", "--episodes", "0", "--out", "{tmp}/d.h5"], "--episodes must be >= 1"),
+        (["collect", "{expert}", "--episodes", "2", "--out", "{tmp}/d.h5", "--noise", "-1"], "--noise must be"),
+        (["collect", "{expert}", "--episodes", "2", "--out", "{tmp}/d.h5", "--noise", "0.1", "--deterministic"],
+         "exclude each other"),
+        (["bc", "--dataset", "{tmp}/missing.h5", "--env", TOY_ID], "dataset not found"),
+        (["bc", "--dataset", "{tmp}/text.h5", "--env", TOY_ID], "is not an HDF5 file"),
+        (["bc", "--dataset", "{dataset}", "--env", "SafetyHalfCheetahVelocity-v1"],
+         "has observations of size 2 but SafetyHalfCheetahVelocity-v1 has 17"),
+        (["bc", "--dataset", "{dataset}", "--filter", "safest"], "bc.filter must be 'all' or 'safe'"),
+        (["bc", "--dataset", "{dataset}", "--epochs", "0"], "--epochs must be >= 1"),
+        (["bc", "--dataset", "{dataset}", "--filter", "safe", "--cost-limit", "-1"], "lagrange.cost_limit must be"),
+        (["finetune", "{expert}", "--algo", "ppo_lag"], "holds a 'ppo_lag' run, not a 'bc' one"),
+        (["finetune", "{bc}", "--algo", "trpo"], "finetune supports --algo ppo, ppo_lag, cpo; got 'trpo'"),
+        (["finetune", "{bc}", "--algo", "ppo", "--steps", "2000", "--set", "train.steps_per_epoch=2000"],
+         "leaves no epoch after 3 warm-up epochs"),
+        (["finetune", "/nonexistent-run", "--algo", "ppo"], "is not a run directory"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(capsys, pipeline, tmp_path, args, message):
+    (tmp_path / "text.h5").write_text("not hdf5")
+    paths = {"tmp": tmp_path, "expert": pipeline["expert"], "dataset": pipeline["dataset"], "bc": pipeline["bc"]}
+    args = [a.format(**paths) for a in args] + ["--run-dir", str(tmp_path / "r")] * (args[0] != "collect")
+    code, _, err = run_cli(capsys, args)
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
