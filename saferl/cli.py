@@ -80,6 +80,7 @@ def parse_args(argv):
     finetune.add_argument("--config", help="YAML file with overrides")
     finetune.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. finetune.bc_kl_coef=0")
     finetune.add_argument("--run-dir", help="default: runs/<env>/finetune-<algo>-seed<seed>-<time>")
+    finetune.add_argument("--resume", action="store_true", help="continue the fine-tune in --run-dir")
 
     offline = sub.add_parser("bench-offline", help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark)")
     offline.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
@@ -242,6 +243,7 @@ def cmd_bc(args) -> int:
 
 def cmd_finetune(args) -> int:
     from saferl.finetune import FineTuneRunner, build_finetune_config, load_bc_run
+    from saferl.runner import load_run_config
 
     check_positive(args, "steps", "num_envs")
     extra: dict = {}
@@ -252,18 +254,29 @@ def cmd_finetune(args) -> int:
     if args.num_envs:
         extra["env"] = {"num_envs": args.num_envs}
     bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
-    config = build_finetune_config(bc_config, args.algo, args.config, args.set, extra)
-    if args.run_dir:
+    if args.resume:
+        if not args.run_dir:
+            raise SafeRLError("--resume needs --run-dir")
         run_dir = Path(args.run_dir)
+        config = load_run_config(run_dir)
+        if config.train.algo != args.algo:
+            raise SafeRLError(f"{run_dir} holds a '{config.train.algo}' run, not '{args.algo}'")
+        if args.steps:  # as for `train --resume`: how far to train is the one setting that may change
+            config.train.total_steps = args.steps
     else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / config.env.id / f"finetune-{args.algo}-seed{config.train.seed}-{stamp}"
-    runner = FineTuneRunner(config, run_dir, Path(args.bc_run_dir))
+        config = build_finetune_config(bc_config, args.algo, args.config, args.set, extra)
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            run_dir = Path("runs") / config.env.id / f"finetune-{args.algo}-seed{config.train.seed}-{stamp}"
+    runner = FineTuneRunner(config, run_dir, Path(args.bc_run_dir), resume=args.resume)
     print(f"run directory: {run_dir}", flush=True)
     try:
         row = runner.train()
     except KeyboardInterrupt:
-        print(f"\ninterrupted at epoch {runner.epoch}; the last checkpoint is in {run_dir}", file=sys.stderr)
+        print(f"\ninterrupted at epoch {runner.epoch}; continue with: saferl finetune {args.bc_run_dir} "
+              f"--algo {args.algo} --run-dir {run_dir} --resume", file=sys.stderr)
         return 130
     print(f"final: env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
           f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.lagrange.cost_limit:g})")

@@ -28,7 +28,9 @@ cost. Each part of the recipe below removes one cause, and each is a `finetune.*
   statistics drift would change its outputs under a frozen actor.
 
 progress.csv has a `phase` column (warmup / finetune) and the per-epoch `epoch_ep_return/cost`, so the
-first rows show the clone itself. A fine-tune run is not resumable (the KL reference lives only in memory).
+first rows show the clone itself. `saferl finetune BC_RUN --algo A --run-dir D --resume` continues an
+interrupted fine-tune: the checkpoint restores policy, optimiser, multiplier and the decayed KL coefficient,
+and the KL reference is rebuilt from the BC run.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class FineTuneRunner(Runner):
     """A Runner whose policy starts as a BC clone, with critic warm-up, a small starting log-std, the KL-to-BC
     term and a warm-started multiplier (module docstring)."""
 
-    def __init__(self, config: Config, run_dir: Path, bc_run_dir: Path):
+    def __init__(self, config: Config, run_dir: Path, bc_run_dir: Path, resume: bool = False):
         self.bc_run_dir = Path(bc_run_dir)
         bc_config, bc_policy, _ = load_bc_run(self.bc_run_dir)
         warmup = config.finetune.critic_warmup_epochs
@@ -143,24 +145,32 @@ class FineTuneRunner(Runner):
         if warmup >= total_epochs:
             raise SafeRLError(f"a budget of {config.train.total_steps} steps ({total_epochs} epochs) leaves no "
                               f"epoch after {warmup} warm-up epochs; raise --steps")
-        super().__init__(config, run_dir)
-        try:
-            self.policy.load_state_dict(bc_policy.state_dict())
-        except RuntimeError:
-            raise SafeRLError(f"the clone in {bc_run_dir} does not fit this config's model") from None
+        super().__init__(config, run_dir, resume=resume)
         cfg = config.finetune
+        # The KL reference is the clone with its starting log-std: rebuilt from the BC run, so that a resumed
+        # run penalises the same reference (its decayed coefficient comes back with the algorithm's state).
+        reference = copy.deepcopy(bc_policy.actor)
+        bc_log_std = reference.log_std.detach().clone()
+        reference.log_std.data.copy_(starting_log_std(bc_log_std, cfg))
+        if not resume:
+            try:
+                self.policy.load_state_dict(bc_policy.state_dict())
+            except RuntimeError:
+                raise SafeRLError(f"the clone in {bc_run_dir} does not fit this config's model") from None
+            self.policy.actor.log_std.data.copy_(reference.log_std.detach())
         self.policy.normalizer.frozen = cfg.freeze_normalizer or not self.policy.normalize_obs
-        actor = self.policy.actor
-        bc_log_std = actor.log_std.detach().clone()
-        actor.log_std.data.copy_(starting_log_std(bc_log_std, cfg))
         self.algorithm.total_epochs = total_epochs - warmup  # lr annealing spans the updates, not the warm-up
         if cfg.bc_kl_coef > 0 and hasattr(self.algorithm, "set_behaviour_reference"):
-            self.algorithm.set_behaviour_reference(copy.deepcopy(actor), cfg.bc_kl_coef, cfg.bc_kl_decay)
+            coef = self.algorithm.bc_kl_coef if resume else cfg.bc_kl_coef
+            self.algorithm.set_behaviour_reference(reference, coef, cfg.bc_kl_decay)
         self.logger = HeldBackLogger(self.logger)
-        self.phase = "warmup" if warmup else "finetune"
+        self.phase = "warmup" if self.epoch < warmup else "finetune"
         self.initial_multiplier = None
+        if resume:
+            return
         if warmup == 0:
             self.warm_start_from_eval()
+        actor = self.policy.actor
         meta_path = self.run_dir / "meta.json"
         meta = json.loads(meta_path.read_text())
         meta["finetune"] = {"bc_run": str(self.bc_run_dir.resolve()), "bc_log_std": bc_log_std.tolist(),
@@ -188,7 +198,7 @@ class FineTuneRunner(Runner):
         policy = self.policy
         critic_params = list(policy.reward_critic.parameters()) + list(policy.cost_critic.parameters())
         optimizer = torch.optim.Adam(critic_params, lr=self.config.trpo.critic_lr)
-        for _ in range(self.config.finetune.critic_warmup_epochs):
+        while self.epoch < self.config.finetune.critic_warmup_epochs:  # a resumed run skips finished ones
             start = time.perf_counter()
             self.collect()
             collect_seconds = time.perf_counter() - start

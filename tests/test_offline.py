@@ -298,3 +298,20 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, pipeline, tmp_path, args, 
     assert code == 2 and message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_finetune_resumes_with_its_kl_reference_and_decayed_coefficient(capsys, pipeline, tmp_path):
+    run_dir = tmp_path / "ft"
+    common = ["finetune", str(pipeline["bc"]), "--algo", "ppo_lag", "--run-dir", str(run_dir)]
+    sets = ["--set", *TOY_BUDGET, "finetune.critic_warmup_epochs=1", "finetune.bc_kl_decay=0.5"]
+    code, _, err = run_cli(capsys, [*common, "--steps", "6000", *sets])  # stands for a run killed at epoch 3
+    assert code == 0, err
+    code, _, err = run_cli(capsys, [*common, "--steps", "10000", "--resume"])
+    assert code == 0, err
+    rows = read_progress(run_dir / "progress.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["phase"] for r in rows] == ["warmup", "finetune", "finetune", "finetune", "finetune"]
+    # the KL-to-BC coefficient keeps halving across the restart: 1, 0.5 before it, 0.25, 0.125 after
+    assert [float(r["bc_kl_coef"]) for r in rows[1:]] == [1.0, 0.5, 0.25, 0.125]
+    code, _, err = run_cli(capsys, [*common, "--resume", "--steps", "12000"])
+    assert code == 0 and len(read_progress(run_dir / "progress.csv")) == 6
