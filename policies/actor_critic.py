@@ -161,9 +161,9 @@ class ActorCritic(nn.Module):
         return self.step(self.normalise(obs), deterministic)
 
     @torch.inference_mode()
-    def values(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.normalise(obs)
-        return self.reward_critic(x).squeeze(-1), self.cost_critic(x)
+    def values(self, normalised_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reward value [N] and cost values [N, K] of already-normalised observations."""
+        return self.reward_critic(normalised_obs).squeeze(-1), self.cost_critic(normalised_obs)
 
     @torch.inference_mode()
     def predict(self, obs, deterministic: bool = True):

@@ -112,3 +112,29 @@ def test_save_load_predict_equality_for_every_algorithm(tmp_path, toy_config, al
     _, restored, checkpoint = load_policy(tmp_path / "run")
     np.testing.assert_array_equal(restored.predict(obs, deterministic=True), expected)
     assert checkpoint["epoch"] == 2 and checkpoint["env_steps"] == 4000
+
+
+def test_truncation_bootstrap_is_the_critic_value_of_the_normalised_final_obs(tmp_path, toy_config):
+    runner = Runner(toy_config("ppo_lag"), tmp_path / "run")
+    policy = runner.policy
+    policy.normalizer.update(torch.randn(1000, 2, dtype=torch.float64) * 3.0 + 5.0)  # far from identity
+    finals = {}
+    step = runner.env.step
+
+    def recording_step(actions):
+        result = step(actions)
+        finals[len(finals)] = (result[4].copy(), result[5]["final_obs"].copy())
+        return result
+
+    runner.env.step = recording_step
+    runner.collect()
+    truncated_steps = [t for t, (truncated, _) in finals.items() if truncated.any()]
+    assert truncated_steps
+    for t in truncated_steps:
+        truncated, final_obs = finals[t]
+        with torch.no_grad():
+            x = policy.normalise(torch.from_numpy(final_obs[truncated]).float())
+            expected_reward = policy.reward_critic(x).squeeze(-1).numpy()
+            expected_cost = policy.cost_critic(x).numpy()
+        np.testing.assert_allclose(runner.buffer.final_reward_values[t, truncated], expected_reward, rtol=1e-6)
+        np.testing.assert_allclose(runner.buffer.final_cost_values[t, truncated], expected_cost, rtol=1e-6)
