@@ -49,25 +49,42 @@ def activation_derivative(activation: nn.Module, output: torch.Tensor) -> torch.
     raise NotImplementedError(f"no hand-written derivative for {activation}")
 
 
+FUNCTIONAL = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: torch.nn.functional.elu}
+
+
 @torch.no_grad()
 def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
-    """Forward pass that keeps every layer's output (the input first) for `mlp_backward`."""
+    """Forward pass that keeps every layer's output (the input first) for `mlp_backward`.
+
+    Calls the ops directly rather than the modules: nn.Module.__call__ costs more than a 64x64 matmul."""
     outputs = [x]
     for layer in net:
-        x = torch.addmm(layer.bias, x, layer.weight.t()) if isinstance(layer, nn.Linear) else layer(x)
+        if isinstance(layer, nn.Linear):
+            x = torch.addmm(layer.bias, x, layer.weight.t())
+        else:
+            x = FUNCTIONAL[type(layer)](x)
         outputs.append(x)
     return outputs
 
 
+def mlp_output(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """`net(x)` without module-call overhead, for the per-step inference of the collection loop."""
+    for layer in net:
+        x = torch.addmm(layer.bias, x, layer.weight.t()) if isinstance(layer, nn.Linear) else FUNCTIONAL[type(layer)](x)
+    return x
+
+
 @torch.no_grad()
 def mlp_backward(net: nn.Sequential, outputs: list[torch.Tensor], grad_output: torch.Tensor) -> None:
-    """Write dL/dparam into each parameter's `.grad` (overwriting it) given dL/d(net output)."""
+    """Write dL/dparam into each parameter's `.grad` (overwriting it in place) given dL/d(net output)."""
     grad = grad_output
     for index in range(len(net) - 1, -1, -1):
         layer = net[index]
         if isinstance(layer, nn.Linear):
-            layer.weight.grad = torch.mm(grad.t(), outputs[index])
-            layer.bias.grad = grad.sum(0)
+            if layer.weight.grad is None:
+                layer.weight.grad, layer.bias.grad = torch.empty_like(layer.weight), torch.empty_like(layer.bias)
+            torch.mm(grad.t(), outputs[index], out=layer.weight.grad)
+            torch.sum(grad, 0, out=layer.bias.grad)
             if index > 0:
                 grad = torch.mm(grad, layer.weight)
         else:
@@ -149,11 +166,20 @@ class ActorCritic(nn.Module):
 
     @torch.inference_mode()
     def step(self, normalised_obs: torch.Tensor, deterministic: bool = False):
-        """One batched call per env step: action, its log-prob, reward value [N], cost values [N, K]."""
-        mean = self.actor(normalised_obs)
-        action = mean if deterministic else self.actor.sample(mean)
-        log_prob = self.actor.log_prob(mean, action)
-        return action, log_prob, self.reward_critic(normalised_obs).squeeze(-1), self.cost_critic(normalised_obs)
+        """One batched call per env step: action, its log-prob, reward value [N], cost values [N, K].
+
+        The hot path of collection, so the log-prob is taken from the sampled noise (z = noise) and the
+        networks run without module calls; tests check it against `GaussianActor.log_prob`."""
+        mean = mlp_output(self.actor.mean_net, normalised_obs)
+        log_std = self.actor.log_std
+        if deterministic:
+            action, log_prob = mean, (-log_std - LOG_SQRT_2PI).sum().expand(mean.shape[0])
+        else:
+            noise = torch.randn_like(mean)
+            action = torch.addcmul(mean, noise, log_std.exp())
+            log_prob = (-0.5 * noise.square() - log_std - LOG_SQRT_2PI).sum(-1)
+        reward_value = mlp_output(self.reward_critic.net, normalised_obs).squeeze(-1)
+        return action, log_prob, reward_value, mlp_output(self.cost_critic.net, normalised_obs)
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, deterministic: bool = False):

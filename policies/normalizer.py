@@ -41,6 +41,13 @@ class RunningNormalizer(nn.Module):
         self.count.copy_(total)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        std = torch.sqrt(self.var + self.epsilon).to(x.dtype)
-        normalised = (x - self.mean.to(x.dtype)) / std
-        return normalised.clamp(-self.clip, self.clip)
+        shift, scale = self._affine(x.dtype)
+        return ((x - shift) * scale).clamp_(-self.clip, self.clip)
+
+    def _affine(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """mean and 1/std in `dtype`, recomputed only when the statistics changed (update or load)."""
+        key = (self.mean._version, self.var._version, self.mean.data_ptr(), dtype)
+        if getattr(self, "_affine_key", None) != key:
+            self._affine_cache = (self.mean.to(dtype), torch.rsqrt(self.var + self.epsilon).to(dtype))
+            self._affine_key = key
+        return self._affine_cache

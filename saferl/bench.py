@@ -91,7 +91,7 @@ def sb3_rate(env_id: str, steps: int) -> float | None:
     return steps / (time.perf_counter() - start)
 
 
-def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 8, constrained_steps: int = 40_000,
+def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained_steps: int = 40_000,
               with_sb3: bool = True, out: Path | None = None, log=print) -> dict:
     import envs
 
@@ -111,9 +111,11 @@ def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 8, constrained_
         results[f"{nav_id}_random_steps_per_s"] = {"1_env_1_thread": single, "16_envs_1_thread": batched}
         log(f"{nav_id} random actions: {single:,.0f} steps/s (1 env, 1 core), {batched:,.0f} (16 envs, 1 core)")
 
-    collect = collection_rate(env_id, num_envs=16, steps=16 * 1024)
-    results["collection_steps_per_s"] = collect
-    log(f"collection, policy in the loop (16 envs): {collect:,.0f} steps/s = {collect / ceiling:.0%} of ceiling")
+    for collect_envs in (16, 32, 64):
+        collect = collection_rate(env_id, num_envs=collect_envs, steps=collect_envs * 512)
+        results[f"collection_steps_per_s_{collect_envs}_envs"] = collect
+        log(f"collection, policy in the loop ({collect_envs} envs): {collect:,.0f} steps/s "
+            f"= {collect / ceiling:.0%} of ceiling")
 
     ours = train_rate("ppo", env_id, steps, num_envs, SB3_EQUIVALENT)
     results["ppo_sb3_settings"] = ours

@@ -40,7 +40,7 @@ def parse_args(argv):
     bench.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
     bench.add_argument("--steps", type=int, default=100_000, help="steps for the PPO/SB3 comparison")
     bench.add_argument("--constrained-steps", type=int, default=40_000, help="steps for PPO-Lag and CPO")
-    bench.add_argument("--num-envs", type=int, default=8)
+    bench.add_argument("--num-envs", type=int, default=16)
     bench.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 run")
     bench.add_argument("--out", help="JSON file (default bench-results/<env>-<time>.json)")
 
@@ -91,7 +91,7 @@ def parse_args(argv):
     offline.add_argument("--filter", default="all", help="BC filter: all or safe")
     offline.add_argument("--bc-epochs", type=int, default=200)
     offline.add_argument("--steps", type=int, default=500_000, help="budget of the fine-tune and of scratch")
-    offline.add_argument("--num-envs", type=int, default=8)
+    offline.add_argument("--num-envs", type=int, default=16)
     offline.add_argument("--seed", type=int, default=0)
     offline.add_argument("--cost-limit", type=float)
     offline.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="for expert, fine-tune, scratch")

@@ -23,7 +23,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 @dataclass
 class EnvConfig:
     id: str = "SafetyHalfCheetahVelocity-v1"
-    num_envs: int = 8
+    num_envs: int = 16  # batched stepping amortises the per-step policy call; see `saferl bench`
     max_episode_steps: int | None = None  # None: the task's own limit (1000 for velocity tasks)
 
     def validate(self):

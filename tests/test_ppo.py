@@ -69,10 +69,10 @@ def test_manual_gradients_equal_autograd(algo, activation):
         old_log_probs = policy.actor.log_prob(policy.actor(obs), actions) + 0.3 * torch.randn(size)
     minibatch = [obs, actions, old_log_probs, torch.zeros(size, 3), torch.randn(size), torch.randn(size),
                  torch.randn(size, 2), torch.randn(size), torch.randn(size, 2), torch.tensor(1.0)]
-    algorithm.optimizer.zero_grad()
+    algorithm.zero_grad()
     algorithm.minibatch_loss(*minibatch).backward()
     expected = {name: p.grad.clone() for name, p in policy.named_parameters() if p.grad is not None}
-    algorithm.optimizer.zero_grad()
+    algorithm.zero_grad()
     algorithm.manual_gradients(*minibatch)
     got = {name: p.grad for name, p in policy.named_parameters() if p.grad is not None}
     assert got.keys() == expected.keys()

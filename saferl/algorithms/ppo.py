@@ -40,11 +40,12 @@ class PPO:
         critic_params = list(policy.reward_critic.parameters())
         if self.uses_cost_critic:
             critic_params += list(policy.cost_critic.parameters())
-        self.params = list(policy.actor.parameters()) + critic_params
-        # One optimiser with two parameter groups: a single fused Adam step per minibatch.
+        # Actor and critics each live in one flat tensor (the modules' parameters become views of it), so
+        # the fused Adam step, the gradient clipping and the zeroing each touch two tensors, not twenty.
+        self.flat_params = [flatten_parameters(list(policy.actor.parameters())), flatten_parameters(critic_params)]
         self.optimizer = torch.optim.Adam(
-            [{"params": list(policy.actor.parameters()), "lr": self.cfg.actor_lr},
-             {"params": critic_params, "lr": self.cfg.critic_lr}],
+            [{"params": [self.flat_params[0]], "lr": self.cfg.actor_lr},
+             {"params": [self.flat_params[1]], "lr": self.cfg.critic_lr}],
             fused=True,
         )
         self.lagrange: LagrangeMultiplier | None = None
@@ -63,6 +64,11 @@ class PPO:
     @property
     def bc_penalty_active(self) -> bool:
         return self.behaviour_reference is not None and self.bc_kl_coef >= BC_KL_NEGLIGIBLE
+
+    def zero_grad(self) -> None:
+        """In place: the parameters' `.grad` are views of the flat gradients and must stay so."""
+        for flat in self.flat_params:
+            flat.grad.zero_()
 
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
         return batch.reward_advantages
@@ -107,7 +113,7 @@ class PPO:
         # d(-mean(min(unclipped, clipped)))/d(log_prob): the gradient flows where the unclipped term is the min
         grad_log_prob = ((-advantages / size) * (unclipped <= clipped) * ratio).unsqueeze(-1)
         # log_prob = sum(-z^2/2 - log_std): d/d(mean) = z / std, d/d(log_std) = z^2 - 1; entropy adds +1
-        actor.log_std.grad = (grad_log_prob * (z * z - 1.0)).sum(0) - cfg.entropy_coef
+        torch.sub((grad_log_prob * (z * z - 1.0)).sum(0), cfg.entropy_coef, out=actor.log_std.grad)
         mlp_backward(actor.mean_net, actor_outputs, grad_log_prob * z * inv_std)
         critic_outputs = mlp_forward(policy.reward_critic.net, obs)
         residual = critic_outputs[-1].squeeze(-1) - reward_returns
@@ -168,10 +174,10 @@ class PPO:
                 else:
                     bc_args = (minibatch[9], bc_kl_coef) if bc_penalty else ()
                     loss = self.loss_fn(*minibatch[:9], kl_beta, *bc_args)
-                    self.optimizer.zero_grad(set_to_none=True)
+                    self.zero_grad()
                     loss.backward()
                 if cfg.max_grad_norm is not None:
-                    clip_grad_norm(self.params, cfg.max_grad_norm)
+                    clip_grad_norm(self.flat_params, cfg.max_grad_norm)
                 self.optimizer.step()
             epochs_run += 1
             approx_kl, clip_fraction = self.policy_shift(batch)
@@ -245,6 +251,22 @@ class PPOLag(PPO):
     def advantages(self, batch: RolloutBatch) -> torch.Tensor:
         lambdas = torch.as_tensor(self.lagrange.value)
         return (batch.reward_advantages - batch.cost_advantages @ lambdas) / (1.0 + lambdas.sum())
+
+
+def flatten_parameters(params: list[torch.nn.Parameter]) -> torch.nn.Parameter:
+    """One flat Parameter (with a flat `.grad`) whose slices become the storage of `params` and their grads.
+
+    Writes through either name reach the same memory: the optimiser steps the flat tensor, the modules
+    compute with the views, and loading a state dict copies into the views."""
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    flat.grad = torch.zeros_like(flat)
+    offset = 0
+    for p in params:
+        size = p.numel()
+        p.data = flat.data[offset:offset + size].view_as(p)
+        p.grad = flat.grad[offset:offset + size].view_as(p)
+        offset += size
+    return flat
 
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
