@@ -167,14 +167,20 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
+def check_env_id(env_id: str) -> None:
+    """Fail in one line before any long work starts on an id that does not exist."""
     import envs
-    from saferl.bench import run_bench
 
     try:
-        envs.make(args.env, num_envs=1).close()
+        envs.make(env_id, num_envs=1).close()
     except ValueError as exc:
         raise SafeRLError(str(exc)) from None
+
+
+def cmd_bench(args) -> int:
+    from saferl.bench import run_bench
+
+    check_env_id(args.env)
     for name in ("steps", "constrained_steps", "num_envs"):
         if getattr(args, name) < 1:
             raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1")
@@ -284,13 +290,9 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_bench_offline(args) -> int:
-    import envs
     from saferl.bench_offline import run_bench_offline
 
-    try:
-        envs.make(args.env, num_envs=1).close()
-    except ValueError as exc:
-        raise SafeRLError(str(exc)) from None
+    check_env_id(args.env)
     check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")
     if args.noise < 0:
         raise SafeRLError(f"--noise must be >= 0, got {args.noise}")

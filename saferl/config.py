@@ -367,12 +367,15 @@ def algo_defaults_file(algo: str) -> Path:
 
 
 def build_config(algo: str, config_file: str | None = None, sets: list[str] | None = None,
-                 extra: dict | None = None) -> Config:
-    """Defaults, then configs/<algo>.yaml, then the user's file, then CLI flags, then --set."""
+                 extra: dict | None = None, layers: tuple[dict, ...] = ()) -> Config:
+    """Defaults, then configs/<algo>.yaml, then `layers` (e.g. what a fine-tune inherits), then the user's
+    file, then CLI flags, then --set."""
     config = Config()
     defaults = algo_defaults_file(algo)
     if defaults.exists():
         merge(config, load_yaml(defaults))
+    for layer in layers:
+        merge(config, layer)
     if config_file:
         merge(config, load_yaml(Path(config_file)))
     if extra:

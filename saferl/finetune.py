@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saferl.config import Config, algo_defaults_file, config_from_dict, load_yaml, merge, parse_set
+from saferl.config import Config, build_config, load_yaml
 from saferl.errors import SafeRLError
 from saferl.io import write_json
 from saferl.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
@@ -59,21 +59,10 @@ def build_finetune_config(bc_config: Config, algo: str, config_file: str | None 
     (env id and time limit, model architecture, cost limit), --config, CLI flags, --set."""
     if algo not in FINETUNE_ALGOS:
         raise SafeRLError(f"finetune supports --algo {', '.join(FINETUNE_ALGOS)}; got '{algo}'")
-    config = Config()
-    for path in (algo_defaults_file(algo), FINETUNE_DEFAULTS):
-        if path.exists():
-            merge(config, load_yaml(path))
-    merge(config, {"env": {"id": bc_config.env.id, "max_episode_steps": bc_config.env.max_episode_steps},
-                   "model": bc_config.to_dict()["model"],
-                   "lagrange": {"cost_limit": bc_config.lagrange.cost_limit}})
-    if config_file:
-        merge(config, load_yaml(Path(config_file)))
-    if extra:
-        merge(config, extra)
-    if sets:
-        merge(config, parse_set(sets))
-    config.train.algo = algo
-    return config_from_dict(config.to_dict())
+    inherited = {"env": {"id": bc_config.env.id, "max_episode_steps": bc_config.env.max_episode_steps},
+                 "model": bc_config.to_dict()["model"],
+                 "lagrange": {"cost_limit": bc_config.lagrange.cost_limit}}
+    return build_config(algo, config_file, sets, extra, layers=(load_yaml(FINETUNE_DEFAULTS), inherited))
 
 
 def starting_log_std(bc_log_std: torch.Tensor, cfg) -> torch.Tensor:
