@@ -153,34 +153,36 @@ class Runner:
         buf, policy, env = self.buffer, self.policy, self.env
         obs = self.obs
         self.epoch_episodes = []  # episodes finished in this rollout only (the window mixes in older ones)
-        for t in range(self.rollout_length):
-            buf.raw_obs[t] = obs
-            normalised = policy.normalise(torch.from_numpy(obs).float())
-            action, log_prob, value, cost_value = policy.step(normalised)
-            action_np = action.numpy()
-            buf.obs[t] = normalised.numpy()
-            buf.actions[t] = action_np
-            buf.log_probs[t] = log_prob.numpy()
-            buf.reward_values[t] = value.numpy()
-            buf.cost_values[t] = cost_value.numpy()
-            obs, reward, cost, terminated, truncated, info = env.step(action_np)
-            buf.rewards[t] = reward
-            buf.costs[t] = cost
-            buf.terminated[t] = terminated
-            buf.truncated[t] = truncated
-            if truncated.any():  # bootstrap from the critic's value of the final observation
-                rows = np.flatnonzero(truncated)
-                final = policy.normalise(torch.from_numpy(info["final_obs"][rows]).float())
-                final_value, final_cost_value = policy.values(final)
-                buf.final_reward_values[t, rows] = final_value.numpy()
-                buf.final_cost_values[t, rows] = final_cost_value.numpy()
-            done = info["episode_done"]
-            if done.any():
-                for i in np.flatnonzero(done):
-                    episode = (float(info["episode_return"][i]), info["episode_cost"][i].copy(),
-                               int(info["episode_length"][i]))
-                    self.episodes.append(episode)
-                    self.epoch_episodes.append(episode)
+        stacked = policy.stacked_networks()  # the weights are fixed for the whole rollout
+        with torch.inference_mode():
+            for t in range(self.rollout_length):
+                buf.raw_obs[t] = obs
+                normalised = policy.normalise(torch.from_numpy(obs).float())
+                action, log_prob, value, cost_value = policy.rollout_step(normalised, stacked=stacked)
+                action_np = action.numpy()
+                buf.obs[t] = normalised.numpy()
+                buf.actions[t] = action_np
+                buf.log_probs[t] = log_prob.numpy()
+                buf.reward_values[t] = value.numpy()
+                buf.cost_values[t] = cost_value.numpy()
+                obs, reward, cost, terminated, truncated, info = env.step(action_np)
+                buf.rewards[t] = reward
+                buf.costs[t] = cost
+                buf.terminated[t] = terminated
+                buf.truncated[t] = truncated
+                if truncated.any():  # bootstrap from the critic's value of the final observation
+                    rows = np.flatnonzero(truncated)
+                    final = policy.normalise(torch.from_numpy(info["final_obs"][rows]).float())
+                    final_value, final_cost_value = policy.values(final)
+                    buf.final_reward_values[t, rows] = final_value.numpy()
+                    buf.final_cost_values[t, rows] = final_cost_value.numpy()
+                done = info["episode_done"]
+                if done.any():
+                    for i in np.flatnonzero(done):
+                        episode = (float(info["episode_return"][i]), info["episode_cost"][i].copy(),
+                                   int(info["episode_length"][i]))
+                        self.episodes.append(episode)
+                        self.epoch_episodes.append(episode)
         self.obs = obs
         self.total_violations += int(buf.costs.sum())
 

@@ -138,3 +138,18 @@ def test_truncation_bootstrap_is_the_critic_value_of_the_normalised_final_obs(tm
             expected_cost = policy.cost_critic(x).numpy()
         np.testing.assert_allclose(runner.buffer.final_reward_values[t, truncated], expected_reward, rtol=1e-6)
         np.testing.assert_allclose(runner.buffer.final_cost_values[t, truncated], expected_cost, rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_costs", [1, 3])
+def test_stacked_networks_match_the_three_mlps(num_costs):
+    from policies.actor_critic import ActorCritic
+
+    torch.manual_seed(0)
+    policy = ActorCritic(7, 4, num_costs=num_costs, activation="relu")
+    obs = torch.randn(16, 7)
+    with torch.no_grad():
+        expected = (policy.actor(obs), policy.reward_critic(obs).squeeze(-1), policy.cost_critic(obs))
+    got = policy.stacked_networks()(obs)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+    assert ActorCritic(7, 4, actor_hidden=(32, 32)).stacked_networks() is None  # shapes differ: no stacking
