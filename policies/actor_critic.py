@@ -179,6 +179,17 @@ class StackedNetworks:
         return x[0, :, :act_dim], x[1, :, 0], x[2, :, :num_costs]
 
 
+class SeparateNetworks:
+    """The same call as `StackedNetworks` for MLPs whose hidden sizes differ: one network after the other."""
+
+    def __init__(self, nets: list[nn.Sequential]):
+        self.nets = nets
+
+    def __call__(self, x: torch.Tensor):
+        actor, reward_critic, cost_critic = self.nets
+        return mlp_output(actor, x), mlp_output(reward_critic, x).squeeze(-1), mlp_output(cost_critic, x)
+
+
 class ActorCritic(nn.Module):
     """Everything a run needs to act and to evaluate states, saved as one module."""
 
@@ -212,29 +223,31 @@ class ActorCritic(nn.Module):
         return self.rollout_step(normalised_obs, deterministic)
 
     def rollout_step(self, normalised_obs: torch.Tensor, deterministic: bool = False,
-                     stacked: StackedNetworks | None = None):
+                     stacked: StackedNetworks | SeparateNetworks | None = None):
         """`step` for the collection loop, which runs under one `torch.inference_mode()` and passes the
         rollout's `stacked_networks()` snapshot (the weights do not change during a rollout). The log-prob
         comes from the sampled noise (z = noise); tests check it against `GaussianActor.log_prob`."""
         if stacked is None:
-            mean = mlp_output(self.actor.mean_net, normalised_obs)
-            reward_value = mlp_output(self.reward_critic.net, normalised_obs).squeeze(-1)
-            cost_values = mlp_output(self.cost_critic.net, normalised_obs)
-        else:
-            mean, reward_value, cost_values = stacked(normalised_obs)
-        log_std = self.actor.log_std
+            stacked = self.stacked_networks()
+        mean, reward_value, cost_values = stacked(normalised_obs)
         if deterministic:
-            action, log_prob = mean, (-log_std - LOG_SQRT_2PI).sum().expand(mean.shape[0])
-        else:
-            noise = torch.randn_like(mean)
-            action = torch.addcmul(mean, noise, log_std.exp())
-            log_prob = (-0.5 * noise.square() - log_std - LOG_SQRT_2PI).sum(-1)
+            return mean, stacked.log_prob_offset.expand(mean.shape[0]), reward_value, cost_values
+        noise = torch.randn_like(mean)
+        action = torch.addcmul(mean, noise, stacked.std)
+        log_prob = noise.square().sum(-1).mul_(-0.5).add_(stacked.log_prob_offset)  # sum(-z^2/2 - log_std) - c
         return action, log_prob, reward_value, cost_values
 
-    def stacked_networks(self) -> StackedNetworks | None:
-        """A snapshot of the three MLPs as one stacked network, or None when their hidden sizes differ."""
+    def stacked_networks(self) -> StackedNetworks | SeparateNetworks:
+        """A snapshot of the policy for one rollout: the three MLPs stacked into one network when their
+        hidden sizes agree (else run one by one), plus the actor's std and log-prob constant."""
         nets = [self.actor.mean_net, self.reward_critic.net, self.cost_critic.net]
-        return StackedNetworks(nets, (self.act_dim, 1, self.num_costs)) if same_shape(nets) else None
+        snapshot = (StackedNetworks(nets, (self.act_dim, 1, self.num_costs)) if same_shape(nets)
+                    else SeparateNetworks(nets))
+        with torch.no_grad():
+            log_std = self.actor.log_std.detach()
+            snapshot.std = log_std.exp()
+            snapshot.log_prob_offset = (-log_std - LOG_SQRT_2PI).sum()
+        return snapshot
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor, deterministic: bool = False):

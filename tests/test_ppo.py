@@ -152,4 +152,6 @@ def test_stacked_networks_match_the_three_mlps(num_costs):
     got = policy.stacked_networks()(obs)
     for g, e in zip(got, expected, strict=True):
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
-    assert ActorCritic(7, 4, actor_hidden=(32, 32)).stacked_networks() is None  # shapes differ: no stacking
+    other = ActorCritic(7, 4, actor_hidden=(32, 32))  # hidden sizes differ: run one by one, same call
+    with torch.no_grad():
+        torch.testing.assert_close(other.stacked_networks()(obs)[0], other.actor(obs))
