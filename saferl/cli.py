@@ -103,37 +103,17 @@ def parse_args(argv):
 def cmd_train(args) -> int:
     from saferl.algorithms import ALGORITHMS
     from saferl.config import build_config
-    from saferl.runner import Runner, load_run_config
+    from saferl.runner import Runner
 
     if args.algo not in ALGORITHMS:
         close = difflib.get_close_matches(args.algo, ALGORITHMS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise SafeRLError(f"unknown algorithm '{args.algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
-    for name in ("steps", "num_envs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    extra: dict = {}
-    if args.env:
-        extra.setdefault("env", {})["id"] = args.env
-    if args.num_envs:
-        extra.setdefault("env", {})["num_envs"] = args.num_envs
-    if args.steps:
-        extra.setdefault("train", {})["total_steps"] = args.steps
-    if args.seed is not None:
-        extra.setdefault("train", {})["seed"] = args.seed
-
+    check_positive(args, "steps", "num_envs")
     if args.resume:
-        if not args.run_dir:
-            raise SafeRLError("--resume needs --run-dir")
-        config = load_run_config(Path(args.run_dir))
-        if config.train.algo != args.algo:
-            raise SafeRLError(f"{args.run_dir} holds a '{config.train.algo}' run, not '{args.algo}'")
-        if args.steps:  # the one setting a resumed run may change: how far to train
-            config.train.total_steps = args.steps
-        run_dir = Path(args.run_dir)
+        run_dir, config = resumed_run(args)
     else:
-        config = build_config(args.algo, args.config, args.set, extra)
+        config = build_config(args.algo, args.config, args.set, flag_overrides(args))
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
     runner = Runner(config, run_dir, resume=args.resume)
     print(f"run directory: {run_dir}", flush=True)
@@ -197,6 +177,36 @@ def cmd_report(args) -> int:
     return 0
 
 
+def flag_overrides(args) -> dict:
+    """The config layer the run flags stand for (`--env`, `--num-envs`, `--steps`, `--seed`, when given)."""
+    extra: dict = {}
+    if getattr(args, "env", None):
+        extra.setdefault("env", {})["id"] = args.env
+    if args.num_envs:
+        extra.setdefault("env", {})["num_envs"] = args.num_envs
+    if args.steps:
+        extra.setdefault("train", {})["total_steps"] = args.steps
+    if args.seed is not None:
+        extra.setdefault("train", {})["seed"] = args.seed
+    return extra
+
+
+def resumed_run(args):
+    """(run_dir, config) of the run `--resume --run-dir` names, checked against `--algo`; `--steps` is the one
+    setting a resumed run may change (how far to train)."""
+    from saferl.runner import load_run_config
+
+    if not args.run_dir:
+        raise SafeRLError("--resume needs --run-dir")
+    run_dir = Path(args.run_dir)
+    config = load_run_config(run_dir)
+    if config.train.algo != args.algo:
+        raise SafeRLError(f"{run_dir} holds a '{config.train.algo}' run, not '{args.algo}'")
+    if args.steps:
+        config.train.total_steps = args.steps
+    return run_dir, config
+
+
 def check_positive(args, *names) -> None:
     for name in names:
         value = getattr(args, name)
@@ -249,28 +259,13 @@ def cmd_bc(args) -> int:
 
 def cmd_finetune(args) -> int:
     from saferl.finetune import FineTuneRunner, build_finetune_config, load_bc_run
-    from saferl.runner import load_run_config
 
     check_positive(args, "steps", "num_envs")
-    extra: dict = {}
-    if args.steps:
-        extra.setdefault("train", {})["total_steps"] = args.steps
-    if args.seed is not None:
-        extra.setdefault("train", {})["seed"] = args.seed
-    if args.num_envs:
-        extra["env"] = {"num_envs": args.num_envs}
     bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
     if args.resume:
-        if not args.run_dir:
-            raise SafeRLError("--resume needs --run-dir")
-        run_dir = Path(args.run_dir)
-        config = load_run_config(run_dir)
-        if config.train.algo != args.algo:
-            raise SafeRLError(f"{run_dir} holds a '{config.train.algo}' run, not '{args.algo}'")
-        if args.steps:  # as for `train --resume`: how far to train is the one setting that may change
-            config.train.total_steps = args.steps
+        run_dir, config = resumed_run(args)
     else:
-        config = build_finetune_config(bc_config, args.algo, args.config, args.set, extra)
+        config = build_finetune_config(bc_config, args.algo, args.config, args.set, flag_overrides(args))
         if args.run_dir:
             run_dir = Path(args.run_dir)
         else:
