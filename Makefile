@@ -17,7 +17,7 @@ RUN_DIR ?= runs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 # The main job: a short PPO-Lagrangian run on SafetyHalfCheetahVelocity-v1 (a few minutes on 2 cores),
 # then its constraint-violation report.
 run: $(STAMP)
-	$(BIN)/saferl train --algo ppo_lag --env SafetyHalfCheetahVelocity-v1 --config configs/quickstart.yaml \
+	$(BIN)/saferl train --algo ppo_lag --env SafetyHalfCheetahVelocity-v1 --config saferl/configs/quickstart.yaml \
 		--run-dir $(RUN_DIR)
 	$(BIN)/saferl report $(RUN_DIR) --eval-episodes 5
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from envs.navigation import NAVIGATION_IDS
-from envs.navigation import benchmark as navigation_benchmark
 from saferl.algorithms import ALGORITHMS
 from saferl.config import build_config
+from saferl.envs.navigation import NAVIGATION_IDS
+from saferl.envs.navigation import benchmark as navigation_benchmark
 from saferl.io import versions, write_json
 
 # Stable-Baselines3 PPO defaults: 64x64 tanh (separate actor and critic), n_steps 2048, batch 64,
@@ -81,7 +81,7 @@ def sb3_rate(env_id: str, steps: int) -> float | None:
         return None
     import gymnasium
 
-    import envs  # noqa: F401  (registers the ids with gymnasium)
+    from saferl import envs  # noqa: F401  (registers the ids with gymnasium)
 
     torch.set_num_threads(1)
     model = SB3PPO("MlpPolicy", gymnasium.make(env_id), n_steps=2048, batch_size=64, n_epochs=10,
@@ -93,7 +93,7 @@ def sb3_rate(env_id: str, steps: int) -> float | None:
 
 def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained_steps: int = 40_000,
               with_sb3: bool = True, out: Path | None = None, log=print) -> dict:
-    import envs
+    from saferl import envs
 
     torch.set_num_threads(1)
     results: dict = {"env_id": env_id, "cores": os.cpu_count(), "versions": versions(),

@@ -149,7 +149,7 @@ def cmd_eval(args) -> int:
 
 def check_env_id(env_id: str) -> None:
     """Fail in one line before any long work starts on an id that does not exist."""
-    import envs
+    from saferl import envs
 
     try:
         envs.make(env_id, num_envs=1).close()
@@ -215,7 +215,7 @@ def check_positive(args, *names) -> None:
 
 
 def cmd_collect(args) -> int:
-    from saferl.offline import collect_demonstrations
+    from saferl.offline.dataset import collect_demonstrations
 
     if args.deterministic and args.noise is not None:
         raise SafeRLError("--deterministic and --noise exclude each other (--noise already uses the mean action)")
@@ -228,7 +228,7 @@ def cmd_collect(args) -> int:
 
 def cmd_bc(args) -> int:
     from saferl.config import build_config
-    from saferl.offline import dataset_env_id, train_bc
+    from saferl.offline.dataset import dataset_env_id, train_bc
 
     check_positive(args, "epochs")
     env_id = args.env or dataset_env_id(Path(args.dataset))
@@ -258,7 +258,7 @@ def cmd_bc(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from saferl.finetune import FineTuneRunner, build_finetune_config, load_bc_run
+    from saferl.offline.finetune import FineTuneRunner, build_finetune_config, load_bc_run
 
     check_positive(args, "steps", "num_envs")
     bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
@@ -285,7 +285,7 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_bench_offline(args) -> int:
-    from saferl.bench_offline import run_bench_offline
+    from saferl.offline.bench import run_bench_offline
 
     check_env_id(args.env)
     check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")

@@ -17,7 +17,7 @@ import yaml
 
 from saferl.errors import SafeRLError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 @dataclass

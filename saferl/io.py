@@ -81,7 +81,7 @@ def versions() -> dict:
         "argv": sys.argv,
     }
     try:
-        repo = Path(__file__).resolve().parent.parent
+        repo = Path(__file__).resolve().parents[1]
         info["git_commit"] = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         ).stdout.strip() or None

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import envs
-from policies.actor_critic import ActorCritic
+from saferl import envs
 from saferl.algorithms import ALGORITHMS
 from saferl.buffer import RolloutBuffer
 from saferl.config import Config, config_from_dict, load_yaml
 from saferl.errors import SafeRLError
 from saferl.io import load_checkpoint, save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
+from saferl.policies.actor_critic import ActorCritic
 
 CHECKPOINT = "checkpoints/latest.pt"
 

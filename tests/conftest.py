@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from envs.toy import TOY_ID
 from saferl.config import build_config
+from saferl.envs.toy import TOY_ID
 
 # The settings under which the toy task learns in seconds (see envs/toy.py).
 TOY_SETS = [

@@ -8,7 +8,7 @@ import torch
 
 from saferl.config import CONFIG_DIR, build_config, config_from_dict, parse_set
 from saferl.errors import SafeRLError
-from saferl.lagrange import LagrangeMultiplier, project_nonnegative
+from saferl.maths.lagrange import LagrangeMultiplier, project_nonnegative
 
 
 def test_defaults_follow_omnisafe():

@@ -2,7 +2,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from saferl.cpo_dual import (
+from saferl.maths.cpo_dual import (
     CPODualSolution,
     benchmark_dual,
     cpo_recovery_weights,

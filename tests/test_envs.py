@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from gymnasium.spaces import Box
 
-import envs
-from envs.batched import BatchedVelocityEnv
-from envs.vector import SyncVectorEnv
-from envs.velocity import VELOCITY_TASKS
+from saferl import envs
+from saferl.envs.batched import BatchedVelocityEnv
+from saferl.envs.vector import SyncVectorEnv
+from saferl.envs.velocity import VELOCITY_TASKS
 
 # Our -v0 ids coexist with -v1 on purpose; gymnasium warns about that, and about v4 itself.
 pytestmark = pytest.mark.filterwarnings("ignore:.*out of date.*", "ignore:.*is out of date.*")

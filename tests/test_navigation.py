@@ -12,11 +12,11 @@ import gymnasium
 import numpy as np
 import pytest
 
-from envs.navigation import NAVIGATION_IDS, make_navigation_vec, register_navigation_envs, task_spec
-from envs.navigation.layout import sample_layout
-from envs.navigation.lidar import pseudo_lidar
-from envs.navigation.sim import NavigationSim
-from envs.navigation.tasks import ROBOT_KEEPOUT
+from saferl.envs.navigation import NAVIGATION_IDS, make_navigation_vec, register_navigation_envs, task_spec
+from saferl.envs.navigation.layout import sample_layout
+from saferl.envs.navigation.lidar import pseudo_lidar
+from saferl.envs.navigation.sim import NavigationSim
+from saferl.envs.navigation.tasks import ROBOT_KEEPOUT
 
 FAR = [[5.0, 5.0 + k] for k in range(10)]  # parking spots well beyond lidar range and every keepout
 ZERO = np.zeros((1, 2))
@@ -335,7 +335,7 @@ def test_gymnasium_registration_and_single_env():
 
 
 def test_render_offscreen():
-    code = ("from envs.navigation import make_navigation_vec\n"
+    code = ("from saferl.envs.navigation import make_navigation_vec\n"
             "env = make_navigation_vec('SafetyCarGoal1-v0', seed=0); env.reset()\n"
             "for cam in ('track', 'overhead'):\n"
             "    img = env.render(0, camera=cam, width=64, height=48)\n"

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from envs.toy import TOY_ID
 from saferl.cli import main
 from saferl.config import build_config
+from saferl.envs.toy import TOY_ID
 from saferl.errors import SafeRLError
-from saferl.finetune import build_finetune_config, finetune, initial_multiplier, set_multiplier, starting_log_std
-from saferl.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.logger import read_progress
-from saferl.offline import (
+from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
+from saferl.offline.dataset import (
     Dataset,
     check_matches_env,
     collect_demonstrations,
@@ -24,6 +23,13 @@ from saferl.offline import (
     select_episodes,
     train_bc,
     write_dataset,
+)
+from saferl.offline.finetune import (
+    build_finetune_config,
+    finetune,
+    initial_multiplier,
+    set_multiplier,
+    starting_log_std,
 )
 from saferl.runner import Runner, evaluate, load_policy
 from tests.conftest import TOY_SETS

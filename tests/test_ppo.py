@@ -54,9 +54,9 @@ def test_ppo_lag_meets_the_budget_where_ppo_does_not(tmp_path, toy_config):
 @pytest.mark.parametrize("algo", ["ppo", "ppo_lag"])
 @pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
 def test_manual_gradients_equal_autograd(algo, activation):
-    from policies.actor_critic import ActorCritic
     from saferl.algorithms import ALGORITHMS
     from saferl.config import build_config
+    from saferl.policies.actor_critic import ActorCritic
 
     config = build_config(algo, sets=[f"model.activation={activation}", "ppo.entropy_coef=0.01",
                                       "ppo.clip_low=0.1", "ppo.clip_high=0.3", "ppo.value_coef=0.7"])
@@ -142,7 +142,7 @@ def test_truncation_bootstrap_is_the_critic_value_of_the_normalised_final_obs(tm
 
 @pytest.mark.parametrize("num_costs", [1, 3])
 def test_stacked_networks_match_the_three_mlps(num_costs):
-    from policies.actor_critic import ActorCritic
+    from saferl.policies.actor_critic import ActorCritic
 
     torch.manual_seed(0)
     policy = ActorCritic(7, 4, num_costs=num_costs, activation="relu")

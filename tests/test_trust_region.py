@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
-from saferl.trust_region import (
+from saferl.maths.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
     fisher_vector_product,

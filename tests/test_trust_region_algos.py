@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from policies.actor_critic import ActorCritic, gaussian_kl
 from saferl.algorithms import ALGORITHMS
 from saferl.algorithms.cpo import CASE_CODES, CPO
 from saferl.algorithms.policy_gradient import NPG, PG, TRPO, clip_components, kl_to_detached_self, scale_to_norm
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
-from saferl.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier, make_multiplier
 from saferl.logger import read_progress
+from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier, make_multiplier
+from saferl.maths.trust_region import fisher_vector_product, flat_params
+from saferl.policies.actor_critic import ActorCritic, gaussian_kl
 from saferl.runner import Runner
-from saferl.trust_region import fisher_vector_product, flat_params
 
 NEW_ALGOS = ["pg", "npg", "trpo", "trpo_lag", "cpo"]
 

@@ -43,12 +43,12 @@ import time
 import numpy as np
 import torch
 
-from policies.actor_critic import ActorCritic
 from saferl.algorithms.policy_gradient import PG, fit_critics, kl_to_detached_self, mean_kl, surrogate
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
-from saferl.cpo_dual import cpo_recovery_weights, primal_step, solve_cpo_dual
-from saferl.trust_region import backtracking_line_search, conjugate_gradient, fisher_vector_product_fn, flat_grad
+from saferl.maths.cpo_dual import cpo_recovery_weights, primal_step, solve_cpo_dual
+from saferl.maths.trust_region import backtracking_line_search, conjugate_gradient, fisher_vector_product_fn, flat_grad
+from saferl.policies.actor_critic import ActorCritic
 
 DEFAULT_EPISODE_LENGTH = 1000  # T when neither the runner nor env.max_episode_steps gives one
 CASE_CODES = {"reward_only": 0, "normal": 1, "infeasible": 2}

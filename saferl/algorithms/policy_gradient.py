@@ -17,12 +17,11 @@ import math
 import numpy as np
 import torch
 
-from policies.actor_critic import ActorCritic, GaussianActor, gaussian_kl
 from saferl.algorithms.ppo import explained_variance
 from saferl.buffer import RolloutBatch
 from saferl.config import Config, TRPOConfig
-from saferl.lagrange import make_multiplier
-from saferl.trust_region import (
+from saferl.maths.lagrange import make_multiplier
+from saferl.maths.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
     fisher_vector_product_fn,
@@ -30,6 +29,7 @@ from saferl.trust_region import (
     flat_params,
     set_flat_params,
 )
+from saferl.policies.actor_critic import ActorCritic, GaussianActor, gaussian_kl
 
 MIN_QUADRATIC_FORM = 1e-12  # floor on u'Fu: a zero gradient gives a zero step, not a division by zero
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from policies.actor_critic import LOG_SQRT_2PI, ActorCritic, gaussian_kl, mlp_backward, mlp_forward
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
-from saferl.lagrange import LagrangeMultiplier, make_multiplier
+from saferl.maths.lagrange import LagrangeMultiplier, make_multiplier
+from saferl.policies.actor_critic import LOG_SQRT_2PI, ActorCritic, gaussian_kl, mlp_backward, mlp_forward
 
 BC_KL_NEGLIGIBLE = 1e-3  # below this decayed coefficient the KL-to-BC term is dropped (and the fast path returns)
 

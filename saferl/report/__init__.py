@@ -242,7 +242,7 @@ class Run:
 @functools.cache
 def env_cost_names(env_id: str) -> list[str]:
     try:
-        import envs
+        from saferl import envs
 
         env = envs.make(env_id, num_envs=1)
     except Exception:  # an env this installation cannot build: keep progress.csv's order
@@ -563,7 +563,7 @@ def group_label(group: list[Run], groups: list[list[Run]]) -> str:
 
 
 def curve_panels(groups: list[list[Run]], group_summaries: list[dict]) -> list[dict]:
-    from saferl.report_plots import color
+    from saferl.report.figures import color
 
     labels = [group_label(g, groups) for g in groups]
 
@@ -607,7 +607,7 @@ def multiplier_name(column: str) -> str:
 
 
 def build_sections(runs, groups, summaries, group_summaries, video: bool) -> list[Section]:
-    from saferl.report_plots import curves_figure, evaluation_figure
+    from saferl.report.figures import curves_figure, evaluation_figure
 
     overview = Section("Runs", [Table(
         ["run", "algorithm", "env", "seed", "cost limit", "epochs read", "env steps", "evaluation", "directory"],
@@ -849,7 +849,7 @@ def build_report(run_dirs, out=None, eval_episodes: int = 10, video: bool = Fals
 
     Default `out`: the run directory for one run, reports/<time> for several. Returns the paths and warnings.
     """
-    from saferl.report_plots import render_video
+    from saferl.report.figures import render_video
 
     if eval_episodes < 0:
         raise SafeRLError(f"--eval-episodes must be >= 0, got {eval_episodes}")

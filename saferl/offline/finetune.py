@@ -46,7 +46,7 @@ import torch
 from saferl.config import Config, build_config, load_yaml
 from saferl.errors import SafeRLError
 from saferl.io import write_json
-from saferl.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
+from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.runner import Runner, load_policy
 
 FINETUNE_ALGOS = ("ppo", "ppo_lag", "cpo")

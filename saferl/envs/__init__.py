@@ -34,11 +34,11 @@ from collections.abc import Callable
 
 import gymnasium
 
-from envs.batched import BatchedVelocityEnv, physics_ceiling
-from envs.navigation import NAVIGATION_IDS, make_navigation_vec
-from envs.toy import TOY_ID, ToyVelocityVecEnv
-from envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv
-from envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
+from saferl.envs.batched import BatchedVelocityEnv, physics_ceiling
+from saferl.envs.navigation import NAVIGATION_IDS, make_navigation_vec
+from saferl.envs.toy import TOY_ID, ToyVelocityVecEnv
+from saferl.envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv
+from saferl.envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
 
 register_velocity_envs()
 

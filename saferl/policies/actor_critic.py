@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from policies.normalizer import RunningNormalizer
+from saferl.policies.normalizer import RunningNormalizer
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 

@@ -66,6 +66,6 @@ def register_navigation_envs() -> None:
     """Register every navigation id with gymnasium (safe to call repeatedly)."""
     for env_id in NAVIGATION_IDS:
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point="envs.navigation.gym_env:NavigationEnv",
+            gymnasium.register(id=env_id, entry_point="saferl.envs.navigation.gym_env:NavigationEnv",
                                kwargs={"env_id": env_id},
                                max_episode_steps=task_spec(env_id).max_episode_steps)

@@ -68,8 +68,8 @@ def run_summary(rows: list[dict], expert_return: float, cost_limit: float, refer
 def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path | None, expert_steps: int,
                       demo_episodes: int, noise: float, bc_filter: str, bc_epochs: int, steps: int, num_envs: int,
                       seed: int, cost_limit: float | None, sets: list[str]) -> dict:
-    from saferl.finetune import FineTuneRunner, build_finetune_config
-    from saferl.offline import collect_demonstrations, train_bc
+    from saferl.offline.dataset import collect_demonstrations, train_bc
+    from saferl.offline.finetune import FineTuneRunner, build_finetune_config
     from saferl.runner import Runner, evaluate, load_run_config
 
     quiet = ["train.tensorboard=false"]

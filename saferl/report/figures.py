@@ -167,7 +167,7 @@ def render_video(run_dir: Path, out: Path, env_id: str, deterministic: bool = Fa
 
     MUJOCO_GL defaults to osmesa (software rendering, Debian's libosmesa6) unless the caller chose one.
     """
-    from envs.toy import TOY_ID
+    from saferl.envs.toy import TOY_ID
 
     if env_id == TOY_ID:  # numpy-only test task: no child process needed to know there is nothing to draw
         return {"ok": False, "reason": f"{TOY_ID} is a numpy toy task without a renderer"}
@@ -175,9 +175,9 @@ def render_video(run_dir: Path, out: Path, env_id: str, deterministic: bool = Fa
     env.setdefault("MUJOCO_GL", "osmesa")
     if env["MUJOCO_GL"] == "osmesa":
         env.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "saferl.report_plots", "render", str(run_dir), str(out)]
+    command = [sys.executable, "-m", "saferl.report.figures", "render", str(run_dir), str(out)]
     if deterministic:
         command.append("--deterministic")
     try:
@@ -200,7 +200,7 @@ def render_episode(run_dir: Path, out: Path, deterministic: bool = False, width:
     border. Runs in the child process started by `render_video`."""
     import torch
 
-    import envs
+    from saferl import envs
     from saferl.io import atomic_write_bytes
     from saferl.runner import load_policy
 
@@ -256,7 +256,7 @@ def _mark(frame: np.ndarray, costly: bool, step: int, total: float):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m saferl.report_plots")
+    parser = argparse.ArgumentParser(prog="python -m saferl.report.figures")
     parser.add_argument("command", choices=["render"])
     parser.add_argument("run_dir")
     parser.add_argument("out")

@@ -39,8 +39,8 @@ import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 
-from envs.vector import VectorEnv
-from envs.velocity import MAX_EPISODE_STEPS, VELOCITY_TASKS, planar_speed, squared_norm
+from saferl.envs.vector import VectorEnv
+from saferl.envs.velocity import MAX_EPISODE_STEPS, VELOCITY_TASKS, planar_speed, squared_norm
 
 
 def available_cpus() -> int:
