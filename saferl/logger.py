@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 from saferl.io import atomic_write_text
@@ -14,9 +15,41 @@ FIRST_COLUMNS = [
 ]
 
 
-def read_progress(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+def read_progress(path: Path, notes: list[str] | None = None) -> list[dict[str, str]]:
+    """progress.csv as rows of strings (an empty cell is ""), readable while a run is writing or after a crash.
+
+    Every row ends with a newline, so a file without one was interrupted mid-row: that last line is dropped,
+    as are rows with the wrong number of fields. Each such problem is one line appended to `notes`, or,
+    without a `notes` list, a warning.
+    """
+    text = Path(path).read_text(errors="replace")
+    found = []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines = lines[:-1]
+    elif len(lines) > 1:
+        found.append(f"{path}: the last line is cut mid-row (no newline); it was skipped and the "
+                     f"{len(lines) - 2} complete rows are reported")
+        lines = lines[:-1]
+    header = next(csv.reader([lines[0]]), []) if lines else []
+    rows, malformed = [], 0
+    for fields in csv.reader(line for line in lines[1:] if line.strip()):
+        if len(fields) == len(header):
+            rows.append(dict(zip(header, fields, strict=True)))
+        else:
+            malformed += 1
+    if not header:
+        found.append(f"{path} is empty")
+    elif malformed:
+        found.append(f"{path}: skipped {malformed} malformed row(s) with the wrong number of fields")
+    if header and not rows:
+        found.append(f"{path} has no complete rows")
+    if notes is None:
+        for note in found:
+            warnings.warn(note, stacklevel=2)
+    else:
+        notes.extend(found)
+    return rows
 
 
 class ProgressLogger:
@@ -25,10 +58,10 @@ class ProgressLogger:
         self.columns: list[str] | None = None
         if resume_epoch is not None and self.path.exists():
             # Rows logged after the checkpoint we resume from would be repeated: drop them.
-            rows = [r for r in read_progress(self.path) if int(r["epoch"]) <= resume_epoch]
+            rows = [r for r in read_progress(self.path, notes=[]) if int(r["epoch"]) <= resume_epoch]
             if rows:
                 self.columns = list(rows[0].keys())
-                lines = [",".join(self.columns)] + [",".join(r[c] or "" for c in self.columns) for r in rows]
+                lines = [",".join(self.columns)] + [",".join(r[c] for c in self.columns) for r in rows]
                 atomic_write_text(self.path, "\n".join(lines) + "\n")
             else:
                 self.path.unlink()

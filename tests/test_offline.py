@@ -31,7 +31,8 @@ from saferl.offline.finetune import (
     set_multiplier,
     starting_log_std,
 )
-from saferl.runner import Runner, evaluate, load_policy
+from saferl.rollout import evaluate
+from saferl.runner import Runner, load_policy
 from tests.conftest import TOY_SETS
 
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]

@@ -2,6 +2,7 @@
 
 import ctypes.util
 import json
+import os
 import shutil
 import subprocess
 
@@ -11,19 +12,20 @@ import torch
 import yaml
 
 from saferl.cli import main
-from saferl.config import build_config
 from saferl.errors import SafeRLError
-from saferl.report import (
+from saferl.logger import read_progress
+from saferl.report import build_report
+from saferl.report.figures import draw_curves, steps_text
+from saferl.report.stats import (
     band,
-    build_report,
     cvar,
+    final_mean,
     first_safe_epoch,
-    read_progress_tolerant,
     safety_regret,
     training_stats,
+    verdict,
     violation_stats,
 )
-from saferl.runner import Runner
 from tests.conftest import TOY_SETS
 
 # Epoch costs against a limit of 25: epochs 1 and 3 are over (by 5 and 1), from epoch 4 on the run is safe.
@@ -31,11 +33,11 @@ COSTS = [30.0, 20.0, 26.0, 24.0, 10.0, 5.0]
 HEADER = "epoch,env_steps,ep_return,ep_cost,ep_length,lagrange_multiplier,cost_limit,total_violations"
 
 
-def synthetic_run(path, cut_last_row=False, header=HEADER, rows=None):
+def synthetic_run(path, cut_last_row=False, header=HEADER, rows=None, seed=3):
     """A run directory without a checkpoint: config.yaml and a hand-written progress.csv."""
     path.mkdir(parents=True)
-    config = {"env": {"id": "SafetyToyVelocity-v0"}, "train": {"algo": "ppo_lag", "seed": 3},
-              "lagrange": {"cost_limit": 25.0}}
+    config = {"env": {"id": "SafetyToyVelocity-v0"}, "train": {"algo": "ppo_lag", "seed": seed},
+              "lagrange": {"cost_limit": 25.0}}  # where runs before env.cost_limit kept it
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     if rows is None:
         total = np.cumsum([c * 20 for c in COSTS])
@@ -87,6 +89,29 @@ def test_band_aligns_seeds_on_a_common_grid():
     assert curve["mean"] == [1, 2, 3] and curve["min"] == [0, 2, 2] and curve["max"] == [2, 2, 4]
 
 
+def test_verdict_and_final_mean():
+    assert verdict([10.0, 3.0], [25.0, 2.0]) == "over limit" and verdict([10.0], [25.0]) == "meets limit"
+    assert verdict([np.nan], [25.0]) == "unknown" and verdict([1.0], [None]) == "no limit"
+    assert final_mean([1, 2, 3, 4, 5, 6, np.nan]) == 4.0 and final_mean([7.0], rows=5) == 7.0
+    assert np.isnan(final_mean([]))
+
+
+def test_env_step_ticks_are_short():
+    assert [steps_text(x) for x in (0, 500, 50_000, 100_000, 1_500_000, 2e6)] == ["0", "500", "50k", "100k",
+                                                                                  "1.5M", "2M"]
+    series = {"label": "a", "color": "C0", "x": [0, 2_000_000], "mean": [0, 1], "min": [0, 1], "max": [0, 1],
+              "n": 1}
+    fig = draw_curves([{"title": "return", "series": [series]},
+                       {"title": "loss", "xlabel": "epoch", "series": [{**series, "x": [0, 5]}]}])
+    fig.canvas.draw()
+    steps_axis, epoch_axis = fig.axes
+    lo, hi = steps_axis.get_xlim()
+    ticks = [t for t in steps_axis.get_xticks() if lo <= t <= hi]
+    labels = steps_axis.xaxis.get_major_formatter().format_ticks(ticks)
+    assert labels == ["0", "500k", "1M", "1.5M", "2M"]  # not 0, 500000, ..., 2000000 running into each other
+    assert epoch_axis.xaxis.get_major_formatter().format_ticks([1000]) != ["1k"]  # epochs keep plain ticks
+
+
 # -- damaged or partial run directories ------------------------------------------------------------
 
 
@@ -111,8 +136,11 @@ def test_report_on_synthetic_progress_file(tmp_path):
 
 def test_truncated_progress_reports_complete_rows_and_warns(tmp_path, capsys):
     run = synthetic_run(tmp_path / "run", cut_last_row=True)
-    columns, notes = read_progress_tolerant(run / "progress.csv")
-    assert list(columns["epoch"]) == [1, 2, 3, 4, 5] and len(notes) == 1 and "cut mid-row" in notes[0]
+    notes = []
+    rows = read_progress(run / "progress.csv", notes)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5"] and len(notes) == 1 and "cut mid-row" in notes[0]
+    with pytest.warns(UserWarning, match="cut mid-row"):
+        assert len(read_progress(run / "progress.csv")) == 5
     code = main(["report", str(run), "--eval-episodes", "0"])
     assert code == 0
     assert "saferl: warning:" in capsys.readouterr().err
@@ -120,6 +148,18 @@ def test_truncated_progress_reports_complete_rows_and_warns(tmp_path, capsys):
     assert report["runs"][0]["rows_read"] == 5 and "cut mid-row" in report["warnings"][0]
     assert "cut mid-row" in (run / "report.html").read_text()
     assert "cut mid-row" in (run / "report.md").read_text()
+
+
+def test_progress_reader_skips_and_reports_malformed_rows(tmp_path):
+    path = tmp_path / "progress.csv"
+    path.write_text("epoch,phase,ep_return\n1,warmup,2.5\n2,finetune\n3,finetune,\n")
+    notes = []
+    rows = read_progress(path, notes)
+    assert rows == [{"epoch": "1", "phase": "warmup", "ep_return": "2.5"},
+                    {"epoch": "3", "phase": "finetune", "ep_return": ""}]
+    assert notes == [f"{path}: skipped 1 malformed row(s) with the wrong number of fields"]
+    path.write_text("")
+    assert read_progress(path, notes) == [] and notes[-1] == f"{path} is empty"
 
 
 def test_run_without_returns_or_costs_still_reports(tmp_path):
@@ -143,26 +183,72 @@ def test_not_a_run_directory_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(synthetic_run(tmp_path / "r")), "--eval-episodes", "-1"]) == 2
 
 
+def budget_member(path, limit, seed, returns, cost, log_limit=True):
+    """One seed of a multi-seed, multi-budget run: env.cost_limit in config.yaml, six logged epochs."""
+    path.mkdir(parents=True)
+    config = {"env": {"id": "SafetyToyVelocity-v0", "cost_limit": limit}, "train": {"algo": "ppo_lag", "seed": seed}}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    header = "epoch,env_steps,ep_return,ep_cost" + (",cost_limit" if log_limit else "")
+    rows = [f"{e + 1},{50_000 * (e + 1)},{r},{cost}" + (f",{limit}" if log_limit else "")
+            for e, r in enumerate(returns)]
+    (path / "progress.csv").write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_runs_at_different_cost_limits_are_compared_not_averaged(tmp_path):
+    runs = [budget_member(tmp_path / "L10" / "seed-0", 10.0, 0, range(1, 7), 8),
+            budget_member(tmp_path / "L10" / "seed-1", 10.0, 1, range(3, 9), 12),
+            budget_member(tmp_path / "L25" / "seed-0", 25, 0, range(5, 11), 20),
+            budget_member(tmp_path / "L25" / "seed-1", 25, 1, range(7, 13), 30, log_limit=False)]
+    result = build_report(runs, out=tmp_path / "out", eval_episodes=0)
+    report = json.loads(result["json"].read_text())
+    assert [r["label"] for r in report["runs"]] == ["ppo_lag s0 limit 10", "ppo_lag s1 limit 10",
+                                                    "ppo_lag s0 limit 25", "ppo_lag s1 limit 25"]
+    assert [(row["cost_limit"], row["seeds"]) for row in report["comparison"]] == [(10.0, 2), (25.0, 2)]
+    low, high = report["budget"]
+    assert low["cost_limit"] == 10 and high["cost_limit"] == 25 and low["final_rows"] == 5
+    assert low["train_return"] == {"mean": 5.0, "std": 1.0} and low["train_cost"] == {"mean": 10.0, "std": 2.0}
+    assert high["train_return"]["mean"] == 9.0 and high["train_cost"]["mean"] == 25.0
+    assert low["eval_return"] is None  # no evaluation episodes
+    assert (tmp_path / "out" / "report_files" / "budget.png").stat().st_size > 10_000
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "## 5. Return versus budget" in markdown and "![final return and cost" in markdown
+    assert "| ppo_lag | SafetyToyVelocity-v0 | 25 | 2 | 9.0 ± 1.0 | 25.00 ± 5.00 | – | – |" in markdown
+    assert "(limit 10)" in json.dumps(report["groups"])
+    one_limit = build_report(runs[:2], out=tmp_path / "one", eval_episodes=0)
+    assert json.loads(one_limit["json"].read_text())["budget"] == []
+    assert "Return versus budget" not in one_limit["md"].read_text()
+
+
+def test_a_multi_seed_parent_directory_gets_a_hint(tmp_path):
+    budget_member(tmp_path / "D" / "seed-0", 10.0, 0, [1.0], 0)
+    with pytest.raises(SafeRLError, match=r"holds runs: pass them, e.g. .*D/\*/"):
+        build_report([tmp_path / "D"])
+
+
 # -- real toy runs ---------------------------------------------------------------------------------
+
+
+def train(run_dir, sets, *flags):
+    assert main(["train", "--algo", "ppo_lag", "--run-dir", str(run_dir), *flags, "--set", *sets]) == 0
 
 
 @pytest.fixture(scope="module")
 def two_seed_report(tmp_path_factory):
-    """Two seeds of PPO-Lag on the toy task and the report over both."""
+    """Two seeds of PPO-Lag on the toy task, trained together (D/seed-0, D/seed-1), and the report over both."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("report")
-    runs = []
-    for seed in (0, 1):
-        config = build_config("ppo_lag", sets=TOY_SETS + ["train.total_steps=6000", f"train.seed={seed}"])
-        Runner(config, root / f"seed{seed}").train()
-        runs.append(root / f"seed{seed}")
-    assert main(["report", *map(str, runs), "--out", str(root / "out"), "--eval-episodes", "4"]) == 0
+    train(root / "D", [s for s in TOY_SETS if not s.startswith("train.total_steps")] + ["train.total_steps=6000"],
+          "--seeds", "0,1")
+    runs = sorted(map(str, root.glob("D/seed-*")))
+    assert main(["report", *runs, "--out", str(root / "out"), "--eval-episodes", "4"]) == 0
     return root / "out"
 
 
 def test_two_seeds_are_aggregated(two_seed_report):
     report = json.loads((two_seed_report / "report.json").read_text())
-    assert len(report["runs"]) == 2 and len(report["comparison"]) == 1
+    assert len(report["runs"]) == 2 and len(report["comparison"]) == 1 and report["budget"] == []
+    assert [r["label"] for r in report["runs"]] == ["ppo_lag s0", "ppo_lag s1"]  # seed-<s> folders, short labels
     row = report["comparison"][0]
     assert row["seeds"] == 2 and row["source"] == "evaluation" and row["verdict"] in ("meets limit", "over limit")
     curve = report["groups"][0]["curves"]["ep_return"]
@@ -206,21 +292,23 @@ def test_page_renders_in_headless_chromium(two_seed_report, tmp_path):
 
 
 def test_video_unavailable_is_said_not_fatal(two_seed_report, tmp_path):
-    run = two_seed_report.parent / "seed0"
+    run = two_seed_report.parent / "D" / "seed-0"
     result = build_report([run], out=tmp_path, eval_episodes=1, video=True)
     assert any("rendering is unavailable" in w for w in result["warnings"])
     assert "rendering is unavailable" in (tmp_path / "report.html").read_text()
 
 
-@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="libosmesa6 not installed")
+@pytest.mark.slow
+@pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None and os.environ.get("MUJOCO_GL") != "egl",
+                    reason="libosmesa6 not installed (or run with MUJOCO_GL=egl)")
 def test_video_of_a_velocity_task(tmp_path):
     from PIL import Image
 
     sets = ["env.id=SafetyHalfCheetahVelocity-v1", "env.num_envs=2", "env.max_episode_steps=40",
             "train.total_steps=160", "train.steps_per_epoch=80", "train.progress_bar=false",
-            "train.tensorboard=false", "ppo.update_epochs=1", "lagrange.cost_limit=1"]
+            "train.tensorboard=false", "ppo.update_epochs=1", "env.cost_limit=1"]
     run = tmp_path / "cheetah"
-    Runner(build_config("ppo_lag", sets=sets), run).train()
+    train(run, sets)
     result = build_report([run], eval_episodes=2, video=True)
     report = json.loads(result["json"].read_text())
     video = report["runs"][0]["video"]

@@ -37,7 +37,8 @@ from saferl.config import Config
 from saferl.errors import SafeRLError
 from saferl.io import atomic_write_bytes, save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
-from saferl.runner import CHECKPOINT, evaluate, load_policy, make_env, make_policy
+from saferl.rollout import DEMO_SEED_OFFSET, evaluate, evaluation_seed, make_eval_env, run_episodes
+from saferl.runner import CHECKPOINT, load_policy, make_env, make_policy
 
 FORMAT = "saferl-offline-1"
 STEP_KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals", "timeouts")
@@ -179,20 +180,6 @@ def check_matches_env(dataset: Dataset, obs_dim: int, act_dim: int, env_id: str,
 
 
 # -- collecting demonstrations -----------------------------------------------------------------------------
-class EpisodeRecorder:
-    """Per-env step lists for a vector env with same-step autoreset; whole episodes come out."""
-
-    def __init__(self, num_envs: int):
-        self.steps: list[list[tuple]] = [[] for _ in range(num_envs)]
-
-    def add(self, i: int, *step) -> None:
-        self.steps[i].append(tuple(np.array(x) for x in step))
-
-    def pop(self, i: int) -> list[tuple]:
-        episode, self.steps[i] = self.steps[i], []
-        return episode
-
-
 def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: float | None = None,
                            deterministic: bool = False, seed: int | None = None) -> dict:
     """Roll out a run's policy for `episodes` whole episodes and write them as a dataset.
@@ -206,47 +193,26 @@ def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: f
     if noise_std is not None and (noise_std < 0 or not math.isfinite(noise_std)):
         raise SafeRLError(f"--noise must be a finite std >= 0, got {noise_std}")
     config, policy, _ = load_policy(Path(run_dir))
-    num_envs = max(1, min(episodes, config.env.num_envs))
-    env = make_env(config, seed=None, num_envs=num_envs)
-    seed = config.train.seed + 200_000 if seed is None else seed
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    low, high = env.single_action_space.low, env.single_action_space.high
-    quotas = np.array([(episodes + i) // num_envs for i in range(num_envs)])
-    recorder, finished = EpisodeRecorder(num_envs), []
-    obs = env.reset(seed=seed)
-    while len(finished) < episodes:
-        action = policy.act(torch.from_numpy(obs).float(), deterministic=deterministic or noise_std is not None)[0]
-        action = action.numpy().astype(np.float64)
-        if noise_std:
-            action = action + noise_std * rng.standard_normal(action.shape)
-        action = np.clip(action, low, high)
-        next_obs, reward, cost, terminated, truncated, info = env.step(action)
-        done = info["episode_done"]
-        true_next = np.where(done[:, None], info["final_obs"], next_obs)
-        for i in range(num_envs):
-            recorder.add(i, obs[i], true_next[i], action[i], reward[i], cost[i], terminated[i],
-                         truncated[i] and not terminated[i])
-            if done[i]:
-                episode = recorder.pop(i)
-                if quotas[i] > 0:
-                    quotas[i] -= 1
-                    finished.append(episode)
-        obs = next_obs
-    env.close()
-    columns = [np.stack(column) for column in zip(*(step for episode in finished for step in episode), strict=True)]
+    seed = evaluation_seed(config.train.seed, DEMO_SEED_OFFSET) if seed is None else seed
+    env = make_eval_env(config, episodes)
+    try:
+        result = run_episodes(policy, env, episodes, deterministic, seed, noise_std=noise_std, record=True)
+        cost_names = list(getattr(env, "cost_names", ["cost"]))
+    finally:
+        env.close()
+    columns = {key: np.concatenate([steps[key] for steps in result.steps]) for key in STEP_KEYS}
     normalizer = policy.normalizer
     dataset = Dataset(
-        observations=columns[0].astype(np.float32),
-        next_observations=columns[1].astype(np.float32),
-        actions=columns[2].astype(np.float32),
-        rewards=columns[3].astype(np.float32),
-        costs=columns[4].astype(np.float32).reshape(len(columns[4]), -1),
-        terminals=columns[5].astype(bool),
-        timeouts=columns[6].astype(bool),
+        observations=columns["observations"].astype(np.float32),
+        next_observations=columns["next_observations"].astype(np.float32),
+        actions=columns["actions"].astype(np.float32),
+        rewards=columns["rewards"].astype(np.float32),
+        costs=columns["costs"].astype(np.float32).reshape(len(columns["costs"]), -1),
+        terminals=columns["terminals"].astype(bool),
+        timeouts=columns["timeouts"].astype(bool),
         attrs={
             "env_id": config.env.id,
-            "cost_names": list(getattr(env, "cost_names", ["cost"])),
+            "cost_names": cost_names,
             "source_run": str(Path(run_dir).resolve()),
             "source_algo": config.train.algo,
             "policy_mode": "noise" if noise_std is not None else ("deterministic" if deterministic else "stochastic"),
@@ -260,7 +226,7 @@ def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: f
     )
     write_dataset(Path(out), dataset)
     returns, costs = dataset.episode_returns(), dataset.episode_costs()[:, 0]
-    return {"out": str(out), "episodes": len(finished), "steps": len(dataset), "mean_return": float(returns.mean()),
+    return {"out": str(out), "episodes": len(result), "steps": len(dataset), "mean_return": float(returns.mean()),
             "mean_cost": float(costs.mean()), "cost_limit": config.lagrange.cost_limit}
 
 

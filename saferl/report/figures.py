@@ -1,26 +1,22 @@
-"""Figures and the episode video for `saferl report`.
+"""Figures for `saferl report`: learning curves, where violations happen, and return versus budget.
 
 Figures use matplotlib's object API (no pyplot, so no global backend or state) and come back as PNG bytes
-that the report embeds. The video is rendered in a child process: MuJoCo's offscreen GL backend is chosen
-by environment variables at import time, and a GL failure (even a crash) must only cost the video.
+that the report embeds.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
+
+from saferl.report.stats import cvar
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 LIMIT_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
 DPI = 90
+STEPS_LABEL = "env steps"
 
 
 def color(index: int) -> str:
@@ -45,9 +41,31 @@ def _grid(n: int, ncols: int = 3, width: float = 5.0, height: float = 3.3):
     return fig, axes[:n]
 
 
+def steps_text(x: float, _position=None) -> str:
+    """An env-step count as a short tick label: 50000 -> 50k, 1500000 -> 1.5M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def steps_axis(axis) -> None:
+    """Few, short ticks on an env-steps axis: full step counts (200000, 400000, ...) run into each other."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10], integer=True))
+    axis.set_major_formatter(FuncFormatter(steps_text))
+
+
 def curves_figure(panels: list[dict]) -> bytes | None:
-    """Learning curves, one panel per quantity. A panel: title, ylabel, limits [(value, label)], series
-    [{label, color, x, mean, min, max, n}]; a series of several seeds gets its min-max band."""
+    fig = draw_curves(panels)
+    return None if fig is None else to_png(fig)
+
+
+def draw_curves(panels: list[dict]):
+    """Learning curves, one panel per quantity. A panel: title, ylabel, xlabel (default env steps), limits
+    [(value, label, colour or None for black)], series [{label, color, x, mean, min, max, n}]; a series of
+    several seeds gets its min-max band."""
     panels = [p for p in panels if p["series"]]
     if not panels:
         return None
@@ -58,11 +76,44 @@ def curves_figure(panels: list[dict]) -> bytes | None:
             ax.plot(s["x"], s["mean"], color=s["color"], linestyle=s.get("linestyle", "-"), label=label)
             if s["n"] > 1:
                 ax.fill_between(s["x"], s["min"], s["max"], color=s["color"], alpha=0.2, linewidth=0)
-        for value, label in panel.get("limits", []):
-            ax.axhline(value, label=label, **LIMIT_STYLE)
+        for value, label, line_color in panel.get("limits", []):
+            ax.axhline(value, label=label, **{**LIMIT_STYLE, "color": line_color or LIMIT_STYLE["color"]})
         ax.set_title(panel["title"], fontsize=10)
-        ax.set_xlabel(panel.get("xlabel", "env steps"))
+        xlabel = panel.get("xlabel", STEPS_LABEL)
+        ax.set_xlabel(xlabel)
+        if xlabel == STEPS_LABEL:
+            steps_axis(ax.xaxis)
         ax.set_ylabel(panel.get("ylabel", ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def budget_figure(rows: list[dict]) -> bytes:
+    """Final return and final cost against the cost limit, one line per algorithm x env (mean and std over
+    seeds; solid: training, dashed: evaluation), and cost = limit on the cost panel."""
+    fig, (ret_ax, cost_ax) = _grid(2, ncols=2, width=5.5, height=3.6)
+    tasks = list(dict.fromkeys((r["algo"], r["env_id"]) for r in rows))
+    several_envs = len({env for _, env in tasks}) > 1
+    for i, task in enumerate(tasks):
+        mine = [r for r in rows if (r["algo"], r["env_id"]) == task]
+        limits = [r["cost_limit"] for r in mine]
+        name = task[0] + (f" · {task[1]}" if several_envs else "")
+        for ax, key in ((ret_ax, "return"), (cost_ax, "cost")):
+            for source, style, marker in (("train", "-", "o"), ("eval", "--", "s")):
+                if any(r[f"{source}_{key}"] is None for r in mine):
+                    continue
+                means = [r[f"{source}_{key}"]["mean"] for r in mine]
+                stds = [r[f"{source}_{key}"]["std"] for r in mine]
+                label = f"{name} ({'training, last epochs' if source == 'train' else 'evaluation'})"
+                ax.errorbar(limits, means, yerr=stds, color=color(i), linestyle=style, marker=marker, capsize=3,
+                            label=label)
+    every_limit = sorted({r["cost_limit"] for r in rows})
+    cost_ax.plot(every_limit, every_limit, label="cost = limit", **LIMIT_STYLE)
+    for ax, title in ((ret_ax, "final return against the cost limit"), (cost_ax, "final cost against the cost limit")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("cost limit")
+        ax.set_ylabel(title.split()[1])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     return to_png(fig)
@@ -94,8 +145,6 @@ def evaluation_figure(evaluation: dict, limits: list, title: str) -> bytes:
 
 
 def _cost_histogram(ax, costs, names, limits) -> None:
-    from saferl.report import cvar
-
     for k, name in enumerate(names):
         ax.hist(costs[:, k], bins=min(20, max(5, len(costs))), color=color(k), alpha=0.6, label=name)
     for k, limit in enumerate(limits):
@@ -155,120 +204,3 @@ def _velocity(ax, velocities, threshold) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("velocity")
     ax.set_ylabel("steps")
-
-
-# ---------------------------------------------------------------------------------------------
-# Video
-# ---------------------------------------------------------------------------------------------
-
-
-def render_video(run_dir: Path, out: Path, env_id: str, deterministic: bool = False, timeout: float = 600.0) -> dict:
-    """Render one evaluation episode to an animated GIF in a child process; {"ok": False, "reason"} on failure.
-
-    MUJOCO_GL defaults to osmesa (software rendering, Debian's libosmesa6) unless the caller chose one.
-    """
-    from saferl.envs.toy import TOY_ID
-
-    if env_id == TOY_ID:  # numpy-only test task: no child process needed to know there is nothing to draw
-        return {"ok": False, "reason": f"{TOY_ID} is a numpy toy task without a renderer"}
-    env = dict(os.environ)
-    env.setdefault("MUJOCO_GL", "osmesa")
-    if env["MUJOCO_GL"] == "osmesa":
-        env.setdefault("PYOPENGL_PLATFORM", "osmesa")
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "saferl.report.figures", "render", str(run_dir), str(out)]
-    if deterministic:
-        command.append("--deterministic")
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "reason": f"rendering took longer than {timeout:.0f} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if lines:
-        return json.loads(lines[-1])
-    if done.returncode < 0:
-        return {"ok": False, "reason": f"the renderer crashed (signal {-done.returncode}, MUJOCO_GL="
-                                       f"{env['MUJOCO_GL']})"}
-    tail = [line for line in done.stderr.splitlines() if line.strip()]
-    return {"ok": False, "reason": (tail[-1] if tail else f"renderer exited with status {done.returncode}")[:300]}
-
-
-def render_episode(run_dir: Path, out: Path, deterministic: bool = False, width: int = 320, height: int = 240,
-                   max_frames: int = 200, frame_ms: int = 50) -> dict:
-    """Run one episode of the saved policy in a single rgb_array env; frames after a costly step get a red
-    border. Runs in the child process started by `render_video`."""
-    import torch
-
-    from saferl import envs
-    from saferl.io import atomic_write_bytes
-    from saferl.runner import load_policy
-
-    config, policy, _ = load_policy(run_dir)
-    kwargs = {"render_mode": "rgb_array", "width": width, "height": height}
-    if config.env.max_episode_steps:
-        kwargs["max_episode_steps"] = config.env.max_episode_steps
-    try:
-        env = envs.make_safe_env(config.env.id, **kwargs)
-    except (ValueError, TypeError) as exc:
-        return {"ok": False, "reason": f"{config.env.id} cannot be rendered ({str(exc).splitlines()[0]})"}
-    horizon = getattr(env.spec, "max_episode_steps", None) or 1000
-    stride = max(1, math.ceil(horizon / max_frames))
-    seed = config.train.seed + 100_000
-    torch.manual_seed(seed)
-    obs, _ = env.reset(seed=seed)
-    low, high = env.action_space.low, env.action_space.high
-    frames, marked, window, total, step = [], 0, 0.0, 0.0, 0
-    while True:
-        action = np.clip(policy.predict(obs, deterministic=deterministic), low, high)
-        obs, _, cost, terminated, truncated, _ = env.step(action)
-        step += 1
-        window += float(np.sum(cost))
-        total += float(np.sum(cost))
-        end = terminated or truncated or step >= horizon
-        if step % stride == 0 or end:
-            frames.append(_mark(env.render(), window > 0, step, total))
-            marked += window > 0
-            window = 0.0
-        if end:
-            break
-    env.close()
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
-    atomic_write_bytes(out, buffer.getvalue())
-    return {"ok": True, "path": str(out), "frames": len(frames), "frames_with_cost": int(marked),
-            "steps": step, "steps_per_frame": stride, "episode_cost": total}
-
-
-def _mark(frame: np.ndarray, costly: bool, step: int, total: float):
-    from PIL import Image, ImageDraw
-
-    image = Image.fromarray(np.ascontiguousarray(frame))
-    draw = ImageDraw.Draw(image)
-    if costly:
-        w, h = image.size
-        draw.rectangle([0, 0, w - 1, h - 1], outline=(230, 0, 0), width=6)
-    text = f"step {step}  cost {total:g}"
-    left, top, right, bottom = draw.textbbox((10, 10), text)
-    draw.rectangle([left - 3, top - 3, right + 3, bottom + 3], fill=(0, 0, 0))
-    draw.text((10, 10), text, fill=(255, 90, 90) if costly else (255, 255, 255))
-    return image
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m saferl.report.figures")
-    parser.add_argument("command", choices=["render"])
-    parser.add_argument("run_dir")
-    parser.add_argument("out")
-    parser.add_argument("--deterministic", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        result = render_episode(Path(args.run_dir), Path(args.out), args.deterministic)
-    except Exception as exc:  # report any GL/driver failure as a reason line; the report goes on without video
-        result = {"ok": False, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-    print(json.dumps(result), flush=True)
-    return 0 if result["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
