@@ -24,6 +24,8 @@ def parse_args(argv):
     train.add_argument("--env", help="task id, e.g. SafetyHalfCheetahVelocity-v1")
     train.add_argument("--steps", type=int, help="total environment steps")
     train.add_argument("--seed", type=int)
+    train.add_argument("--seeds", help="several seeds trained together in one process, e.g. 0,1,2: one run "
+                       "directory per seed under --run-dir")
     train.add_argument("--num-envs", type=int)
     train.add_argument("--config", help="YAML file with overrides")
     train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. ppo.clip_ratio=0.1")
@@ -103,6 +105,8 @@ def parse_args(argv):
 def cmd_train(args) -> int:
     from saferl.algorithms import ALGORITHMS
     from saferl.config import build_config
+    from saferl.launch import check_resume_flags, new_members, resumed_members, split_cost_limits, start_members
+    from saferl.members import parse_int_list
     from saferl.runner import Runner
 
     if args.algo not in ALGORITHMS:
@@ -110,33 +114,41 @@ def cmd_train(args) -> int:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise SafeRLError(f"unknown algorithm '{args.algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
     check_positive(args, "steps", "num_envs")
+    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds else None
+    if seeds is not None and args.seed is not None:
+        raise SafeRLError("give --seed or --seeds, not both")
     if args.resume:
-        run_dir, config = resumed_run(args)
+        if not args.run_dir:
+            raise SafeRLError("--resume needs --run-dir")
+        members = resumed_members(Path(args.run_dir), args.algo, args.steps)
+        check_resume_flags(members, args.env, args.num_envs, args.seed, seeds, args.config, args.set)
+        if args.steps:
+            print(f"note: --resume with --steps {args.steps}: the run now trains to {args.steps} steps per member")
     else:
-        config = build_config(args.algo, args.config, args.set, flag_overrides(args))
-        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
-    runner = Runner(config, run_dir, resume=args.resume)
-    print(f"run directory: {run_dir}", flush=True)
+        sets, cost_limits = split_cost_limits(args.set)
+        config = build_config(args.algo, args.config, sets, flag_overrides(args))
+        members = new_members(config, seeds, cost_limits, Path(args.run_dir) if args.run_dir else None)
+        start_members(members)
+    run_dir = members[0].run_dir if len(members) == 1 else members[0].run_dir.parent
+    runner = Runner(members, resume=args.resume)
+    print(f"run directory: {run_dir}" + (f" ({len(members)} members)" if len(members) > 1 else ""), flush=True)
     try:
-        row = runner.train()
+        rows = runner.train()
     except KeyboardInterrupt:
-        print(f"\ninterrupted at epoch {runner.epoch}; resume with: saferl train --algo {config.train.algo} "
+        print(f"\ninterrupted at epoch {runner.epoch}; resume with: saferl train --algo {args.algo} "
               f"--run-dir {run_dir} --resume", file=sys.stderr)
         return 130
     print(f"run directory: {run_dir}")
-    print(f"final: env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
-          f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.lagrange.cost_limit:g}) "
-          f"fps={row.get('fps', float('nan')):.0f}")
+    for member, row in zip(members, rows, strict=True):
+        label = f"seed {member.seed}: " if len(members) > 1 else ""
+        print(f"final: {label}env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
+              f"cost={row.get('ep_cost', float('nan')):.2f} (limit {member.cost_limit:g}) "
+              f"fps={row.get('total_fps', float('nan')):.0f}")
     return 0
 
 
-def default_run_dir(config) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / config.env.id / f"{config.train.algo}-seed{config.train.seed}-{stamp}"
-
-
 def cmd_eval(args) -> int:
-    from saferl.runner import evaluate
+    from saferl.rollout import evaluate
 
     if args.episodes < 1:
         raise SafeRLError(f"--episodes must be >= 1, got {args.episodes}")
@@ -228,6 +240,7 @@ def cmd_collect(args) -> int:
 
 def cmd_bc(args) -> int:
     from saferl.config import build_config
+    from saferl.launch import default_run_dir
     from saferl.offline.dataset import dataset_env_id, train_bc
 
     check_positive(args, "epochs")
@@ -240,11 +253,11 @@ def cmd_bc(args) -> int:
     if args.epochs is not None:
         extra["bc"]["epochs"] = args.epochs
     if args.cost_limit is not None:
-        extra["lagrange"] = {"cost_limit": args.cost_limit}
+        extra["env"]["cost_limit"] = args.cost_limit
     if args.seed is not None:
         extra["train"] = {"seed": args.seed}
     config = build_config("bc", args.config, args.set, extra)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config, [config.train.seed])
     summary = train_bc(config, run_dir)
     print(f"run directory: {run_dir}")
     line = (f"bc: {summary['episodes_kept']}/{summary['episodes_total']} episodes ({summary['filter']}), "
@@ -252,35 +265,36 @@ def cmd_bc(args) -> int:
             f"{summary['best_val_loss']:.3g}")
     if "eval_return" in summary:
         line += (f"; clone: return {summary['eval_return']:.2f}, cost {summary['eval_cost']:.2f} "
-                 f"(limit {config.lagrange.cost_limit:g})")
+                 f"(limit {config.env.cost_limit:g})")
     print(line)
     return 0
 
 
 def cmd_finetune(args) -> int:
-    from saferl.offline.finetune import FineTuneRunner, build_finetune_config, load_bc_run
+    from saferl.launch import check_resume_flags, default_run_dir, resumed_members
+    from saferl.offline.finetune import build_finetune_config, finetune_runner, load_bc_run
 
     check_positive(args, "steps", "num_envs")
     bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
     if args.resume:
-        run_dir, config = resumed_run(args)
+        if not args.run_dir:
+            raise SafeRLError("--resume needs --run-dir")
+        members = resumed_members(Path(args.run_dir), args.algo, args.steps)
+        check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set)
+        run_dir, config = members[0].run_dir, members[0].config
     else:
         config = build_finetune_config(bc_config, args.algo, args.config, args.set, flag_overrides(args))
-        if args.run_dir:
-            run_dir = Path(args.run_dir)
-        else:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            run_dir = Path("runs") / config.env.id / f"finetune-{args.algo}-seed{config.train.seed}-{stamp}"
-    runner = FineTuneRunner(config, run_dir, Path(args.bc_run_dir), resume=args.resume)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config, [config.train.seed], "finetune-")
+    runner = finetune_runner(config, run_dir, Path(args.bc_run_dir), resume=args.resume)
     print(f"run directory: {run_dir}", flush=True)
     try:
-        row = runner.train()
+        row = runner.train()[0]
     except KeyboardInterrupt:
         print(f"\ninterrupted at epoch {runner.epoch}; continue with: saferl finetune {args.bc_run_dir} "
               f"--algo {args.algo} --run-dir {run_dir} --resume", file=sys.stderr)
         return 130
     print(f"final: env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
-          f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.lagrange.cost_limit:g})")
+          f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.env.cost_limit:g})")
     return 0
 
 

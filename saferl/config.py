@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,17 +26,21 @@ class EnvConfig:
     id: str = "SafetyHalfCheetahVelocity-v1"
     num_envs: int = 16  # batched stepping amortises the per-step policy call; see `saferl bench`
     max_episode_steps: int | None = None  # None: the task's own limit (1000 for velocity tasks)
+    # The budget on the expected episode cost, per constraint: part of the task, read by every constrained
+    # algorithm (the Lagrangian methods' multipliers, CPO's constraint) and by reports and BC-Safe.
+    cost_limit: float = 25.0
 
     def validate(self):
         _check(self.num_envs >= 1, "env.num_envs must be >= 1")
         _check(self.max_episode_steps is None or self.max_episode_steps >= 1, "env.max_episode_steps must be >= 1")
+        _check(math.isfinite(self.cost_limit) and self.cost_limit >= 0, "env.cost_limit must be a finite number >= 0")
 
 
 @dataclass
 class TrainConfig:
     algo: str = "ppo_lag"
     seed: int = 0
-    total_steps: int = 1_000_000
+    total_steps: int = 10_000_000  # OmniSafe's benchmark budget
     steps_per_epoch: int = 20_000  # rollout size, summed over envs
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -84,6 +89,7 @@ class PPOConfig:
     critic_lr: float = 3e-4
     anneal_lr: bool = True  # actor lr decays linearly to 0 over the run
     max_grad_norm: float | None = 40.0
+    clip_per_network: bool = True  # clip actor, reward critic and cost critic each on its own (OmniSafe)
     entropy_coef: float = 0.0
     value_coef: float = 1.0
     objective: str = "clip"  # "clip" (PPO-Clip) or "kl_penalty" (PPO-KL, adaptive beta)
@@ -93,8 +99,6 @@ class PPOConfig:
     kl_penalty_init_beta: float = 1.0
     clip_value_loss: bool = False
     value_clip: float = 0.2
-    manual_gradients: bool = True  # hand-written backward for the clip objective (2x faster on CPU)
-    compile: bool = False  # torch.compile the minibatch loss (first epoch pays the compile time)
 
     def validate(self):
         _check(self.update_epochs >= 1, "ppo.update_epochs must be >= 1")
@@ -114,18 +118,16 @@ class PPOConfig:
 
 @dataclass
 class LagrangeConfig:
-    cost_limit: float = 25.0  # budget on the expected episode cost, per constraint
     multiplier_init: float = 0.001
     multiplier_lr: float = 0.035
     method: str = "gradient"  # "gradient" (projected Adam ascent) or "pid" (Stooke et al. 2020)
-    # PID gains act on the error J_c - limit in episode-cost units (see saferl/lagrange.py for the reasoning).
+    # PID gains act on the error J_c - limit in episode-cost units (see saferl/maths/lagrange.py for the reasoning).
     pid_kp: float = 0.1
     pid_ki: float = 0.01
     pid_kd: float = 0.05
     pid_cost_smoothing: float = 0.5  # EMA weight on the previous smoothed cost, for the derivative term
 
     def validate(self):
-        _check(self.cost_limit >= 0, "lagrange.cost_limit must be >= 0")
         _check(self.multiplier_init >= 0, "lagrange.multiplier_init must be >= 0")
         _check(self.multiplier_lr > 0, "lagrange.multiplier_lr must be > 0")
         _check(self.method in ("gradient", "pid"), "lagrange.method must be 'gradient' or 'pid'")
@@ -135,52 +137,63 @@ class LagrangeConfig:
 
 @dataclass
 class PGConfig:
-    """Plain policy gradient (`--algo pg`); its critics use the `trpo.critic_*` settings."""
+    """Plain policy gradient (`--algo pg`) and its critics' regression."""
 
     lr: float = 0.1  # theta += lr * preprocess(grad of the surrogate), one step per epoch
     grad_preprocess: str = "norm"  # "norm": rescale to max_grad_norm if longer; "clip": per component; "none"
     max_grad_norm: float = 1.0  # L_max of norm scaling
     clip_value: float = 0.05  # bound on each gradient component for "clip"
-
-    def validate(self):
-        _check(self.lr > 0, "pg.lr must be > 0")
-        _check(self.grad_preprocess in ("norm", "clip", "none"), "pg.grad_preprocess must be norm, clip or none")
-        _check(self.max_grad_norm > 0 and self.clip_value > 0, "pg.max_grad_norm and pg.clip_value must be > 0")
-
-
-@dataclass
-class TRPOConfig:
-    """Natural-gradient settings shared by npg, trpo, trpo_lag and cpo, and the critic fit of the whole family."""
-
-    target_kl: float = 0.01  # delta: the bound on the mean KL(old || new) of one update
-    cg_iters: int = 15
-    cg_damping: float = 0.1  # F + damping I: keeps CG stable where the Fisher is nearly singular
-    backtrack_coef: float = 0.8  # the line search tries step fractions backtrack_coef**k
-    max_backtracks: int = 15
     critic_lr: float = 1e-3
     critic_epochs: int = 10
     critic_minibatch_size: int = 128
 
     def validate(self):
-        _check(self.target_kl > 0, "trpo.target_kl must be > 0")
-        _check(self.cg_iters >= 1 and self.max_backtracks >= 1, "trpo.cg_iters and trpo.max_backtracks must be >= 1")
-        _check(self.cg_damping >= 0, "trpo.cg_damping must be >= 0")
-        _check(0.0 < self.backtrack_coef < 1.0, "trpo.backtrack_coef must be in (0, 1)")
-        _check(self.critic_lr > 0, "trpo.critic_lr must be > 0")
-        _check(self.critic_epochs >= 1 and self.critic_minibatch_size >= 1,
-               "trpo.critic_epochs and trpo.critic_minibatch_size must be >= 1")
+        _check(self.lr > 0, "pg.lr must be > 0")
+        _check(self.grad_preprocess in ("norm", "clip", "none"), "pg.grad_preprocess must be norm, clip or none")
+        _check(self.max_grad_norm > 0 and self.clip_value > 0, "pg.max_grad_norm and pg.clip_value must be > 0")
+        _check_critic_fit(self, "pg")
 
 
 @dataclass
-class CPOConfig:
-    """CPO-only settings; the trust region itself is `trpo.*`."""
+class TrustRegionConfig:
+    """The natural-gradient step and the critics' regression: the `npg` and `trpo` sections (trpo_lag reads
+    `trpo`), and the base of `cpo`'s."""
+
+    target_kl: float = 0.01  # delta: the bound on the mean KL(old || new) of one update
+    cg_iters: int = 15
+    cg_damping: float = 0.1  # F + damping I: keeps CG stable where the Fisher is nearly singular
+    backtrack_coef: float = 0.8  # the line search tries step fractions backtrack_coef**k (not npg)
+    max_backtracks: int = 15
+    critic_lr: float = 1e-3
+    critic_epochs: int = 10
+    critic_minibatch_size: int = 128
+
+    def validate(self, section: str = "trpo"):
+        _check(self.target_kl > 0, f"{section}.target_kl must be > 0")
+        _check(self.cg_iters >= 1 and self.max_backtracks >= 1,
+               f"{section}.cg_iters and {section}.max_backtracks must be >= 1")
+        _check(self.cg_damping >= 0, f"{section}.cg_damping must be >= 0")
+        _check(0.0 < self.backtrack_coef < 1.0, f"{section}.backtrack_coef must be in (0, 1)")
+        _check_critic_fit(self, section)
+
+
+@dataclass
+class CPOConfig(TrustRegionConfig):
+    """CPO: the trust-region settings plus its line search's cost slack."""
 
     # Slack in the line search's cost test, as a fraction of the most one full trust-region step can change
     # each cost surrogate (sqrt(2 delta s_i)): absorbs the second-order terms the linearisation ignores.
     cost_tolerance: float = 0.05
 
-    def validate(self):
+    def validate(self, section: str = "cpo"):
+        super().validate(section)
         _check(self.cost_tolerance >= 0, "cpo.cost_tolerance must be >= 0")
+
+
+def _check_critic_fit(section_config, section: str) -> None:
+    _check(section_config.critic_lr > 0, f"{section}.critic_lr must be > 0")
+    _check(section_config.critic_epochs >= 1 and section_config.critic_minibatch_size >= 1,
+           f"{section}.critic_epochs and {section}.critic_minibatch_size must be >= 1")
 
 
 @dataclass
@@ -188,7 +201,7 @@ class BCConfig:
     """Behaviour cloning (`saferl bc`): maximum likelihood of the demonstrated actions (saferl/offline.py)."""
 
     dataset: str = ""  # the HDF5 file; recorded here so config.yaml says what the clone was trained on
-    filter: str = "all"  # "all", or "safe": only episodes with cost <= lagrange.cost_limit (OSRL's BC-Safe)
+    filter: str = "all"  # "all", or "safe": only episodes with cost <= env.cost_limit (OSRL's BC-Safe)
     epochs: int = 200  # upper bound: early stopping on the validation loss usually ends sooner
     batch_size: int = 256
     lr: float = 1e-3
@@ -235,14 +248,16 @@ class Config:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     lagrange: LagrangeConfig = field(default_factory=LagrangeConfig)
     pg: PGConfig = field(default_factory=PGConfig)
-    trpo: TRPOConfig = field(default_factory=TRPOConfig)
+    npg: TrustRegionConfig = field(default_factory=TrustRegionConfig)
+    trpo: TrustRegionConfig = field(default_factory=TrustRegionConfig)
     cpo: CPOConfig = field(default_factory=CPOConfig)
     bc: BCConfig = field(default_factory=BCConfig)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
 
     def validate(self) -> Config:
         for section in dataclasses.fields(self):
-            getattr(self, section.name).validate()
+            value = getattr(self, section.name)
+            value.validate(section.name) if isinstance(value, TrustRegionConfig) else value.validate()
         _check(
             self.train.steps_per_epoch % self.env.num_envs == 0,
             f"train.steps_per_epoch ({self.train.steps_per_epoch}) must be a multiple of env.num_envs "
@@ -316,10 +331,30 @@ def _unknown_key(key: str, known: list[str]) -> SafeRLError:
     return SafeRLError(f"unknown config key '{key}'{hint}")
 
 
+# Keys that moved, old -> new; still accepted so older config files and commands keep working.
+MOVED_KEYS = {("lagrange", "cost_limit"): ("env", "cost_limit")}
+
+
+def _move_keys(overrides: dict) -> dict:
+    overrides = {k: dict(v) if isinstance(v, dict) else v for k, v in overrides.items()}
+    for (old_section, old_key), (new_section, new_key) in MOVED_KEYS.items():
+        section = overrides.get(old_section)
+        if isinstance(section, dict) and old_key in section:
+            value = section.pop(old_key)
+            if not section:
+                overrides.pop(old_section)
+            target = overrides.setdefault(new_section, {})
+            if isinstance(target, dict):
+                target.setdefault(new_key, value)
+    return overrides
+
+
 def merge(config: Config, overrides: dict, prefix: str = "") -> Config:
     """Apply a nested dict of overrides onto `config` in place, checking every key and type."""
     if not isinstance(overrides, dict):
         raise SafeRLError(f"config section '{prefix or 'root'}' must be a mapping")
+    if not prefix:
+        overrides = _move_keys(overrides)
     hints = typing.get_type_hints(type(config))
     names = [f.name for f in dataclasses.fields(config)]
     for key, value in overrides.items():

@@ -76,6 +76,8 @@ class ProgressLogger:
             self.columns = FIRST_COLUMNS + sorted(k for k in row if k not in FIRST_COLUMNS)
             with open(self.path, "w") as handle:
                 handle.write(",".join(self.columns) + "\n")
+        elif not set(row) <= set(self.columns):  # a new statistic (e.g. a fine-tune's first update after warm-up)
+            self.add_columns(sorted(set(row) - set(self.columns)))
         values = [_format(row.get(c)) for c in self.columns]
         with open(self.path, "a") as handle:
             handle.write(",".join(values) + "\n")
@@ -85,6 +87,13 @@ class ProgressLogger:
                 if isinstance(value, (int, float)) and key not in ("epoch", "env_steps") and math.isfinite(value):
                     self.writer.add_scalar(_tb_tag(key), value, step)
             self.writer.flush()
+
+    def add_columns(self, columns: list[str]) -> None:
+        """Rewrite the file with `columns` appended to the header; earlier rows get empty cells there."""
+        rows = read_progress(self.path, notes=[]) if self.path.exists() else []
+        self.columns = self.columns + columns
+        lines = [",".join(self.columns)] + [",".join(r.get(c, "") for c in self.columns) for r in rows]
+        atomic_write_text(self.path, "\n".join(lines) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:

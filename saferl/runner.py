@@ -1,14 +1,21 @@
 """The training loop: collect a rollout with the batched env, let the algorithm update, log, checkpoint.
 
-One `Runner` owns the env, policy, buffer, algorithm and run directory. The collection loop does one
-batched policy call and one batched env call per step; everything else is array writes.
+One `Runner` trains K members (K = 1 for a plain run) in one process: their envs form one batched env (member
+k's envs are rows k*N .. k*N+N-1), their networks carry a leading member axis, and everything that is per run
+stays per member (normaliser, optimiser state, multiplier, KL early stop, RNG stream, episode statistics, run
+directory). Member k of a K-member run collects exactly what a one-member run with its seed collects.
+
+The collection loop does one batched policy call and one batched env call per step; everything else is array
+writes. Non-finite numbers from an env or an update stop the run with one line and the last good checkpoints.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,31 +23,32 @@ import torch
 
 from saferl import envs
 from saferl.algorithms import ALGORITHMS
-from saferl.buffer import RolloutBuffer
+from saferl.buffer import RolloutBatch, RolloutBuffer
 from saferl.config import Config, config_from_dict, load_yaml
 from saferl.errors import SafeRLError
 from saferl.io import load_checkpoint, save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
+from saferl.members import Member, slice_member, stack_members
 from saferl.policies.actor_critic import ActorCritic
 
 CHECKPOINT = "checkpoints/latest.pt"
+PREVIOUS_CHECKPOINT = "checkpoints/previous.pt"  # the one before: lets members of one run agree on an epoch
+CHECKPOINT_FORMAT = 2
+RESUME_SEED_STRIDE = 7919  # a resumed run starts fresh episodes, seeded by the epoch it resumes at
 
 
-def make_env(config: Config, seed: int | None, num_envs: int | None = None):
+def make_env(config: Config, seed, num_envs: int | None = None):
     try:
-        return envs.make(
-            config.env.id,
-            num_envs=num_envs or config.env.num_envs,
-            seed=seed,
-            max_episode_steps=config.env.max_episode_steps,
-        )
+        return envs.make(config.env.id, num_envs=num_envs or config.env.num_envs, seed=seed,
+                         max_episode_steps=config.env.max_episode_steps)
     except ValueError as exc:
         raise SafeRLError(str(exc).splitlines()[0]) from None
 
 
-def make_policy(config: Config, env) -> ActorCritic:
+def make_policy(config: Config, env, members: int = 1, generators: list[torch.Generator] | None = None):
     m = config.model
     return ActorCritic(
+        members=members,
         obs_dim=env.single_observation_space.shape[0],
         act_dim=env.single_action_space.shape[0],
         num_costs=env.num_costs,
@@ -50,6 +58,8 @@ def make_policy(config: Config, env) -> ActorCritic:
         init_log_std=m.init_log_std,
         normalize_obs=m.normalize_obs,
         obs_clip=m.obs_clip,
+        observation_keys=getattr(env, "observation_keys", None),
+        generators=generators,
     )
 
 
@@ -57,252 +67,334 @@ def load_run_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise SafeRLError(f"{run_dir} is not a run directory (no config.yaml)")
-    return config_from_dict(load_yaml(path))
+    data = load_yaml(path)
+    if not isinstance(data, dict) or not data:
+        raise SafeRLError(f"{path} is empty or not a mapping; not a usable run directory")
+    return config_from_dict(data)
+
+
+def check_checkpoint(state, path: Path, keys=("policy", "epoch", "env_steps")) -> dict:
+    if not isinstance(state, dict):
+        raise SafeRLError(f"checkpoint {path} holds a {type(state).__name__}, not a saferl checkpoint")
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise SafeRLError(f"checkpoint {path} lacks '{missing[0]}'; not a saferl checkpoint")
+    return state
 
 
 def load_policy(run_dir: Path) -> tuple[Config, ActorCritic, dict]:
-    """Policy (with its normaliser) of a finished or interrupted run, ready for `predict`."""
+    """Policy (one member, with its normaliser) of a finished or interrupted run, ready for `predict`."""
     config = load_run_config(run_dir)
-    checkpoint = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    path = Path(run_dir) / CHECKPOINT
+    checkpoint = check_checkpoint(load_checkpoint(path), path)
     env = make_env(config, seed=0, num_envs=1)
     policy = make_policy(config, env)
     env.close()
     try:
-        policy.load_state_dict(checkpoint["policy"])
-    except (KeyError, RuntimeError) as exc:
+        policy.load_member_state_dict(0, checkpoint["policy"])
+    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise SafeRLError(f"checkpoint in {run_dir} does not match its config ({type(exc).__name__})") from None
     policy.eval()
     return config, policy, checkpoint
 
 
+def update_step(runner: Runner, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
+    """The default learning step of an epoch: the algorithm's update."""
+    return runner.algorithm.update(batch, episode_cost, episode_length)
+
+
 class Runner:
-    def __init__(self, config: Config, run_dir: Path, resume: bool = False):
-        self.config, self.run_dir = config, Path(run_dir)
-        cfg = config
+    """Trains `members` (sharing every setting but seed and cost limit) in one epoch loop.
+
+    `learn(runner, batch, episode_cost, episode_length) -> stats` is the epoch's learning step (default: the
+    algorithm's update); fine-tuning passes one that fits only the critics during its warm-up epochs."""
+
+    def __init__(self, members: list[Member], resume: bool = False, learn: Callable = update_step):
+        self.members = members
+        self.config = cfg = members[0].config
+        self.learn = learn
         torch.set_num_threads(cfg.train.torch_threads)
-        self.env = make_env(cfg, seed=cfg.train.seed)
-        self.num_envs = self.env.num_envs
+        random.seed(members[0].seed)  # nothing in training draws from these; seeded for user code
+        np.random.seed(members[0].seed)
+        torch.manual_seed(members[0].seed)
+        self.num_members = k = len(members)
+        self.envs_per_member = cfg.env.num_envs
+        self.env = make_env(cfg, seed=None, num_envs=k * self.envs_per_member)
         self.num_costs = self.env.num_costs
-        self.rollout_length = cfg.train.steps_per_epoch // self.num_envs
-        self.steps_per_epoch = self.rollout_length * self.num_envs
-        self.total_epochs = max(1, -(-cfg.train.total_steps // self.steps_per_epoch))
-        self.seed_everything(cfg.train.seed)
-        self.policy = make_policy(cfg, self.env)
-        self.algorithm = ALGORITHMS[cfg.train.algo](self.policy, cfg, self.total_epochs)
+        self.rollout_length = cfg.train.steps_per_epoch // self.envs_per_member
+        self.steps_per_epoch = self.rollout_length * self.envs_per_member  # per member
+        self.total_epochs = max(1, math.ceil(cfg.train.total_steps / self.steps_per_epoch))
+        self.generators = [torch.Generator().manual_seed(m.seed) for m in members]
+        self.policy = make_policy(cfg, self.env, k, self.generators)
+        self.cost_limits = np.array([[m.cost_limit] * self.num_costs for m in members], dtype=np.float64)
+        self.algorithm = ALGORITHMS[cfg.train.algo](self.policy, cfg, self.total_epochs, self.generators,
+                                                    self.cost_limits)
         obs_dim = self.env.single_observation_space.shape[0]
         act_dim = self.env.single_action_space.shape[0]
-        self.buffer = RolloutBuffer(self.rollout_length, self.num_envs, obs_dim, act_dim, self.num_costs)
-        self.episodes = collections.deque(maxlen=cfg.train.episode_window)  # (return, costs[K], length)
-        self.epoch, self.env_steps, self.total_violations = 0, 0, 0
-        if resume:
-            self.restore()
-        else:
-            self.prepare_run_dir()
-        self.logger = ProgressLogger(self.run_dir, cfg.train.tensorboard, self.epoch if resume else None)
-        reset_seed = cfg.train.seed + 7919 * self.epoch  # a resumed run starts fresh episodes
-        self.obs = self.env.reset(seed=reset_seed)
+        self.buffer = RolloutBuffer(self.rollout_length, k, self.envs_per_member, obs_dim, act_dim, self.num_costs)
+        # Per member: (return, costs [C], length, success or nan) of the last `episode_window` episodes.
+        self.episodes = [collections.deque(maxlen=cfg.train.episode_window) for _ in members]
+        self.epoch_episodes: list[list] = [[] for _ in members]
+        self.epoch, self.env_steps = 0, 0
+        self.total_violations = np.zeros(k, dtype=np.int64)
+        resumed = self.restore() if resume else False
+        if not resume:
+            self.prepare_run_dirs()
+        self.loggers = [ProgressLogger(m.run_dir, cfg.train.tensorboard, self.epoch if resume else None)
+                        for m in members]
+        offset = RESUME_SEED_STRIDE * self.epoch if resumed else 0
+        seeds = [m.seed + offset + i for m in members for i in range(self.envs_per_member)]
+        self.obs, _ = self.env.reset(seed=seeds)
 
-    @staticmethod
-    def seed_everything(seed: int) -> None:
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+    # -- run directories -----------------------------------------------------------------------------------
+    def prepare_run_dirs(self) -> None:
+        for member in self.members:
+            if (member.run_dir / "config.yaml").exists() or (member.run_dir / CHECKPOINT).exists():
+                raise SafeRLError(f"{member.run_dir} already holds a run; pass --resume to continue it or pick "
+                                  "another --run-dir")
+        for member in self.members:
+            (member.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            write_yaml(member.run_dir / "config.yaml", member.config.to_dict())
+            write_json(member.run_dir / "meta.json", {
+                "versions": versions(), "seed": member.seed, "cost_limit": member.cost_limit,
+                "members": [m.run_dir.name for m in self.members] if self.num_members > 1 else None,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
-    # -- run directory -------------------------------------------------------------------------
-    def prepare_run_dir(self) -> None:
-        if (self.run_dir / "config.yaml").exists() or (self.run_dir / CHECKPOINT).exists():
-            raise SafeRLError(f"{self.run_dir} already holds a run; pass --resume to continue it or pick "
-                              "another --run-dir")
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_yaml(self.run_dir / "config.yaml", self.config.to_dict())
-        write_json(self.run_dir / "meta.json", {"versions": versions(), "seed": self.config.train.seed,
-                                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-    def checkpoint_state(self) -> dict:
+    def member_checkpoint(self, k: int) -> dict:
         return {
-            "policy": self.policy.state_dict(),
-            "algorithm": self.algorithm.state_dict(),
+            "format": CHECKPOINT_FORMAT,
+            "policy": self.policy.member_state_dict(k),
+            "algorithm": slice_member(self.algorithm.state_dict(), k),
             "epoch": self.epoch,
             "env_steps": self.env_steps,
-            "episodes": list(self.episodes),
-            "total_violations": self.total_violations,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "episodes": list(self.episodes[k]),
+            "total_violations": int(self.total_violations[k]),
+            "rng": {"generator": self.generators[k].get_state()},
         }
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT, self.checkpoint_state())
+        """Each member's checkpoint, the previous one kept: if the process dies between two members' writes,
+        `restore` still finds an epoch every member has."""
+        for k, member in enumerate(self.members):
+            latest, previous = member.run_dir / CHECKPOINT, member.run_dir / PREVIOUS_CHECKPOINT
+            if latest.exists():
+                latest.replace(previous)
+            save_checkpoint(latest, self.member_checkpoint(k))
 
-    def restore(self) -> None:
-        state = load_checkpoint(self.run_dir / CHECKPOINT)
+    def restore(self) -> bool:
+        """Load every member at the latest epoch all of them have; False when none has a checkpoint yet (a run
+        killed before its first epoch ended starts over from its saved config)."""
+        available = [self._member_checkpoints(m.run_dir) for m in self.members]
+        if not any(available):
+            return False
+        common = min((max(epochs) if epochs else 0) for epochs in available)
+        if common == 0:
+            return False
+        states = []
+        for member, epochs in zip(self.members, available, strict=True):
+            if common not in epochs:
+                raise SafeRLError(f"{member.run_dir} has no checkpoint of epoch {common}, the last epoch every "
+                                  "member reached; its checkpoints cannot be resumed together")
+            states.append(epochs[common])
         try:
-            self.policy.load_state_dict(state["policy"])
-            self.algorithm.load_state_dict(state["algorithm"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise SafeRLError(f"checkpoint in {self.run_dir} does not match this run's config "
-                              f"({type(exc).__name__})") from None
-        self.epoch, self.env_steps = state["epoch"], state["env_steps"]
-        self.total_violations = state.get("total_violations", 0)
-        self.episodes.extend(state["episodes"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+            for k, state in enumerate(states):
+                self.policy.load_member_state_dict(k, state["policy"])
+                self.generators[k].set_state(state["rng"]["generator"])
+                self.episodes[k].extend(state["episodes"])
+                self.total_violations[k] = state["total_violations"]
+            self.algorithm.load_state_dict(stack_members([state["algorithm"] for state in states]))
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise SafeRLError(f"checkpoint in {self.members[0].run_dir} does not match this run's config "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:80]})") from None
+        self.epoch, self.env_steps = states[0]["epoch"], states[0]["env_steps"]
+        return True
 
-    # -- collection ----------------------------------------------------------------------------
+    @staticmethod
+    def _member_checkpoints(run_dir: Path) -> dict[int, dict]:
+        """{epoch: state} of a member's latest and previous checkpoints (corrupt ones are skipped)."""
+        found = {}
+        for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+            path = run_dir / name
+            if not path.exists():
+                continue
+            try:
+                state = check_checkpoint(load_checkpoint(path), path, ("policy", "algorithm", "epoch", "env_steps",
+                                                                       "episodes", "rng"))
+            except SafeRLError:
+                if name == CHECKPOINT and not (run_dir / PREVIOUS_CHECKPOINT).exists():
+                    raise
+                continue
+            found[int(state["epoch"])] = state
+        return found
+
+    # -- collection ----------------------------------------------------------------------------------------
     def collect(self) -> None:
-        """Fill the buffer with `rollout_length` batched steps; the normaliser is frozen meanwhile."""
+        """Fill the buffer with `rollout_length` batched steps; normaliser and weights are fixed meanwhile."""
         buf, policy, env = self.buffer, self.policy, self.env
+        k, n = self.num_members, self.envs_per_member
+        with_cost = self.algorithm.uses_cost_critic
         obs = self.obs
-        self.epoch_episodes = []  # episodes finished in this rollout only (the window mixes in older ones)
-        stacked = policy.stacked_networks()  # the weights are fixed for the whole rollout
+        self.epoch_episodes = [[] for _ in self.members]
         with torch.inference_mode():
+            layers = policy.stacked_layers(with_cost)  # one snapshot of the weights for the whole rollout
             for t in range(self.rollout_length):
-                buf.raw_obs[t] = obs
-                normalised = policy.normalise(torch.from_numpy(obs).float())
-                action, log_prob, value, cost_value = policy.rollout_step(normalised, stacked=stacked)
-                action_np = action.numpy()
-                buf.obs[t] = normalised.numpy()
-                buf.actions[t] = action_np
+                raw = obs.reshape(k, n, -1)
+                buf.raw_obs[t] = raw
+                x = policy.normalise(torch.from_numpy(buf.raw_obs[t]).float())
+                mean, value, cost_value = policy.evaluate(x, with_cost, layers)
+                action, log_prob = policy.sample(mean, self.generators)
+                buf.obs[t] = x.numpy()
+                buf.actions[t] = action.numpy()
                 buf.log_probs[t] = log_prob.numpy()
                 buf.reward_values[t] = value.numpy()
-                buf.cost_values[t] = cost_value.numpy()
-                obs, reward, cost, terminated, truncated, info = env.step(action_np)
-                buf.rewards[t] = reward
-                buf.costs[t] = cost
-                buf.terminated[t] = terminated
-                buf.truncated[t] = truncated
-                if truncated.any():  # bootstrap from the critic's value of the final observation
-                    rows = np.flatnonzero(truncated)
-                    final = policy.normalise(torch.from_numpy(info["final_obs"][rows]).float())
+                buf.cost_values[t] = cost_value.numpy() if with_cost else 0.0
+                obs, reward, cost, terminated, truncated, info = env.step(buf.actions[t].reshape(k * n, -1))
+                self.check_env_output(obs, reward, cost, t)
+                buf.rewards[t] = reward.reshape(k, n)
+                buf.costs[t] = cost.reshape(k, n, -1)
+                buf.terminated[t] = terminated.reshape(k, n)
+                buf.truncated[t] = truncated.reshape(k, n)
+                if truncated.any():  # bootstrap from the critics' values of the final observations
+                    final = policy.normalise(torch.from_numpy(info["final_obs"].reshape(k, n, -1)).float())
                     final_value, final_cost_value = policy.values(final)
-                    buf.final_reward_values[t, rows] = final_value.numpy()
-                    buf.final_cost_values[t, rows] = final_cost_value.numpy()
-                done = info["episode_done"]
-                if done.any():
-                    for i in np.flatnonzero(done):
-                        episode = (float(info["episode_return"][i]), info["episode_cost"][i].copy(),
-                                   int(info["episode_length"][i]))
-                        self.episodes.append(episode)
-                        self.epoch_episodes.append(episode)
+                    rows = truncated.reshape(k, n)
+                    buf.final_reward_values[t][rows] = final_value.numpy()[rows]
+                    buf.final_cost_values[t][rows] = final_cost_value.numpy()[rows]
+                if info["episode_done"].any():
+                    self.record_episodes(info)
         self.obs = obs
-        self.total_violations += int(buf.costs.sum())
+        self.total_violations += buf.costs.sum(axis=(0, 2, 3)).astype(np.int64)
 
-    def rollout_batch(self):
+    def record_episodes(self, info: dict) -> None:
+        success = info.get("is_success")
+        for i in np.flatnonzero(info["episode_done"]):
+            episode = (float(info["episode_return"][i]), info["episode_cost"][i].copy(),
+                       int(info["episode_length"][i]), float(success[i]) if success is not None else math.nan)
+            member = i // self.envs_per_member
+            self.episodes[member].append(episode)
+            self.epoch_episodes[member].append(episode)
+
+    def check_env_output(self, obs: np.ndarray, reward: np.ndarray, cost: np.ndarray, t: int) -> None:
+        """A NaN or inf from the env would silently poison the normaliser, the critics and the checkpoint."""
+        for name, values in (("observation", obs), ("reward", reward), ("cost", cost)):
+            finite = np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+            if not finite.all():
+                env_index = int(np.flatnonzero(~finite)[0])
+                member = self.members[env_index // self.envs_per_member]
+                raise SafeRLError(
+                    f"env {env_index % self.envs_per_member} of {self.config.env.id} (seed {member.seed}) returned a "
+                    f"non-finite {name} at step {t} of epoch {self.epoch + 1}; stopped, the last good checkpoint "
+                    f"(epoch {self.epoch}) is kept in {member.run_dir}")
+
+    def rollout_batch(self) -> RolloutBatch:
         """GAE over the buffer just collected, bootstrapped from the critics' values of the current obs."""
         cfg = self.config.train
         with torch.no_grad():
-            last_value, last_cost_value = self.policy.values(self.policy.normalise(torch.from_numpy(self.obs).float()))
-        return self.buffer.compute(
-            last_value.numpy(), last_cost_value.numpy(), cfg.gamma, cfg.gae_lambda, cfg.cost_gamma,
-            cfg.cost_gae_lambda, cfg.standardize_reward_adv, cfg.center_cost_adv)
+            last = self.policy.normalise(torch.from_numpy(self.obs.reshape(self.num_members,
+                                                                           self.envs_per_member, -1)).float())
+            last_value, last_cost_value = self.policy.values(last)
+        return self.buffer.compute(last_value.numpy(), last_cost_value.numpy(), cfg.gamma, cfg.gae_lambda,
+                                   cfg.cost_gamma, cfg.cost_gae_lambda, cfg.standardize_reward_adv,
+                                   cfg.center_cost_adv)
 
-    def episode_stats(self) -> tuple[float, np.ndarray, float]:
-        if not self.episodes:
-            return float("nan"), np.full(self.num_costs, np.nan), float("nan")
-        returns, costs, lengths = zip(*self.episodes, strict=True)
-        return float(np.mean(returns)), np.mean(np.stack(costs), axis=0), float(np.mean(lengths))
+    def episode_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per member, means over the recent episodes: return [K], costs [K, C], length [K], success [K]."""
+        k, c = self.num_members, self.num_costs
+        returns, lengths, success = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
+        costs = np.full((k, c), np.nan)
+        for member, episodes in enumerate(self.episodes):
+            if episodes:
+                returns[member] = np.mean([e[0] for e in episodes])
+                costs[member] = np.mean(np.stack([e[1] for e in episodes]), axis=0)
+                lengths[member] = np.mean([e[2] for e in episodes])
+                success[member] = np.mean([e[3] for e in episodes])
+        return returns, costs, lengths, success
 
-    # -- main loop -----------------------------------------------------------------------------
-    def train(self) -> dict:
+    def check_update(self) -> None:
+        """The update must leave every member's parameters finite; otherwise stop before saving."""
+        for name, tensor in [*self.policy.named_parameters(), *self.policy.named_buffers()]:
+            finite = torch.isfinite(tensor.reshape(tensor.shape[0], -1)).all(1) if tensor.ndim else torch.isfinite(
+                tensor).reshape(1)
+            if not finite.all():
+                member = self.members[int(torch.nonzero(~finite)[0])] if finite.numel() == self.num_members else None
+                where = f" of the member with seed {member.seed}" if member else ""
+                raise SafeRLError(f"the update of epoch {self.epoch + 1} made {name}{where} non-finite (a loss "
+                                  f"turned NaN or inf); stopped, the last good checkpoint (epoch {self.epoch}) is kept")
+
+    # -- main loop -----------------------------------------------------------------------------------------
+    def train(self) -> list[dict]:
+        """Runs the remaining epochs; returns each member's last progress row."""
         cfg = self.config.train
         progress = None
         if cfg.progress_bar:
             from tqdm import tqdm
 
-            progress = tqdm(total=self.total_epochs * self.steps_per_epoch, initial=self.env_steps,
-                            unit="step", dynamic_ncols=True, leave=False)
-        row = {}
+            progress = tqdm(total=self.total_epochs * self.steps_per_epoch * self.num_members,
+                            initial=self.env_steps * self.num_members, unit="step", dynamic_ncols=True, leave=False)
+        rows = [{} for _ in self.members]
         try:
             while self.epoch < self.total_epochs:
                 start = time.perf_counter()
                 self.collect()
                 collect_seconds = time.perf_counter() - start
                 batch = self.rollout_batch()
-                ep_return, ep_costs, ep_length = self.episode_stats()
+                ep_return, ep_costs, ep_length, ep_success = self.episode_stats()
                 update_start = time.perf_counter()
-                stats = self.algorithm.update(batch, ep_costs, ep_length)
+                stats = self.learn(self, batch, ep_costs, ep_length)
                 update_seconds = time.perf_counter() - update_start
-                self.policy.normalizer.update(torch.from_numpy(self.buffer.raw_obs))
+                self.check_update()
+                self.policy.normalizer.update(self.buffer.raw_obs_per_member())
                 self.epoch += 1
                 self.env_steps += self.steps_per_epoch
-                elapsed = time.perf_counter() - start
-                row = self.progress_row(ep_return, ep_costs, ep_length, stats, elapsed, collect_seconds,
-                                        update_seconds)
-                self.logger.log(row)
+                timing = {"elapsed": time.perf_counter() - start, "collect": collect_seconds, "update": update_seconds}
+                for k in range(self.num_members):
+                    rows[k] = self.progress_row(k, ep_return, ep_costs, ep_length, ep_success, stats, timing)
+                    self.loggers[k].log(rows[k])
                 if self.epoch % cfg.checkpoint_every == 0 or self.epoch == self.total_epochs:
                     self.save()
                 if progress is not None:
-                    progress.update(self.steps_per_epoch)
-                    progress.set_postfix(ret=f"{ep_return:.1f}", cost=f"{ep_costs[0]:.1f}", fps=f"{row['fps']:.0f}")
+                    progress.update(self.steps_per_epoch * self.num_members)
+                    progress.set_postfix(ret=f"{np.nanmean(ep_return):.1f}", cost=f"{np.nanmean(ep_costs[:, 0]):.1f}",
+                                         fps=f"{rows[0]['total_fps']:.0f}")
         finally:
             if progress is not None:
                 progress.close()
-            self.logger.close()
+            for logger in self.loggers:
+                logger.close()
             self.env.close()
-        return row
+        return rows
 
-    def progress_row(self, ep_return, ep_costs, ep_length, stats, elapsed, collect_seconds, update_seconds):
+    def progress_row(self, k, ep_return, ep_costs, ep_length, ep_success, stats, timing) -> dict:
+        elapsed = timing["elapsed"]
+        multiplier = stats.get("lagrange_multiplier_0")
         row = {
             "epoch": self.epoch,
             "env_steps": self.env_steps,
-            "ep_return": ep_return,
-            "ep_cost": float(ep_costs[0]),
-            "ep_length": ep_length,
-            "lagrange_multiplier": stats.pop("lagrange_multiplier_0", float("nan")),
+            "ep_return": float(ep_return[k]),
+            "ep_cost": float(ep_costs[k, 0]),
+            "ep_length": float(ep_length[k]),
+            "lagrange_multiplier": float(multiplier[k]) if multiplier is not None else math.nan,
             "fps": self.steps_per_epoch / elapsed,
-            "collect_fps": self.steps_per_epoch / collect_seconds,
-            "collect_seconds": collect_seconds,
-            "update_seconds": update_seconds,
-            "total_violations": self.total_violations,
+            "total_fps": self.steps_per_epoch * self.num_members / elapsed,
+            "collect_fps": self.steps_per_epoch * self.num_members / timing["collect"],
+            "collect_seconds": timing["collect"],
+            "update_seconds": timing["update"],
+            "total_violations": int(self.total_violations[k]),
+            "cost_limit": self.members[k].cost_limit,
         }
-        if getattr(self, "epoch_episodes", None):  # per-epoch means: a dip shows here undiluted by the window
-            row["epoch_ep_return"] = float(np.mean([e[0] for e in self.epoch_episodes]))
-            row["epoch_ep_cost"] = float(np.mean([e[1][0] for e in self.epoch_episodes]))
-        limit = getattr(getattr(self.algorithm, "lagrange", None), "cost_limit", self.config.lagrange.cost_limit)
-        row["cost_limit"] = limit
+        episodes = self.epoch_episodes[k]
+        if episodes:  # per-epoch means: a dip shows here undiluted by the window
+            row["epoch_ep_return"] = float(np.mean([e[0] for e in episodes]))
+            row["epoch_ep_cost"] = float(np.mean([e[1][0] for e in episodes]))
+        if np.isfinite(ep_success[k]):
+            row["success_rate"] = float(ep_success[k])
         if self.num_costs > 1:
-            names = getattr(self.env, "cost_names", [f"cost_{k}" for k in range(self.num_costs)])
-            for k in range(self.num_costs):
-                row[f"ep_{names[k]}"] = float(ep_costs[k])
-        row.update(stats)
+            for c, name in enumerate(self.env.cost_names):
+                row[f"ep_{name}"] = float(ep_costs[k, c])
+        for key, value in stats.items():
+            if key == "lagrange_multiplier_0":
+                continue
+            row[key] = value[k] if isinstance(value, np.ndarray) else value
+            if isinstance(row[key], np.generic):
+                row[key] = row[key].item()
         return row
-
-
-def evaluate(run_dir: Path, episodes: int = 10, deterministic: bool = False, seed: int | None = None) -> dict:
-    """Roll out the saved policy for `episodes` full episodes; per-env quotas avoid short-episode bias."""
-    config, policy, checkpoint = load_policy(run_dir)
-    num_envs = max(1, min(episodes, config.env.num_envs))
-    env = make_env(config, seed=None, num_envs=num_envs)
-    seed = config.train.seed + 100_000 if seed is None else seed
-    torch.manual_seed(seed)
-    quotas = np.array([(episodes + i) // num_envs for i in range(num_envs)])
-    obs = env.reset(seed=seed)
-    results = []
-    while len(results) < episodes:
-        action = policy.act(torch.from_numpy(obs).float(), deterministic=deterministic)[0]
-        obs, _, _, _, _, info = env.step(action.numpy())
-        for i in np.flatnonzero(info["episode_done"]):
-            if quotas[i] > 0:
-                quotas[i] -= 1
-                results.append({"return": float(info["episode_return"][i]),
-                                "cost": [float(c) for c in info["episode_cost"][i]],
-                                "length": int(info["episode_length"][i])})
-    env.close()
-    returns = [r["return"] for r in results]
-    costs = [r["cost"][0] for r in results]
-    summary = {
-        "env_id": config.env.id,
-        "algo": config.train.algo,
-        "checkpoint_epoch": checkpoint["epoch"],
-        "checkpoint_env_steps": checkpoint["env_steps"],
-        "deterministic": deterministic,
-        "seed": seed,
-        "episodes": results,
-        "mean_return": float(np.mean(returns)),
-        "std_return": float(np.std(returns)),
-        "mean_cost": float(np.mean(costs)),
-        "std_cost": float(np.std(costs)),
-        "mean_length": float(np.mean([r["length"] for r in results])),
-        "cost_limit": config.lagrange.cost_limit,
-    }
-    write_json(Path(run_dir) / "eval.json", summary)
-    return summary

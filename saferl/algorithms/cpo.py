@@ -4,7 +4,7 @@ Each update linearises reward and costs around pi_old and solves, in parameter s
 
     maximise g'x   s.t.   b_i'x + c_i <= 0 (i = 1..K),   (1/2) x'Hx <= delta,
 
-through its (K + 1)-dimensional dual (saferl/cpo_dual.py), with g and b_i the gradients of the per-step
+through its (K + 1)-dimensional dual (saferl/maths/cpo_dual.py), with g and b_i the gradients of the per-step
 reward and cost surrogates mean(pi / pi_old * A) and H the Fisher of the mean KL (CG solves give q, r, S).
 
 The scale of c (one choice, documented). The constraint is on the expected episode cost J_c, but b_i is
@@ -43,12 +43,11 @@ import time
 import numpy as np
 import torch
 
-from saferl.algorithms.policy_gradient import PG, fit_critics, kl_to_detached_self, mean_kl, surrogate
+from saferl.algorithms.policy_gradient import PG, MemberActor, kl_to_detached_self, mean_kl, surrogate
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths.cpo_dual import cpo_recovery_weights, primal_step, solve_cpo_dual
 from saferl.maths.trust_region import backtracking_line_search, conjugate_gradient, fisher_vector_product_fn, flat_grad
-from saferl.policies.actor_critic import ActorCritic
 
 DEFAULT_EPISODE_LENGTH = 1000  # T when neither the runner nor env.max_episode_steps gives one
 CASE_CODES = {"reward_only": 0, "normal": 1, "infeasible": 2}
@@ -56,17 +55,26 @@ CASE_CODES = {"reward_only": 0, "normal": 1, "infeasible": 2}
 
 class CPO(PG):
     uses_cost_critic = True
+    section = "cpo"
 
-    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int):
-        super().__init__(policy, config, total_epochs)
-        self.cost_limits = np.full(policy.num_costs, float(config.lagrange.cost_limit))
+    def __init__(self, policy, config: Config, total_epochs: int, generators: list[torch.Generator],
+                 cost_limits: np.ndarray):
+        super().__init__(policy, config, total_epochs, generators, cost_limits)
+        self.cost_limits = np.asarray(cost_limits, dtype=np.float64)  # [K, C]
         self.episode_length = config.env.max_episode_steps or DEFAULT_EPISODE_LENGTH
-        self.case_counts = dict.fromkeys(CASE_CODES, 0)
+        self.case_counts = np.zeros((policy.members, len(CASE_CODES)), dtype=np.int64)
 
-    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray, mean_episode_length=None) -> dict:
+    def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
+        self._episode_cost = np.asarray(episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
+        self._episode_length = np.asarray(episode_length, dtype=np.float64).reshape(-1)
+        return super().update(batch, episode_cost, episode_length)
+
+    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
+        """One member's CPO step (`advantages`, PG's Lagrangian hook, is unused: CPO keeps the reward and cost
+        advantages apart)."""
         start = time.perf_counter()
-        cfg, actor = self.cfg, self.policy.actor
-        params = list(actor.parameters())
+        cfg = self.cfg
+        params = actor.params
         num_costs = batch.cost_advantages.shape[1]
         delta = cfg.target_kl
         with torch.no_grad():
@@ -75,9 +83,9 @@ class CPO(PG):
         # 1. g and B = [b_1 .. b_K]: gradients of the reward and cost surrogates at pi_old.
         reward_surrogate = surrogate(actor, batch, batch.reward_advantages)
         grad = flat_grad(reward_surrogate, params)
-        cost_surrogates = surrogate(actor, batch, batch.cost_advantages)  # [K]
+        cost_surrogates = surrogate(actor, batch, batch.cost_advantages)  # [C]
         cost_grads = torch.stack([flat_grad(cost_surrogates[i], params, retain_graph=i < num_costs - 1)
-                                  for i in range(num_costs)], dim=1)  # [n, K]
+                                  for i in range(num_costs)], dim=1)  # [n, C]
 
         # 2. H^-1 g and H^-1 B by conjugate gradient, hence the dual's q = g'H^-1 g, r = B'H^-1 g, S = B'H^-1 B.
         fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), params, cfg.cg_damping)
@@ -91,11 +99,11 @@ class CPO(PG):
         S = 0.5 * (S + S.T)  # CG makes it slightly asymmetric
 
         # 3. c = (J_c - limit) / T: the episode-cost gap per step, the scale of the per-step surrogate.
-        has_length = mean_episode_length is not None and np.isfinite(mean_episode_length)
-        episode_length = float(mean_episode_length) if has_length else float(self.episode_length)
-        episode_cost = np.asarray(mean_episode_cost, dtype=np.float64).reshape(-1)
-        episode_cost = np.where(np.isfinite(episode_cost), episode_cost, self.cost_limits)  # no episode: c = 0
-        c = (episode_cost - self.cost_limits) / episode_length
+        length = self._episode_length[member]
+        episode_length = float(length) if np.isfinite(length) else float(self.episode_length)
+        limits = self.cost_limits[member]
+        episode_cost = np.where(np.isfinite(self._episode_cost[member]), self._episode_cost[member], limits)
+        c = (episode_cost - limits) / episode_length  # no finished episode yet: c = 0
 
         # 4. The dual, then the step: primal when feasible, recovery otherwise.
         dual_start = time.perf_counter()
@@ -108,10 +116,10 @@ class CPO(PG):
         dual_solve_ms = 1e3 * (time.perf_counter() - dual_start)
         full_step = torch.as_tensor(step, dtype=grad.dtype)
 
-        # 5. Line search against the measured KL, the linearisation's cost promise and (if feasible) the reward.
-        predicted_cost_change = (cost_grads.T @ full_step).detach()  # b_i'x for the full step, [K]
+        # 5. Line search against the measured KL, the linearisation's cost promise and (if safe) the reward.
+        predicted_cost_change = (cost_grads.T @ full_step).detach()  # b_i'x for the full step, [C]
         reach = np.sqrt(2.0 * delta * np.clip(np.diag(S), 0.0, None))  # most a full step can change b_i'x
-        tolerance = torch.as_tensor(self.config.cpo.cost_tolerance * reach, dtype=grad.dtype)
+        tolerance = torch.as_tensor(cfg.cost_tolerance * reach, dtype=grad.dtype)
         reward_old, costs_old = float(reward_surrogate.detach()), cost_surrogates.detach()
 
         def evaluate() -> dict:
@@ -133,22 +141,12 @@ class CPO(PG):
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
             reward_change = float(surrogate(actor, batch, batch.reward_advantages)) - reward_old
             cost_change = (surrogate(actor, batch, batch.cost_advantages) - costs_old).numpy()
-        stats = fit_critics(self.policy, self.critic_optimizer, batch, self.cfg, fit_cost=True)
-        self.epoch += 1
-        self.case_counts[solution.case] += 1
-        stats.update(
-            cpo_case=CASE_CODES[solution.case],
-            cpo_lambda=solution.lam,
-            cpo_q=q,
-            approx_kl=kl,
-            step_fraction=search.step_fraction,
-            line_search_accepted=float(search.accepted),
-            reward_surrogate_change=reward_change,
-            dual_solve_ms=dual_solve_ms,
-            entropy=float(actor.entropy().detach()),
-            step_norm=float(search.step_fraction * full_step.norm()),
-        )
-        stats.update({f"cpo_case_{case}_count": count for case, count in self.case_counts.items()})
+        self.case_counts[member, CASE_CODES[solution.case]] += 1
+        stats = {"cpo_case": CASE_CODES[solution.case], "cpo_lambda": solution.lam, "cpo_q": q, "approx_kl": kl,
+                 "step_fraction": search.step_fraction, "line_search_accepted": float(search.accepted),
+                 "reward_surrogate_change": reward_change, "dual_solve_ms": dual_solve_ms,
+                 "step_norm": float(search.step_fraction * full_step.norm())}
+        stats.update({f"cpo_case_{case}_count": self.case_counts[member, code] for case, code in CASE_CODES.items()})
         for i in range(num_costs):
             stats[f"cpo_nu_{i}"] = float(solution.nu[i])
             stats[f"cpo_c_{i}"] = float(c[i] * episode_length)  # in episode-cost units, as logged costs
@@ -160,9 +158,8 @@ class CPO(PG):
         return stats
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "case_counts": dict(self.case_counts)}
+        return {**super().state_dict(), "case_counts": self.case_counts.copy()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.case_counts.update(state.get("case_counts", {}))
-
+        self.case_counts = np.asarray(state["case_counts"], dtype=np.int64).copy()

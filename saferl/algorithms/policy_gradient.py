@@ -1,6 +1,6 @@
 """The policy-gradient family: vanilla PG, natural PG, TRPO and TRPO-Lagrangian.
 
-All four fit the same critics (Adam, `trpo.critic_*`) and differ only in how the actor moves along the
+All four fit the same critics (Adam, their section's `critic_*`) and differ only in how the actor moves along the
 gradient g of the surrogate mean(pi / pi_old * A), which at pi_old is the policy gradient:
 
 - pg:       theta += lr * preprocess(g), with norm scaling or per-component clipping (`pg.grad_preprocess`).
@@ -8,6 +8,10 @@ gradient g of the surrogate mean(pi / pi_old * A), which at pi_old is the policy
             KL model (1/2) x'Fx equals delta. No safeguard: the true KL is only delta to second order.
 - trpo:     the npg step, then backtracking until the measured mean KL <= delta and the surrogate improves.
 - trpo_lag: trpo on (A_r - lambda . A_c) / (1 + sum lambda), lambda updated once per epoch (as in PPO-Lag).
+
+With several members the critics are fitted for all members at once; the actor step, whose cost is a few
+dozen full-batch passes rather than thousands of minibatch steps, loops over members, each one a plain
+single-policy computation on flat parameter vectors (`MemberActor`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import math
 import numpy as np
 import torch
 
-from saferl.algorithms.ppo import explained_variance
+from saferl.algorithms.common import BehaviourReference, entropy, fit_critics, lagrangian_advantages
 from saferl.buffer import RolloutBatch
-from saferl.config import Config, TRPOConfig
+from saferl.config import Config, TrustRegionConfig
+from saferl.maths import gaussian
 from saferl.maths.lagrange import make_multiplier
+from saferl.maths.optim import MemberAdam
 from saferl.maths.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
@@ -29,14 +35,41 @@ from saferl.maths.trust_region import (
     flat_params,
     set_flat_params,
 )
-from saferl.policies.actor_critic import ActorCritic, GaussianActor, gaussian_kl
+from saferl.policies.actor_critic import ActorCritic
 
 MIN_QUADRATIC_FORM = 1e-12  # floor on u'Fu: a zero gradient gives a zero step, not a division by zero
 
 
+class MemberActor:
+    """Member k's actor for the trust-region maths: its parameters as views into the ensemble (writing them
+    moves the ensemble), a mean function on [B, D] states and its log-std [A]."""
+
+    def __init__(self, policy: ActorCritic, member: int):
+        self.activation = policy.actor.activation
+        self.layers = [(w[member], b[member]) for w, b in policy.actor.layers()]
+        self.log_std = policy.log_std[member]
+        self.params = [t for layer in self.layers for t in layer] + [self.log_std]
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs
+        for index, (weight, bias) in enumerate(self.layers):
+            x = torch.addmm(bias, x, weight)
+            if index < len(self.layers) - 1:
+                x = self.activation(x)
+        return x
+
+    def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return gaussian.log_prob(mean, self.log_std, actions)
+
+
+def member_batch(batch: RolloutBatch, member: int) -> RolloutBatch:
+    """Member k's samples as a batch of [B, ...] tensors (views)."""
+    return RolloutBatch(*[t[member] for t in batch.fields()])
+
+
 # -- pure functions shared by the family (and by CPO) ----------------------------------------------------------
-def surrogate(actor: GaussianActor, batch: RolloutBatch, advantages: torch.Tensor) -> torch.Tensor:
-    """mean(pi / pi_old * A) over the batch: a scalar for advantages [B], one per column for [B, K].
+def surrogate(actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> torch.Tensor:
+    """mean(pi / pi_old * A) over one member's batch: a scalar for advantages [B], one per column for [B, C].
 
     Its gradient at pi_old is the policy gradient, and its change estimates the change of the return.
     """
@@ -46,17 +79,17 @@ def surrogate(actor: GaussianActor, batch: RolloutBatch, advantages: torch.Tenso
     return (ratio * advantages).mean(0)
 
 
-def mean_kl(actor: GaussianActor, obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor):
+def mean_kl(actor: MemberActor, obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor):
     """Mean KL(pi_old || pi) over the batch states: the quantity the trust region bounds (exact for Gaussians)."""
-    return gaussian_kl(old_mean, old_log_std, actor(obs), actor.log_std).mean()
+    return gaussian.kl(old_mean, old_log_std, actor(obs), actor.log_std).mean()
 
 
-def kl_to_detached_self(actor: GaussianActor, obs: torch.Tensor):
+def kl_to_detached_self(actor: MemberActor, obs: torch.Tensor):
     """kl_fn for the Fisher-vector product: KL from a frozen copy of the current policy (value 0, Hessian F)."""
 
     def kl_fn() -> torch.Tensor:
         mean = actor(obs)
-        return gaussian_kl(mean.detach(), actor.log_std.detach(), mean, actor.log_std).mean()
+        return gaussian.kl(mean.detach(), actor.log_std.detach(), mean, actor.log_std).mean()
 
     return kl_fn
 
@@ -72,28 +105,23 @@ def clip_components(grad: torch.Tensor, bound: float) -> torch.Tensor:
     return grad.clamp(-bound, bound)
 
 
-def fit_critics(policy: ActorCritic, optimizer: torch.optim.Optimizer, batch: RolloutBatch, cfg: TRPOConfig,
-                fit_cost: bool) -> dict:
-    """MSE regression of V_r (and V_c) on the GAE returns: `critic_epochs` passes of shuffled minibatches."""
-    size = len(batch)
-    for _ in range(cfg.critic_epochs):
-        permutation = torch.randperm(size)
-        for start in range(0, size, cfg.critic_minibatch_size):
-            index = permutation[start:start + cfg.critic_minibatch_size]
-            obs = batch.obs[index]
-            loss = (policy.reward_critic(obs).squeeze(-1) - batch.reward_returns[index]).square().mean()
-            if fit_cost:
-                loss = loss + (policy.cost_critic(obs) - batch.cost_returns[index]).square().mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    with torch.no_grad():
-        stats = {"value_loss": float((policy.reward_critic(batch.obs).squeeze(-1) - batch.reward_returns)
-                                     .square().mean())}
-        if fit_cost:
-            stats["cost_value_loss"] = float((policy.cost_critic(batch.obs) - batch.cost_returns).square().mean())
-    stats["explained_variance"] = explained_variance(batch.reward_values, batch.reward_returns)
-    return stats
+def natural_gradient_step(actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor,
+                          cfg: TrustRegionConfig):
+    """The step x = sqrt(2 delta / u'Fu) u with u = F^-1 g (CG), so the quadratic KL model (1/2) x'Fx = delta.
+
+    Returns the surrogate at the old parameters (with its graph), its gradient g, and x.
+    """
+    surrogate_old = surrogate(actor, batch, advantages)
+    grad = flat_grad(surrogate_old, actor.params)
+    fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), actor.params, cfg.cg_damping)
+    direction = conjugate_gradient(fisher, grad, cfg.cg_iters)  # u ~ F^-1 g
+    quadratic_form = max(float(direction @ fisher(direction)), MIN_QUADRATIC_FORM)  # u'Fu
+    return surrogate_old, grad, math.sqrt(2.0 * cfg.target_kl / quadratic_form) * direction
+
+
+def stack_stats(per_member: list[dict]) -> dict:
+    """[{name: value} per member] -> {name: array [K]}."""
+    return {key: np.array([stats[key] for stats in per_member], dtype=np.float64) for key in per_member[0]}
 
 
 # -- algorithms ---------------------------------------------------------------------------------------------
@@ -104,120 +132,96 @@ class PG:
     """
 
     uses_cost_critic = False
-    lagrangian = False  # True: advantages become (A_r - lambda . A_c) / (1 + sum lambda)
+    supports_behaviour_reference = False
+    section = "pg"  # the config section this algorithm reads
 
-    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int):
-        self.policy = policy
-        self.config = config
-        self.cfg = config.trpo
+    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int, generators: list[torch.Generator],
+                 cost_limits: np.ndarray, lagrangian: bool = False):
+        """lagrangian=True (trpo_lag): advantages become (A_r - lambda . A_c) / (1 + sum lambda), lambda the
+        `lagrange.*` multiplier, and the cost critic is fitted."""
+        self.policy, self.config, self.generators = policy, config, generators
+        self.uses_cost_critic = type(self).uses_cost_critic or lagrangian
+        self.cfg = getattr(config, self.section)
         self.total_epochs = max(total_epochs, 1)
         self.epoch = 0
-        critic_params = list(policy.reward_critic.parameters())
-        if self.uses_cost_critic:
-            critic_params += list(policy.cost_critic.parameters())
-        self.critic_optimizer = torch.optim.Adam(critic_params, lr=self.cfg.critic_lr, fused=True)
-        self.lagrange = make_multiplier(config, policy.num_costs) if self.lagrangian else None
+        self.critic_optimizer = MemberAdam([policy.critic_parameters(cost=self.uses_cost_critic)],
+                                           [self.cfg.critic_lr])
+        self.multiplier = make_multiplier(config, cost_limits) if lagrangian else None
 
-    def update_multiplier(self, mean_episode_cost: np.ndarray) -> dict:
+    def set_behaviour_reference(self, reference: BehaviourReference, coef, decay: float) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no KL-to-clone term")
+
+    def update_multiplier(self, episode_cost: np.ndarray) -> tuple[np.ndarray | None, dict]:
         """Once per epoch, before the policy step (as PPO-Lag); nothing for unconstrained algorithms."""
-        if self.lagrange is None:
-            return {}
-        lambdas = self.lagrange.update(mean_episode_cost)
-        return {f"lagrange_multiplier_{k}": float(v) for k, v in enumerate(lambdas)}
+        if self.multiplier is None:
+            return None, {}
+        lambdas = self.multiplier.update(episode_cost)
+        return lambdas, {f"lagrange_multiplier_{c}": lambdas[:, c] for c in range(lambdas.shape[1])}
 
-    def advantages(self, batch: RolloutBatch) -> torch.Tensor:
-        if self.lagrange is None:
-            return batch.reward_advantages
-        lambdas = torch.as_tensor(self.lagrange.value, dtype=batch.cost_advantages.dtype)
-        return (batch.reward_advantages - batch.cost_advantages @ lambdas) / (1.0 + lambdas.sum())
+    def fit_critics(self, batch: RolloutBatch) -> dict:
+        return fit_critics(self.policy, self.critic_optimizer, batch, self.cfg.critic_epochs,
+                           self.cfg.critic_minibatch_size, self.generators, self.uses_cost_critic)
 
-    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray, mean_episode_length=None) -> dict:
-        pg = self.config.pg
-        actor = self.policy.actor
-        params = list(actor.parameters())
-        stats = self.update_multiplier(mean_episode_cost)
-        advantages = self.advantages(batch)
+    def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
+        lambdas, stats = self.update_multiplier(episode_cost)
+        advantages = batch.reward_advantages if lambdas is None else lagrangian_advantages(batch, lambdas)
+        actor_stats = stack_stats([self.actor_step(k, MemberActor(self.policy, k), member_batch(batch, k),
+                                                   advantages[k]) for k in range(self.policy.members)])
+        stats.update(actor_stats)
+        stats.update(self.fit_critics(batch))
+        stats["entropy"] = entropy(self.policy)
+        self.epoch += 1
+        return stats
+
+    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
+        pg = self.cfg
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
-
         surrogate_old = surrogate(actor, batch, advantages)
-        grad = flat_grad(surrogate_old, params)
+        grad = flat_grad(surrogate_old, actor.params)
         if pg.grad_preprocess == "norm":
             direction = scale_to_norm(grad, pg.max_grad_norm)
         elif pg.grad_preprocess == "clip":
             direction = clip_components(grad, pg.clip_value)
         else:
             direction = grad
-        set_flat_params(params, flat_params(params) + pg.lr * direction)
-
+        set_flat_params(actor.params, flat_params(actor.params) + pg.lr * direction)
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        stats.update(fit_critics(self.policy, self.critic_optimizer, batch, self.cfg, self.uses_cost_critic))
-        self.epoch += 1
-        stats.update(
-            approx_kl=kl,  # exact mean KL(old || new); named like PPO's column
-            grad_norm=float(grad.norm()),
-            step_norm=float(pg.lr * direction.norm()),
-            surrogate_improvement=surrogate_new - float(surrogate_old.detach()),
-            entropy=float(actor.entropy().detach()),
-        )
-        return stats
+        return {"approx_kl": kl,  # exact mean KL(old || new); named like PPO's column
+                "grad_norm": float(grad.norm()), "step_norm": float(pg.lr * direction.norm()),
+                "surrogate_improvement": surrogate_new - float(surrogate_old.detach())}
 
     def state_dict(self) -> dict:
         state = {"critic_optimizer": self.critic_optimizer.state_dict(), "epoch": self.epoch}
-        if self.lagrange is not None:
-            state["lagrange"] = self.lagrange.state_dict()
+        if self.multiplier is not None:
+            state["multiplier"] = self.multiplier.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.epoch = state["epoch"]
-        if self.lagrange is not None:
-            self.lagrange.load_state_dict(state["lagrange"])
-
-
-def natural_gradient_step(actor, params, batch: RolloutBatch, advantages: torch.Tensor, cfg: TRPOConfig):
-    """The step x = sqrt(2 delta / u'Fu) u with u = F^-1 g (CG), so the quadratic KL model (1/2) x'Fx = delta.
-
-    Returns the surrogate at the old parameters (with its graph), its gradient g, and x.
-    """
-    surrogate_old = surrogate(actor, batch, advantages)
-    grad = flat_grad(surrogate_old, params)
-    fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), params, cfg.cg_damping)
-    direction = conjugate_gradient(fisher, grad, cfg.cg_iters)  # u ~ F^-1 g
-    quadratic_form = max(float(direction @ fisher(direction)), MIN_QUADRATIC_FORM)  # u'Fu
-    return surrogate_old, grad, math.sqrt(2.0 * cfg.target_kl / quadratic_form) * direction
+        if self.multiplier is not None:
+            self.multiplier.load_state_dict(state["multiplier"])
 
 
 class NPG(PG):
     """Natural policy gradient: the full step sqrt(2 delta / u'Fu) u, u = F^-1 g, taken without checking."""
 
-    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray, mean_episode_length=None) -> dict:
-        cfg, actor = self.cfg, self.policy.actor
-        params = list(actor.parameters())
-        stats = self.update_multiplier(mean_episode_cost)
-        advantages = self.advantages(batch)
+    section = "npg"
+
+    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
-
-        surrogate_old, grad, step = natural_gradient_step(actor, params, batch, advantages, cfg)
-        set_flat_params(params, flat_params(params) + step)
-
+        surrogate_old, grad, step = natural_gradient_step(actor, batch, advantages, self.cfg)
+        set_flat_params(actor.params, flat_params(actor.params) + step)
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        stats.update(fit_critics(self.policy, self.critic_optimizer, batch, self.cfg, self.uses_cost_critic))
-        self.epoch += 1
-        stats.update(
-            approx_kl=kl,
-            grad_norm=float(grad.norm()),
-            step_norm=float(step.norm()),
-            expected_improvement=float(grad @ step),
-            surrogate_improvement=surrogate_new - float(surrogate_old.detach()),
-            entropy=float(actor.entropy().detach()),
-        )
-        return stats
+        return {"approx_kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(step.norm()),
+                "expected_improvement": float(grad @ step),
+                "surrogate_improvement": surrogate_new - float(surrogate_old.detach())}
 
 
 class TRPO(PG):
@@ -226,15 +230,13 @@ class TRPO(PG):
     When no fraction passes, the policy keeps its old parameters for this epoch (step_fraction 0).
     """
 
-    def update(self, batch: RolloutBatch, mean_episode_cost: np.ndarray, mean_episode_length=None) -> dict:
-        cfg, actor = self.cfg, self.policy.actor
-        params = list(actor.parameters())
-        stats = self.update_multiplier(mean_episode_cost)
-        advantages = self.advantages(batch)
+    section = "trpo"
+
+    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
+        cfg = self.cfg
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
-
-        surrogate_old, grad, full_step = natural_gradient_step(actor, params, batch, advantages, cfg)
+        surrogate_old, grad, full_step = natural_gradient_step(actor, batch, advantages, cfg)
         surrogate_old = float(surrogate_old.detach())
 
         def evaluate() -> dict:
@@ -244,30 +246,13 @@ class TRPO(PG):
         def accept(info: dict, step_fraction: float) -> bool:
             return info["kl"] <= cfg.target_kl and info["surrogate"] > surrogate_old
 
-        search = backtracking_line_search(params, full_step, evaluate, accept, cfg.max_backtracks,
+        search = backtracking_line_search(actor.params, full_step, evaluate, accept, cfg.max_backtracks,
                                           cfg.backtrack_coef)
-
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        stats.update(fit_critics(self.policy, self.critic_optimizer, batch, self.cfg, self.uses_cost_critic))
-        self.epoch += 1
-        stats.update(
-            approx_kl=kl,
-            step_fraction=search.step_fraction,
-            line_search_accepted=float(search.accepted),
-            grad_norm=float(grad.norm()),
-            step_norm=float(search.step_fraction * full_step.norm()),
-            expected_improvement=float(search.step_fraction * (grad @ full_step)),
-            surrogate_improvement=surrogate_new - surrogate_old,
-            entropy=float(actor.entropy().detach()),
-        )
-        return stats
-
-
-class TRPOLag(PG):
-    """TRPO on the Lagrangian advantage; the multiplier (`lagrange.method`) steps once per epoch."""
-
-    uses_cost_critic = True
-    lagrangian = True
-    update = TRPO.update  # the same trust-region step: only self.advantages and the multiplier differ
+        return {"approx_kl": kl, "step_fraction": search.step_fraction,
+                "line_search_accepted": float(search.accepted), "grad_norm": float(grad.norm()),
+                "step_norm": float(search.step_fraction * full_step.norm()),
+                "expected_improvement": float(search.step_fraction * (grad @ full_step)),
+                "surrogate_improvement": surrogate_new - surrogate_old}

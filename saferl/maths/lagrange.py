@@ -1,4 +1,4 @@
-"""Lagrange multipliers for constrained policy optimisation, one per cost.
+"""Lagrange multipliers for constrained policy optimisation, one per member and cost ([K, C]).
 
 The multiplier does gradient ascent on lambda * (J_c - limit) (Adam, as in OmniSafe) and is then
 projected back onto lambda >= 0, so it rises while the episode cost is over the limit and decays
@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from saferl.maths.optim import MemberAdam
+
 if TYPE_CHECKING:
     from saferl.config import Config
 
@@ -23,33 +25,37 @@ def project_nonnegative(multiplier: torch.Tensor) -> torch.Tensor:
 
 
 class LagrangeMultiplier:
-    def __init__(self, num_costs: int, cost_limit: float, init: float, lr: float):
-        self.cost_limit = cost_limit
-        self.multiplier = torch.nn.Parameter(torch.full((num_costs,), float(init)))
-        self.optimizer = torch.optim.Adam([self.multiplier], lr=lr)
+    """lambda [K, C]: one multiplier per member and cost, each its own projected Adam ascent."""
+
+    def __init__(self, cost_limits: np.ndarray, init: float, lr: float):
+        self.cost_limits = np.asarray(cost_limits, dtype=np.float64)  # [K, C]
+        self.multiplier = torch.full(self.cost_limits.shape, float(init), dtype=torch.float32)
+        self.optimizer = MemberAdam([[self.multiplier]], [lr])
 
     @property
     def value(self) -> np.ndarray:
-        return self.multiplier.detach().numpy().copy()
+        return self.multiplier.numpy().copy()
 
     def update(self, mean_episode_cost) -> np.ndarray:
-        """One ascent step from the mean episode cost [K] of recent episodes; returns the new lambdas."""
-        cost = np.asarray(mean_episode_cost, dtype=np.float32).reshape(-1)
-        if not np.all(np.isfinite(cost)):
-            return self.value  # no episode has finished yet: nothing to learn the multiplier from
-        cost = torch.as_tensor(cost)
-        loss = -(self.multiplier * (cost - self.cost_limit)).sum()
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        project_nonnegative(self.multiplier)
+        """One ascent step from the mean episode cost [K, C] of recent episodes; returns the new lambdas [K, C].
+
+        A member with no finished episode yet (NaN cost) has nothing to learn from and keeps its value and its
+        optimiser state."""
+        cost = np.asarray(mean_episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
+        ready = np.isfinite(cost).all(axis=1)
+        if ready.any():
+            # d/d lambda of -lambda (J_c - limit): ascent on the Lagrangian, descent on its negative.
+            grad = -torch.as_tensor(np.where(np.isfinite(cost), cost - self.cost_limits, 0.0), dtype=torch.float32)
+            self.optimizer.flatten([grad])
+            self.optimizer.step(torch.as_tensor(ready))
+            project_nonnegative(self.multiplier)
         return self.value
 
     def state_dict(self) -> dict:
-        return {"multiplier": self.multiplier.detach().clone(), "optimizer": self.optimizer.state_dict()}
+        return {"multiplier": self.multiplier.clone(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.multiplier.data.copy_(state["multiplier"])
+        self.multiplier.copy_(state["multiplier"])
         self.optimizer.load_state_dict(state["optimizer"])
 
 
@@ -69,30 +75,34 @@ class PIDLagrangeMultiplier:
     reduction. Kd = 0.05: a cost rising by 10 per epoch adds 0.5 before the integral has caught up.
     """
 
-    def __init__(self, num_costs: int, cost_limit: float, kp: float, ki: float, kd: float,
-                 cost_smoothing: float = 0.5, init: float = 0.0):
-        self.cost_limit = cost_limit
+    def __init__(self, cost_limits: np.ndarray, kp: float, ki: float, kd: float, cost_smoothing: float = 0.5,
+                 init: float = 0.0):
+        self.cost_limits = np.asarray(cost_limits, dtype=np.float64)  # [K, C]
         self.kp, self.ki, self.kd, self.cost_smoothing = kp, ki, kd, cost_smoothing
         # The integral starts where Ki I equals the initial multiplier, so `init` means the same as for Adam.
-        self.integral = np.full(num_costs, init / ki if ki > 0 else 0.0)
-        self.smoothed_cost = np.full(num_costs, np.nan)  # nan until the first finite cost arrives
-        self.multiplier = np.full(num_costs, float(init))
+        self.integral = np.full(self.cost_limits.shape, init / ki if ki > 0 else 0.0)
+        self.smoothed_cost = np.full(self.cost_limits.shape, np.nan)  # nan until the first finite cost arrives
+        self.multiplier = np.full(self.cost_limits.shape, float(init))
 
     @property
     def value(self) -> np.ndarray:
         return self.multiplier.astype(np.float32)  # float32 like LagrangeMultiplier: it multiplies A_c
 
     def update(self, mean_episode_cost) -> np.ndarray:
-        """One controller step from the mean episode cost [K] of recent episodes; returns the new lambdas."""
-        cost = np.asarray(mean_episode_cost, dtype=np.float64).reshape(-1)
-        if not np.all(np.isfinite(cost)):
-            return self.value
-        error = cost - self.cost_limit
-        self.integral = np.maximum(0.0, self.integral + error)
+        """One controller step per member from the mean episode cost [K, C]; returns the new lambdas [K, C].
+        Members with no finished episode yet (NaN cost) keep their state."""
+        cost = np.asarray(mean_episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
+        ready = np.isfinite(cost).all(axis=1, keepdims=True)
+        cost = np.where(ready, cost, self.cost_limits)
+        error = cost - self.cost_limits
+        integral = np.maximum(0.0, self.integral + error)
         previous = np.where(np.isfinite(self.smoothed_cost), self.smoothed_cost, cost)
-        self.smoothed_cost = self.cost_smoothing * previous + (1.0 - self.cost_smoothing) * cost
-        rising = np.maximum(0.0, self.smoothed_cost - previous)
-        self.multiplier = np.maximum(0.0, self.kp * error + self.ki * self.integral + self.kd * rising)
+        smoothed = self.cost_smoothing * previous + (1.0 - self.cost_smoothing) * cost
+        rising = np.maximum(0.0, smoothed - previous)
+        multiplier = np.maximum(0.0, self.kp * error + self.ki * integral + self.kd * rising)
+        self.integral = np.where(ready, integral, self.integral)
+        self.smoothed_cost = np.where(ready, smoothed, self.smoothed_cost)
+        self.multiplier = np.where(ready, multiplier, self.multiplier)
         return self.value
 
     def state_dict(self) -> dict:
@@ -105,10 +115,10 @@ class PIDLagrangeMultiplier:
         self.multiplier = np.array(state["multiplier"], dtype=np.float64)
 
 
-def make_multiplier(config: Config, num_costs: int) -> LagrangeMultiplier | PIDLagrangeMultiplier:
-    """The multiplier `config.lagrange.method` names: "gradient" (default) or "pid"."""
+def make_multiplier(config: Config, cost_limits: np.ndarray) -> LagrangeMultiplier | PIDLagrangeMultiplier:
+    """The multiplier `config.lagrange.method` names ("gradient", the default, or "pid") for limits [K, C]."""
     lag = config.lagrange
     if lag.method == "pid":
-        return PIDLagrangeMultiplier(num_costs, lag.cost_limit, lag.pid_kp, lag.pid_ki, lag.pid_kd,
-                                     lag.pid_cost_smoothing, lag.multiplier_init)
-    return LagrangeMultiplier(num_costs, lag.cost_limit, lag.multiplier_init, lag.multiplier_lr)
+        return PIDLagrangeMultiplier(cost_limits, lag.pid_kp, lag.pid_ki, lag.pid_kd, lag.pid_cost_smoothing,
+                                     lag.multiplier_init)
+    return LagrangeMultiplier(cost_limits, lag.multiplier_init, lag.multiplier_lr)

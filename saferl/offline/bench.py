@@ -68,12 +68,14 @@ def run_summary(rows: list[dict], expert_return: float, cost_limit: float, refer
 def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path | None, expert_steps: int,
                       demo_episodes: int, noise: float, bc_filter: str, bc_epochs: int, steps: int, num_envs: int,
                       seed: int, cost_limit: float | None, sets: list[str]) -> dict:
+    from saferl.launch import train_single
     from saferl.offline.dataset import collect_demonstrations, train_bc
-    from saferl.offline.finetune import FineTuneRunner, build_finetune_config
-    from saferl.runner import Runner, evaluate, load_run_config
+    from saferl.offline.finetune import build_finetune_config, finetune_runner
+    from saferl.rollout import evaluate
+    from saferl.runner import load_run_config
 
     quiet = ["train.tensorboard=false"]
-    common = [f"env.id={env_id}", f"train.seed={seed}"] + ([f"lagrange.cost_limit={cost_limit}"] if cost_limit
+    common = [f"env.id={env_id}", f"train.seed={seed}"] + ([f"env.cost_limit={cost_limit}"] if cost_limit
                                                            is not None else [])
     work_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -84,7 +86,7 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
         print(f"[1/5] expert: PPO-Lag for {expert_steps} steps -> {expert_dir}", flush=True)
         config = build_config("ppo_lag", sets=common + quiet + [f"env.num_envs={num_envs}",
                                                                 f"train.total_steps={expert_steps}", *sets])
-        Runner(config, expert_dir).train()
+        train_single(config, expert_dir)
     else:
         expert_env = load_run_config(expert_dir).env.id
         if expert_env != env_id:
@@ -115,19 +117,19 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
     print(f"[4/5] PPO-Lag fine-tune from BC, {steps} steps", flush=True)
     finetune_config = build_finetune_config(load_run_config(work_dir / "bc"), "ppo_lag",
                                             sets=[f"train.seed={seed}", *budget, *sets])
-    FineTuneRunner(finetune_config, work_dir / "finetune", work_dir / "bc").train()
+    finetune_runner(finetune_config, work_dir / "finetune", work_dir / "bc").train()
     timings["finetune"] = time.perf_counter() - start
 
     start = time.perf_counter()
     print(f"[5/5] PPO-Lag from scratch, {steps} steps", flush=True)
     scratch_config = build_config("ppo_lag", sets=common + budget + sets)
-    Runner(scratch_config, work_dir / "scratch").train()
+    train_single(scratch_config, work_dir / "scratch")
     timings["scratch"] = time.perf_counter() - start
 
     finetune_rows = read_progress(work_dir / "finetune" / "progress.csv")
     scratch_rows = read_progress(work_dir / "scratch" / "progress.csv")
     warmup = [number(r["epoch_ep_return"]) for r in finetune_rows if r["phase"] == "warmup"]
-    limit = finetune_config.lagrange.cost_limit
+    limit = finetune_config.env.cost_limit
     result = {
         "env_id": env_id,
         "budget_steps": steps,

@@ -1,200 +1,26 @@
-"""Actor and critics: Gaussian actor with state-independent log-std, reward critic, cost critic.
+"""Actor and critics of K independent members: Gaussian actor with state-independent log-std, reward critic,
+cost critic (one head per constraint), and the observation normaliser, saved together as one module.
 
-The observation normaliser is a submodule of `ActorCritic`, so `state_dict()` carries it.
+Every tensor carries the member axis first, so one forward evaluates all members; a one-member module (K = 1)
+is what a run directory's checkpoint holds and what eval, export and fine-tuning load (`member_state_dict`
+cuts member k out of a K-member module, `load_member_state_dict` puts it back).
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 from torch import nn
 
+from saferl.maths import gaussian
+from saferl.policies.ensemble import EnsembleMLP, Layers, can_stack, mlp_forward, stack_layers
 from saferl.policies.normalizer import RunningNormalizer
-
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
-
-
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str, out_gain: float) -> nn.Sequential:
-    """MLP with orthogonal init (gain sqrt(2) hidden, `out_gain` output) and zero biases, as in PPO codebases."""
-    layers: list[nn.Module] = []
-    last = in_dim
-    for width in hidden:
-        linear = nn.Linear(last, width)
-        nn.init.orthogonal_(linear.weight, gain=math.sqrt(2))
-        nn.init.zeros_(linear.bias)
-        layers += [linear, ACTIVATIONS[activation]()]
-        last = width
-    head = nn.Linear(last, out_dim)
-    nn.init.orthogonal_(head.weight, gain=out_gain)
-    nn.init.zeros_(head.bias)
-    layers.append(head)
-    return nn.Sequential(*layers)
-
-
-LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-# Hand-written forward/backward for the MLPs above, used by PPO's minibatch loop: on a CPU with
-# minibatches of 64, autograd's per-op bookkeeping costs more than the arithmetic, and these two
-# functions do the same maths in half the time (tests/test_ppo.py checks them against autograd).
-def activation_derivative(activation: nn.Module, output: torch.Tensor) -> torch.Tensor:
-    """d(activation)/d(input), written in terms of the activation's output."""
-    if isinstance(activation, nn.Tanh):
-        return 1.0 - output * output
-    if isinstance(activation, nn.ReLU):
-        return (output > 0).to(output.dtype)
-    if isinstance(activation, nn.ELU) and activation.alpha == 1.0:
-        return torch.where(output > 0, 1.0, output + 1.0)
-    raise ValueError(f"no hand-written derivative for {activation}")
-
-
-FUNCTIONAL = {nn.Tanh: torch.tanh, nn.ReLU: torch.relu, nn.ELU: torch.nn.functional.elu}
-
-
-@torch.no_grad()
-def mlp_forward(net: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
-    """Forward pass that keeps every layer's output (the input first) for `mlp_backward`.
-
-    Calls the ops directly rather than the modules: nn.Module.__call__ costs more than a 64x64 matmul."""
-    outputs = [x]
-    for layer in net:
-        if isinstance(layer, nn.Linear):
-            x = torch.addmm(layer.bias, x, layer.weight.t())
-        else:
-            x = FUNCTIONAL[type(layer)](x)
-        outputs.append(x)
-    return outputs
-
-
-def mlp_output(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """`net(x)` without module-call overhead, for the per-step inference of the collection loop."""
-    for layer in net:
-        x = torch.addmm(layer.bias, x, layer.weight.t()) if isinstance(layer, nn.Linear) else FUNCTIONAL[type(layer)](x)
-    return x
-
-
-@torch.no_grad()
-def mlp_backward(net: nn.Sequential, outputs: list[torch.Tensor], grad_output: torch.Tensor) -> None:
-    """Write dL/dparam into each parameter's `.grad` (overwriting it in place) given dL/d(net output)."""
-    grad = grad_output
-    for index in range(len(net) - 1, -1, -1):
-        layer = net[index]
-        if isinstance(layer, nn.Linear):
-            if layer.weight.grad is None:
-                layer.weight.grad, layer.bias.grad = torch.empty_like(layer.weight), torch.empty_like(layer.bias)
-            torch.mm(grad.t(), outputs[index], out=layer.weight.grad)
-            torch.sum(grad, 0, out=layer.bias.grad)
-            if index > 0:
-                grad = torch.mm(grad, layer.weight)
-        else:
-            grad = grad * activation_derivative(layer, outputs[index + 1])
-
-
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Log-density of a diagonal Gaussian, summed over action dims; written out to skip Normal's overhead."""
-    z = (actions - mean) * torch.exp(-log_std)
-    return (-0.5 * z.square() - log_std - LOG_SQRT_2PI).sum(-1)
-
-
-def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
-    """KL(p || q) of diagonal Gaussians, summed over action dims."""
-    var_ratio = torch.exp(2 * (log_std_p - log_std_q))
-    mean_term = (mean_p - mean_q).square() * torch.exp(-2 * log_std_q)
-    return 0.5 * (var_ratio + mean_term - 1.0 - 2 * (log_std_p - log_std_q)).sum(-1)
-
-
-class GaussianActor(nn.Module):
-    """Diagonal Gaussian policy; log-std is a free parameter, independent of the state (as in OmniSafe/SB3)."""
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden=(64, 64), activation="tanh", init_log_std=0.0):
-        super().__init__()
-        self.mean_net = mlp(obs_dim, hidden, act_dim, activation, out_gain=0.01)
-        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
-
-    def forward(self, normalised_obs: torch.Tensor) -> torch.Tensor:
-        return self.mean_net(normalised_obs)
-
-    def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return gaussian_log_prob(mean, self.log_std, actions)
-
-    def entropy(self) -> torch.Tensor:
-        """Entropy of the Gaussian: the same for every state because the std is state-independent."""
-        return (0.5 + LOG_SQRT_2PI + self.log_std).sum()
-
-    def sample(self, mean: torch.Tensor) -> torch.Tensor:
-        return mean + torch.randn_like(mean) * self.log_std.exp()
-
-
-class Critic(nn.Module):
-    """Value function with `num_heads` outputs (one per cost for the cost critic)."""
-
-    def __init__(self, obs_dim: int, num_heads: int = 1, hidden=(64, 64), activation="tanh"):
-        super().__init__()
-        self.net = mlp(obs_dim, hidden, num_heads, activation, out_gain=1.0)
-
-    def forward(self, normalised_obs: torch.Tensor) -> torch.Tensor:
-        return self.net(normalised_obs)
-
-
-def same_shape(nets: list[nn.Sequential]) -> bool:
-    """True when the MLPs differ only in their output layer (then they can run as one stacked network)."""
-    hidden = [[(type(m), getattr(m, "out_features", None)) for m in net][:-1] for net in nets]
-    return all(h == hidden[0] for h in hidden) and len(nets[0]) >= 3
-
-
-class StackedNetworks:
-    """Actor mean, reward critic and cost critic evaluated together: the first layers concatenated into one
-    matmul, the later ones as batched matmuls over the three networks, outputs zero-padded to one width.
-
-    Three small MLPs per env step cost 9 matmuls and 6 activations, each paying CPU dispatch overhead; this
-    pays 3 and 2. A snapshot of the weights, taken once per rollout."""
-
-    def __init__(self, nets: list[nn.Sequential], out_dims: tuple[int, ...]):
-        linears = [[m for m in net if isinstance(m, nn.Linear)] for net in nets]
-        self.activation = FUNCTIONAL[type(nets[0][1])]
-        self.out_dims = out_dims
-        with torch.no_grad():
-            self.first_weight = torch.cat([layers[0].weight for layers in linears]).t().contiguous()
-            self.first_bias = torch.cat([layers[0].bias for layers in linears])
-            self.weights, self.biases = [], []
-            for depth in range(1, len(linears[0])):
-                width = max(layers[depth].out_features for layers in linears)
-                weight = torch.zeros(len(nets), linears[0][depth].in_features, width)
-                bias = torch.zeros(len(nets), 1, width)
-                for i, layers in enumerate(linears):
-                    weight[i, :, : layers[depth].out_features] = layers[depth].weight.t()
-                    bias[i, 0, : layers[depth].out_features] = layers[depth].bias
-                self.weights.append(weight)
-                self.biases.append(bias)
-
-    def __call__(self, x: torch.Tensor):
-        hidden = self.activation(torch.addmm(self.first_bias, x, self.first_weight))
-        x = hidden.view(x.shape[0], len(self.out_dims), -1).transpose(0, 1)
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(bias, x, weight)
-            if index < len(self.weights) - 1:
-                x = self.activation(x)
-        act_dim, _, num_costs = self.out_dims
-        return x[0, :, :act_dim], x[1, :, 0], x[2, :, :num_costs]
-
-
-class SeparateNetworks:
-    """The same call as `StackedNetworks` for MLPs whose hidden sizes differ: one network after the other."""
-
-    def __init__(self, nets: list[nn.Sequential]):
-        self.nets = nets
-
-    def __call__(self, x: torch.Tensor):
-        actor, reward_critic, cost_critic = self.nets
-        return mlp_output(actor, x), mlp_output(reward_critic, x).squeeze(-1), mlp_output(cost_critic, x)
 
 
 class ActorCritic(nn.Module):
-    """Everything a run needs to act and to evaluate states, saved as one module."""
-
     def __init__(
         self,
+        members: int,
         obs_dim: int,
         act_dim: int,
         num_costs: int = 1,
@@ -204,67 +30,121 @@ class ActorCritic(nn.Module):
         init_log_std: float = 0.0,
         normalize_obs: bool = True,
         obs_clip: float = 10.0,
+        observation_keys: list[tuple[str, int]] | None = None,
+        generators: list[torch.Generator] | None = None,
     ):
         super().__init__()
-        self.obs_dim, self.act_dim, self.num_costs = obs_dim, act_dim, num_costs
-        self.normalizer = RunningNormalizer(obs_dim, clip=obs_clip)
-        self.normalizer.frozen = not normalize_obs
+        self.members, self.obs_dim, self.act_dim, self.num_costs = members, obs_dim, act_dim, num_costs
         self.normalize_obs = normalize_obs
-        self.actor = GaussianActor(obs_dim, act_dim, actor_hidden, activation, init_log_std)
-        self.reward_critic = Critic(obs_dim, 1, critic_hidden, activation)
-        self.cost_critic = Critic(obs_dim, num_costs, critic_hidden, activation)
+        # Dict observation spaces are flattened in this key order (gymnasium.spaces.flatten's); None for a Box.
+        self.observation_keys = [(str(k), int(n)) for k, n in observation_keys] if observation_keys else None
+        self.normalizer = RunningNormalizer(members, obs_dim, clip=obs_clip)
+        self.normalizer.frozen = not normalize_obs
+        # Initialised network by network, member k from generators[k] only (see EnsembleMLP).
+        self.actor = EnsembleMLP(members, obs_dim, tuple(actor_hidden), act_dim, activation, 0.01, generators)
+        self.log_std = nn.Parameter(torch.full((members, act_dim), float(init_log_std)))
+        self.reward_critic = EnsembleMLP(members, obs_dim, tuple(critic_hidden), 1, activation, 1.0, generators)
+        self.cost_critic = EnsembleMLP(members, obs_dim, tuple(critic_hidden), num_costs, activation, 1.0, generators)
+        self._stackable: dict[bool, bool] | None = None  # the shapes never change: checked once
 
+    # -- parameters by job -------------------------------------------------------------------------------
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return [*self.actor.parameters(), self.log_std]
+
+    def critic_parameters(self, cost: bool = True) -> list[nn.Parameter]:
+        return [*self.reward_critic.parameters(), *(self.cost_critic.parameters() if cost else ())]
+
+    # -- forward -------------------------------------------------------------------------------------------
     def normalise(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw observations [K, B, D] on member k's scale (the normaliser is only read here, never updated)."""
         return self.normalizer(obs) if self.normalize_obs else obs
 
+    def networks(self, with_cost: bool = True) -> list[EnsembleMLP]:
+        return [self.actor, self.reward_critic, *([self.cost_critic] if with_cost else [])]
+
+    def stacked_layers(self, with_cost: bool = True) -> Layers | None:
+        """Actor and critics as one network of 2K or 3K members (differentiable); None when their hidden shapes
+        differ, and then `evaluate` runs them one by one."""
+        if self._stackable is None:
+            self._stackable = {cost: can_stack(self.networks(cost)) for cost in (False, True)}
+        return stack_layers(self.networks(with_cost)) if self._stackable[with_cost] else None
+
+    def evaluate(self, x: torch.Tensor, with_cost: bool = True, layers: Layers | None = None):
+        """Actor mean [K, B, A], reward value [K, B] and cost values [K, B, C] (None without the cost critic) of
+        normalised observations, the networks run as one (`stacked_layers`, or pass a snapshot of them)."""
+        if layers is None:
+            layers = self.stacked_layers(with_cost)
+        if layers is None:
+            return self.actor(x), self.reward_critic(x).squeeze(-1), self.cost_critic(x) if with_cost else None
+        k, count = self.members, 3 if with_cost else 2
+        out = mlp_forward(layers, x.repeat(count, 1, 1), self.actor.activation)
+        cost_values = out[2 * k :, :, : self.num_costs] if with_cost else None
+        return out[:k, :, : self.act_dim], out[k : 2 * k, :, 0], cost_values
+
+    def values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reward value [K, B] and cost values [K, B, C] of normalised observations."""
+        return self.reward_critic(x).squeeze(-1), self.cost_critic(x)
+
+    def log_std_per_member(self) -> torch.Tensor:
+        """[K, 1, A]: broadcasts against means [K, B, A]."""
+        return self.log_std.unsqueeze(1)
+
+    def sample(self, mean: torch.Tensor, generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actions mean + std * noise and their log-probs; member k's noise comes from generators[k] alone."""
+        noise = torch.empty_like(mean)
+        for member, generator in enumerate(generators):
+            torch.randn(mean.shape[1:], generator=generator, out=noise[member])
+        log_std = self.log_std_per_member().detach()
+        return mean + noise * log_std.exp(), gaussian.log_prob_of_noise(noise, log_std)
+
+    # -- deployment ------------------------------------------------------------------------------------------
+    def flatten_observation(self, obs) -> np.ndarray:
+        """A Dict observation (one, or a batch as a dict of arrays) flattened in `observation_keys` order."""
+        if not isinstance(obs, dict):
+            return np.asarray(obs, dtype=np.float64)
+        if self.observation_keys is None:
+            raise ValueError("this policy was trained on flat observations; got a dict")
+        parts = [np.asarray(obs[key], dtype=np.float64).reshape(-1, size) for key, size in self.observation_keys]
+        flat = np.concatenate(parts, axis=-1)
+        return flat[0] if np.ndim(obs[self.observation_keys[0][0]]) <= 1 else flat
+
     @torch.inference_mode()
-    def step(self, normalised_obs: torch.Tensor, deterministic: bool = False):
-        """One batched call per env step: action, its log-prob, reward value [N], cost values [N, K]."""
-        return self.rollout_step(normalised_obs, deterministic)
-
-    def rollout_step(self, normalised_obs: torch.Tensor, deterministic: bool = False,
-                     stacked: StackedNetworks | SeparateNetworks | None = None):
-        """`step` for the collection loop, which runs under one `torch.inference_mode()` and passes the
-        rollout's `stacked_networks()` snapshot (the weights do not change during a rollout). The log-prob
-        comes from the sampled noise (z = noise); tests check it against `GaussianActor.log_prob`."""
-        if stacked is None:
-            stacked = self.stacked_networks()
-        mean, reward_value, cost_values = stacked(normalised_obs)
-        if deterministic:
-            return mean, stacked.log_prob_offset.expand(mean.shape[0]), reward_value, cost_values
-        noise = torch.randn_like(mean)
-        action = torch.addcmul(mean, noise, stacked.std)
-        log_prob = noise.square().sum(-1).mul_(-0.5).add_(stacked.log_prob_offset)  # sum(-z^2/2 - log_std) - c
-        return action, log_prob, reward_value, cost_values
-
-    def stacked_networks(self) -> StackedNetworks | SeparateNetworks:
-        """A snapshot of the policy for one rollout: the three MLPs stacked into one network when their
-        hidden sizes agree (else run one by one), plus the actor's std and log-prob constant."""
-        nets = [self.actor.mean_net, self.reward_critic.net, self.cost_critic.net]
-        snapshot = (StackedNetworks(nets, (self.act_dim, 1, self.num_costs)) if same_shape(nets)
-                    else SeparateNetworks(nets))
-        with torch.no_grad():
-            log_std = self.actor.log_std.detach()
-            snapshot.std = log_std.exp()
-            snapshot.log_prob_offset = (-log_std - LOG_SQRT_2PI).sum()
-        return snapshot
-
-    @torch.inference_mode()
-    def act(self, obs: torch.Tensor, deterministic: bool = False):
-        """`step` on raw observations (the normaliser is applied here, not updated)."""
-        return self.step(self.normalise(obs), deterministic)
-
-    @torch.inference_mode()
-    def values(self, normalised_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reward value [N] and cost values [N, K] of already-normalised observations."""
-        return self.reward_critic(normalised_obs).squeeze(-1), self.cost_critic(normalised_obs)
-
-    @torch.inference_mode()
-    def predict(self, obs, deterministic: bool = True):
-        """Numpy in, numpy out: the call a deployment or evaluation script makes."""
-        obs_t = torch.as_tensor(obs, dtype=torch.float32)
-        single = obs_t.ndim == 1
-        if single:
-            obs_t = obs_t.unsqueeze(0)
-        action = self.act(obs_t, deterministic=deterministic)[0].numpy()
+    def predict(self, obs, deterministic: bool = True, member: int = 0) -> np.ndarray:
+        """Raw observation(s) in ([D], [N, D] or a Dict), action(s) out: what an evaluation or deployment script
+        calls. Stochastic actions use torch's global RNG."""
+        flat = torch.as_tensor(self.flatten_observation(obs), dtype=torch.float32)
+        single = flat.ndim == 1
+        flat = flat.reshape(1, -1, self.obs_dim)
+        x = self.normalise(flat.expand(self.members, -1, -1))[member : member + 1]
+        mean = mlp_forward([(w[member : member + 1], b[member : member + 1]) for w, b in self.actor.layers()], x,
+                           self.actor.activation)[0]
+        action = mean if deterministic else mean + torch.randn_like(mean) * self.log_std[member].exp()
+        action = action.numpy()
         return action[0] if single else action
+
+    # -- members -------------------------------------------------------------------------------------------
+    def member_state_dict(self, member: int) -> dict:
+        """Member k as the state of a one-member module (what a member's run directory saves)."""
+        return {key: value[member : member + 1].clone() if isinstance(value, torch.Tensor) else value
+                for key, value in self.state_dict().items()}
+
+    def load_member_state_dict(self, member: int, state: dict) -> None:
+        """Overwrite member k with a one-member state (from `member_state_dict` or a run's checkpoint)."""
+        own = self.state_dict()
+        missing = set(own) - set(state)
+        if missing:
+            raise KeyError(f"missing {sorted(missing)[0]}")
+        with torch.no_grad():
+            for key, value in own.items():
+                if isinstance(value, torch.Tensor):
+                    if tuple(state[key].shape) != (1, *value.shape[1:]):
+                        raise RuntimeError(f"{key}: shape {tuple(state[key].shape)} does not fit {tuple(value.shape)}")
+                    value[member : member + 1].copy_(state[key])
+        self.set_extra_state(state.get("_extra_state", self.get_extra_state()))
+
+    def get_extra_state(self) -> dict:
+        return {"observation_keys": self.observation_keys}
+
+    def set_extra_state(self, state) -> None:
+        keys = (state or {}).get("observation_keys")
+        self.observation_keys = [(str(k), int(n)) for k, n in keys] if keys else None

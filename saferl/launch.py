@@ -1,0 +1,126 @@
+"""From command-line choices to the members a `Runner` trains: new runs, multi-seed runs and resumed runs.
+
+Kept apart from the CLI so `saferl train`, `saferl finetune` and `saferl benchmark` share one way of laying out
+run directories and of deciding what a resumed run may change.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+
+from saferl.config import Config
+from saferl.errors import SafeRLError
+from saferl.members import (
+    MEMBERS_FILE,
+    Member,
+    member_dir_name,
+    plan_members,
+    read_members_file,
+    write_members_file,
+)
+
+COST_LIMIT_KEYS = ("env.cost_limit", "lagrange.cost_limit")
+
+
+def split_cost_limits(sets: list[str]) -> tuple[list[str], list[float] | None]:
+    """Take a per-member `--set env.cost_limit=10,25,50` out of `sets`: (the other sets, [10, 25, 50])."""
+    rest, limits = [], None
+    for item in sets or []:
+        key, _, value = item.partition("=")
+        if key.strip() in COST_LIMIT_KEYS and "," in value:
+            try:
+                limits = [float(part) for part in value.split(",") if part.strip()]
+            except ValueError:
+                raise SafeRLError(f"--set {key.strip()} expects numbers separated by commas, got '{value}'") from None
+            if not all(math.isfinite(limit) and limit >= 0 for limit in limits):
+                raise SafeRLError(f"--set {key.strip()}: every cost limit must be a finite number >= 0")
+        else:
+            rest.append(item)
+    return rest, limits
+
+
+def new_members(config: Config, seeds: list[int] | None, cost_limits: list[float] | None,
+                run_dir: Path | None) -> list[Member]:
+    """Members of a new run: one (the plain run, in run_dir itself) or several (each in run_dir/seed-<s>)."""
+    if seeds is None and cost_limits is None:
+        directory = run_dir or default_run_dir(config, [config.train.seed])
+        return [Member(config.train.seed, config.env.cost_limit, Path(directory), config)]
+    seeds = seeds if seeds is not None else [config.train.seed]
+    plan = plan_members(seeds, cost_limits or [config.env.cost_limit])
+    root = Path(run_dir or default_run_dir(config, seeds))
+    limits_differ = len({limit for _, limit in plan}) > 1
+    members = []
+    for seed, limit in plan:
+        member_config = copy.deepcopy(config)
+        member_config.train.seed, member_config.env.cost_limit = seed, limit
+        members.append(Member(seed, limit, root / member_dir_name(seed, limit, limits_differ),
+                              member_config.validate()))
+    return members
+
+
+def start_members(members: list[Member]) -> None:
+    """Writes the multi-seed index (a plain run has none) before training starts."""
+    if len(members) > 1:
+        root = members[0].run_dir.parent
+        if (root / MEMBERS_FILE).exists():
+            raise SafeRLError(f"{root} already holds a multi-seed run; pass --resume to continue it or pick "
+                              "another --run-dir")
+        root.mkdir(parents=True, exist_ok=True)
+        write_members_file(root, members)
+
+
+def resumed_members(run_dir: Path, algo: str, total_steps: int | None) -> list[Member]:
+    """The members of the run in run_dir (a plain run or a multi-seed root), their saved configs checked against
+    `algo`; `total_steps` is the one setting a resumed run may change (how far to train)."""
+    from saferl.runner import load_run_config
+
+    run_dir = Path(run_dir)
+    if (run_dir / MEMBERS_FILE).exists():
+        entries = read_members_file(run_dir)
+        dirs = [run_dir / entry["dir"] for entry in entries]
+    else:
+        dirs = [run_dir]
+    members = []
+    for directory in dirs:
+        config = load_run_config(directory)
+        if config.train.algo != algo:
+            raise SafeRLError(f"{directory} holds a '{config.train.algo}' run, not '{algo}'")
+        if total_steps:
+            config.train.total_steps = total_steps
+        members.append(Member(config.train.seed, config.env.cost_limit, directory, config))
+    return members
+
+
+def check_resume_flags(members: list[Member], env: str | None, num_envs: int | None, seed: int | None,
+                       seeds: list[int] | None, config_file: str | None, sets: list[str] | None) -> None:
+    """A resumed run keeps the settings it was started with: a flag that would change one is refused."""
+    config = members[0].config
+    if config_file or sets:
+        raise SafeRLError("--resume continues a run with its saved config.yaml; --config and --set cannot change "
+                          "it (drop them, or start a new run)")
+    if env and env != config.env.id:
+        raise SafeRLError(f"--resume: the run trains {config.env.id}; --env {env} conflicts (drop it)")
+    if num_envs and num_envs != config.env.num_envs:
+        raise SafeRLError(f"--resume: the run uses {config.env.num_envs} envs per member; --num-envs {num_envs} "
+                          "conflicts (drop it)")
+    run_seeds = [m.seed for m in members]
+    if seed is not None and [seed] != run_seeds:
+        raise SafeRLError(f"--resume: the run's seed is {','.join(map(str, run_seeds))}; --seed {seed} conflicts")
+    if seeds is not None and sorted(set(seeds)) != sorted(set(run_seeds)):
+        raise SafeRLError(f"--resume: the run's seeds are {','.join(map(str, run_seeds))}; --seeds conflicts")
+
+
+def default_run_dir(config: Config, seeds: list[int], prefix: str = "") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    seed_part = f"seed{seeds[0]}" if len(seeds) == 1 else "seeds" + "-".join(map(str, seeds))
+    return Path("runs") / config.env.id / f"{prefix}{config.train.algo}-{seed_part}-{stamp}"
+
+
+def train_single(config: Config, run_dir: Path) -> dict:
+    """Train one plain run to the end (benchmarks and tests); returns its last progress row."""
+    from saferl.runner import Runner
+
+    return Runner([Member(config.train.seed, config.env.cost_limit, Path(run_dir), config)]).train()[0]
