@@ -19,6 +19,8 @@ clipped per network, and `MemberAdam` steps the members whose KL early stop has 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -62,6 +64,7 @@ class PPO:
         self.optimizer = MemberAdam(self.networks, lrs)
         self.multiplier = make_multiplier(config, cost_limits) if self.uses_cost_critic else None
         self.reference: BehaviourReference | None = None  # the clone, while fine-tuning
+        self.loss_fn = torch.compile(self.loss, dynamic=False) if self.cfg.compile else self.loss
         self.bc_kl_coef, self.bc_kl_decay = np.zeros(members), 1.0
 
     def set_behaviour_reference(self, reference: BehaviourReference, coef, decay: float) -> None:
@@ -104,6 +107,18 @@ class PPO:
         entropy = gaussian.entropy(policy.log_std)
         return policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
 
+    def minibatch_loss(self, *args) -> torch.Tensor:
+        """`loss`, compiled when ppo.compile says so; a compile that fails (no C++ compiler, say) falls back to
+        eager mode with one warning."""
+        if self.loss_fn is self.loss:
+            return self.loss(*args)
+        try:
+            return self.loss_fn(*args)
+        except Exception as exc:  # torch._dynamo and inductor raise many types; eager is always correct
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); PPO continues in eager mode", stacklevel=2)
+            self.loss_fn = self.loss
+            return self.loss(*args)
+
     def value_loss(self, prediction, old_prediction, target) -> torch.Tensor:
         """Squared error per member ([K, B] or [K, B, C] -> [K]); PPO2's clipped form when clip_value_loss."""
         error = (prediction - target).square()
@@ -142,7 +157,7 @@ class PPO:
             shuffled = shuffle(data, member_permutations(batch.size, self.generators))
             for start in range(0, batch.size, cfg.minibatch_size):
                 minibatch = [t[:, start:start + cfg.minibatch_size] for t in shuffled]
-                loss = self.loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
+                loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
                 self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))
                 if cfg.max_grad_norm is not None:  # per member, and per network unless clip_per_network is off
                     self.optimizer.clip_grad_norm_(cfg.max_grad_norm, per_group=cfg.clip_per_network)
