@@ -28,7 +28,8 @@ def parse_args(argv):
                        "directory per seed under --run-dir")
     train.add_argument("--num-envs", type=int)
     train.add_argument("--config", help="YAML file with overrides")
-    train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. ppo.clip_ratio=0.1")
+    train.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                       help="e.g. ppo.clip_ratio=0.1; env.cost_limit=10,25,50 trains one member per limit")
     train.add_argument("--run-dir", help="default: runs/<env>/<algo>-seed<seed>-<time>")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
 
@@ -70,7 +71,7 @@ def parse_args(argv):
     bc.add_argument("--epochs", type=int)
     bc.add_argument("--seed", type=int)
     bc.add_argument("--config", help="YAML file with overrides")
-    bc.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. bc.lr=3e-4")
+    bc.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="e.g. bc.lr=3e-4")
     bc.add_argument("--run-dir", help="default: runs/<env>/bc-seed<seed>-<time>")
 
     finetune = sub.add_parser("finetune", help="safe RL starting from a BC run; writes a run directory")
@@ -80,7 +81,8 @@ def parse_args(argv):
     finetune.add_argument("--seed", type=int)
     finetune.add_argument("--num-envs", type=int)
     finetune.add_argument("--config", help="YAML file with overrides")
-    finetune.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="e.g. finetune.bc_kl_coef=0")
+    finetune.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                          help="e.g. finetune.bc_kl_coef=0")
     finetune.add_argument("--run-dir", help="default: runs/<env>/finetune-<algo>-seed<seed>-<time>")
     finetune.add_argument("--resume", action="store_true", help="continue the fine-tune in --run-dir")
 
@@ -96,7 +98,8 @@ def parse_args(argv):
     offline.add_argument("--num-envs", type=int, default=16)
     offline.add_argument("--seed", type=int, default=0)
     offline.add_argument("--cost-limit", type=float)
-    offline.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="for expert, fine-tune, scratch")
+    offline.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                         help="for expert, fine-tune, scratch")
     offline.add_argument("--work-dir", help="where the runs go (default bench-results/offline-<env>-<time>/)")
     offline.add_argument("--out", help="JSON file (default <work-dir>/bench-offline.json)")
     return parser.parse_args(argv)

@@ -11,7 +11,7 @@ import math
 import time
 from pathlib import Path
 
-from saferl.config import Config
+from saferl.config import Config, load_yaml, merge, parse_set
 from saferl.errors import SafeRLError
 from saferl.members import (
     MEMBERS_FILE,
@@ -94,23 +94,49 @@ def resumed_members(run_dir: Path, algo: str, total_steps: int | None) -> list[M
     return members
 
 
+# Settings a resumed run may change: how far it trains and how it reports progress.
+RESUME_MAY_CHANGE = {("train", "total_steps"), ("train", "progress_bar")}
+
+
 def check_resume_flags(members: list[Member], env: str | None, num_envs: int | None, seed: int | None,
                        seeds: list[int] | None, config_file: str | None, sets: list[str] | None) -> None:
-    """A resumed run keeps the settings it was started with: a flag that would change one is refused."""
+    """A resumed run keeps the settings it was started with: flags that repeat them are fine, a flag that would
+    change one is refused, naming it."""
     config = members[0].config
-    if config_file or sets:
-        raise SafeRLError("--resume continues a run with its saved config.yaml; --config and --set cannot change "
-                          "it (drop them, or start a new run)")
-    if env and env != config.env.id:
-        raise SafeRLError(f"--resume: the run trains {config.env.id}; --env {env} conflicts (drop it)")
-    if num_envs and num_envs != config.env.num_envs:
-        raise SafeRLError(f"--resume: the run uses {config.env.num_envs} envs per member; --num-envs {num_envs} "
-                          "conflicts (drop it)")
+    overrides: dict = {}
+    if config_file:
+        overrides = merge_dicts(overrides, load_yaml(Path(config_file)))
+    rest, limits = split_cost_limits(sets or [])
+    if limits is not None and sorted(limits) != sorted(m.cost_limit for m in members):
+        raise SafeRLError(f"--resume: the run's cost limits are {', '.join(f'{m.cost_limit:g}' for m in members)}; "
+                          "the --set cost limits conflict")
+    overrides = merge_dicts(overrides, parse_set(rest))
+    candidate = merge(copy.deepcopy(config), overrides)
+    if env:
+        candidate.env.id = env
+    if num_envs:
+        candidate.env.num_envs = num_envs
+    saved, wanted = config.to_dict(), candidate.to_dict()
+    for section, values in wanted.items():
+        for key, value in values.items():
+            if (section, key) not in RESUME_MAY_CHANGE and value != saved[section][key] and not (
+                    section == "train" and key == "seed") and not (section == "env" and key == "cost_limit"):
+                raise SafeRLError(f"--resume: the run has {section}.{key}={saved[section][key]!r}; {value!r} "
+                                  "conflicts (a resumed run keeps its settings; drop the flag or start a new run)")
     run_seeds = [m.seed for m in members]
     if seed is not None and [seed] != run_seeds:
         raise SafeRLError(f"--resume: the run's seed is {','.join(map(str, run_seeds))}; --seed {seed} conflicts")
     if seeds is not None and sorted(set(seeds)) != sorted(set(run_seeds)):
         raise SafeRLError(f"--resume: the run's seeds are {','.join(map(str, run_seeds))}; --seeds conflicts")
+
+
+def merge_dicts(base: dict, extra: dict) -> dict:
+    if not isinstance(extra, dict):
+        raise SafeRLError("a --config file must hold a mapping of sections")
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = merge_dicts(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 def default_run_dir(config: Config, seeds: list[int], prefix: str = "") -> Path:
