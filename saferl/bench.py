@@ -5,7 +5,8 @@ Prints (and writes as JSON, to compare across commits):
 2. collection with the policy in the loop and no updates;
 3. end-to-end PPO at Stable-Baselines3's default hyperparameters, and SB3's own PPO on the same env
    and settings when it is installed (`pip install -e .[bench]`), with the ratio;
-4. PPO-Lag and CPO with the project's defaults.
+4. PPO-Lag at the project's defaults with K = 1, 4 and 8 members in one process (aggregate steps/s and the
+   ratio to K = 1), and CPO.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import torch
 
-from saferl.algorithms import ALGORITHMS
 from saferl.config import build_config
 from saferl.envs.navigation import NAVIGATION_IDS
 from saferl.envs.navigation import benchmark as navigation_benchmark
@@ -42,30 +42,35 @@ SB3_EQUIVALENT = [
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
 
 
-def train_rate(algo: str, env_id: str, steps: int, num_envs: int, sets: list[str]) -> dict:
-    """Steps/s of a real `Runner.train()` (collection + update + logging + checkpoints)."""
+def train_rate(algo: str, env_id: str, steps: int, num_envs: int, sets: list[str], members: int = 1) -> dict:
+    """Aggregate steps/s of a real `Runner.train()` (collection + update + logging + checkpoints) of `members`
+    seeds trained together, each for `steps` steps with `num_envs` envs."""
+    from saferl.launch import new_members
     from saferl.runner import Runner
 
     config = build_config(algo, sets=[f"env.id={env_id}", f"env.num_envs={num_envs}",
                                       f"train.total_steps={steps}", *QUIET, *sets])
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(config, Path(tmp) / "run")
+        seeds = list(range(members)) if members > 1 else None
+        runner = Runner(new_members(config, seeds, None, Path(tmp) / "run"))
         start = time.perf_counter()
-        row = runner.train()
+        row = runner.train()[0]
         seconds = time.perf_counter() - start
-    return {"algo": algo, "steps": runner.env_steps, "seconds": seconds, "steps_per_s": runner.env_steps / seconds,
+    total = runner.env_steps * members
+    return {"algo": algo, "members": members, "steps": total, "seconds": seconds, "steps_per_s": total / seconds,
             "num_envs": num_envs, "update_seconds_last_epoch": row.get("update_seconds"),
             "collect_fps_last_epoch": row.get("collect_fps")}
 
 
 def collection_rate(env_id: str, num_envs: int, steps: int) -> float:
     """Policy in the loop (normalise, act, store), no updates."""
+    from saferl.launch import new_members
     from saferl.runner import Runner
 
     config = build_config("ppo", sets=[f"env.id={env_id}", f"env.num_envs={num_envs}",
                                        f"train.steps_per_epoch={steps}", *QUIET])
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(config, Path(tmp) / "run")
+        runner = Runner(new_members(config, None, None, Path(tmp) / "run"))
         runner.collect()  # warm-up
         start = time.perf_counter()
         runner.collect()
@@ -74,17 +79,20 @@ def collection_rate(env_id: str, num_envs: int, steps: int) -> float:
     return runner.steps_per_epoch / seconds
 
 
-def sb3_rate(env_id: str, steps: int) -> float | None:
+def sb3_rate(env_id: str, steps: int, num_envs: int = 1) -> float | None:
+    """Stable-Baselines3's PPO on the same env: 1 env with n_steps 2048 (its default), or `num_envs`
+    DummyVecEnv envs with n_steps 2048 / num_envs, the same layout and update as ours."""
     try:
         from stable_baselines3 import PPO as SB3PPO
+        from stable_baselines3.common.env_util import make_vec_env
+        from stable_baselines3.common.vec_env import DummyVecEnv
     except ImportError:
         return None
-    import gymnasium
-
     from saferl import envs  # noqa: F401  (registers the ids with gymnasium)
 
     torch.set_num_threads(1)
-    model = SB3PPO("MlpPolicy", gymnasium.make(env_id), n_steps=2048, batch_size=64, n_epochs=10,
+    vec_env = make_vec_env(env_id, n_envs=num_envs, seed=0, vec_env_cls=DummyVecEnv)
+    model = SB3PPO("MlpPolicy", vec_env, n_steps=2048 // num_envs, batch_size=64, n_epochs=10,
                    device="cpu", seed=0, verbose=0)
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
@@ -121,22 +129,28 @@ def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained
     results["ppo_sb3_settings"] = ours
     log(f"PPO end-to-end, SB3 settings ({num_envs} envs x {2048 // num_envs} steps): "
         f"{ours['steps_per_s']:,.0f} steps/s ({ours['seconds']:.1f} s for {ours['steps']} steps)")
-    sb3 = sb3_rate(env_id, steps) if with_sb3 else None
-    results["sb3_ppo_steps_per_s"] = sb3
-    if sb3 is None:
-        log("Stable-Baselines3 not installed (pip install -e .[bench]): no side-by-side ratio")
-    else:
-        results["ratio_vs_sb3"] = ours["steps_per_s"] / sb3
-        log(f"Stable-Baselines3 PPO, same settings (1 env): {sb3:,.0f} steps/s "
-            f"-> ratio {results['ratio_vs_sb3']:.2f}x")
+    for sb3_envs in (1, num_envs) if with_sb3 else ():
+        sb3 = sb3_rate(env_id, steps, sb3_envs)
+        if sb3 is None:
+            log("Stable-Baselines3 not installed (pip install -e .[bench]): no side-by-side ratio")
+            break
+        results[f"sb3_ppo_steps_per_s_{sb3_envs}_envs"] = sb3
+        results[f"ratio_vs_sb3_{sb3_envs}_envs"] = ours["steps_per_s"] / sb3
+        layout = "its default, 1 env x 2048 steps" if sb3_envs == 1 else f"same layout, {sb3_envs} DummyVecEnv envs"
+        log(f"Stable-Baselines3 PPO ({layout}): {sb3:,.0f} steps/s -> ratio {ours['steps_per_s'] / sb3:.2f}x")
 
-    for algo in ("ppo_lag", "cpo"):
-        if algo not in ALGORITHMS:
-            continue
-        rate = train_rate(algo, env_id, constrained_steps, num_envs, [])
-        results[f"{algo}_defaults"] = rate
-        log(f"{algo} end-to-end, project defaults: {rate['steps_per_s']:,.0f} steps/s "
-            f"({rate['steps']} steps, {rate['seconds']:.1f} s)")
+    scaling = {}
+    for members in (1, 4, 8):
+        rate = train_rate("ppo_lag", env_id, constrained_steps, num_envs, [], members=members)
+        scaling[members] = rate
+        log(f"ppo_lag end-to-end, project defaults, K={members} members: {rate['steps_per_s']:,.0f} steps/s "
+            f"aggregate ({rate['steps']} steps, {rate['seconds']:.1f} s) = "
+            f"{rate['steps_per_s'] / scaling[1]['steps_per_s']:.2f}x K=1")
+    results["ppo_lag_members"] = scaling
+    rate = train_rate("cpo", env_id, constrained_steps, num_envs, [])
+    results["cpo_defaults"] = rate
+    log(f"cpo end-to-end, project defaults: {rate['steps_per_s']:,.0f} steps/s "
+        f"({rate['steps']} steps, {rate['seconds']:.1f} s)")
 
     if out is not None:
         write_json(out, results)
