@@ -33,6 +33,7 @@ from saferl.algorithms.common import (
     member_permutations,
     shuffle,
 )
+from saferl.algorithms.ppo_gradient import clip_loss_gradients
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths import gaussian
@@ -65,6 +66,11 @@ class PPO:
         self.multiplier = make_multiplier(config, cost_limits) if self.uses_cost_critic else None
         self.reference: BehaviourReference | None = None  # the clone, while fine-tuning
         self.loss_fn = torch.compile(self.loss, dynamic=False) if self.cfg.compile else self.loss
+        # The hand-written gradient (saferl/algorithms/ppo_gradient.py) covers the default loss; variants, a
+        # KL-to-clone term while fine-tuning, and critics shaped unlike the actor use autograd of `loss`.
+        self.uses_manual_gradients = (self.cfg.manual_gradients and self.cfg.objective == "clip"
+                                      and not self.cfg.clip_value_loss and not self.cfg.compile
+                                      and policy.stacked_layers(self.uses_cost_critic) is not None)
         self.bc_kl_coef, self.bc_kl_decay = np.zeros(members), 1.0
 
     def set_behaviour_reference(self, reference: BehaviourReference, coef, decay: float) -> None:
@@ -150,6 +156,7 @@ class PPO:
                                      dtype=torch.float32)
         kl_beta = torch.as_tensor(self.kl_beta, dtype=torch.float32)
 
+        manual = self.uses_manual_gradients and not bc_active
         active = torch.ones(members, dtype=torch.bool)  # members whose KL early stop has not fired
         epochs_run = np.zeros(members, dtype=np.int64)
         approx_kl, clip_fraction = np.zeros(members), np.zeros(members)
@@ -157,8 +164,12 @@ class PPO:
             shuffled = shuffle(data, member_permutations(batch.size, self.generators))
             for start in range(0, batch.size, cfg.minibatch_size):
                 minibatch = [t[:, start:start + cfg.minibatch_size] for t in shuffled]
-                loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
-                self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))
+                if manual:
+                    clip_loss_gradients(policy, minibatch, self.clip_low, self.clip_high, cfg.value_coef,
+                                        cfg.entropy_coef, self.uses_cost_critic, self.optimizer.grad_of)
+                else:
+                    loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
+                    self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))
                 if cfg.max_grad_norm is not None:  # per member, and per network unless clip_per_network is off
                     self.optimizer.clip_grad_norm_(cfg.max_grad_norm, per_group=cfg.clip_per_network)
                 self.optimizer.step(active)

@@ -47,6 +47,8 @@ class MemberAdam:
         for size in sizes:
             offsets.append(offsets[-1] + size)
         self._grad_views = [self.grad[:, a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        # The same columns in each parameter's shape: a hand-written backward writes its gradients straight here.
+        self.grad_of = {id(p): view.view(p.shape) for p, view in zip(self.params, self._grad_views, strict=True)}
         # Per group, its columns of each buffer (views made once): per-member scalars broadcast over them.
         self._group_views = [[buffer[:, columns] for columns in self.group_columns]
                              for buffer in (self.grad, self.exp_avg, self.exp_avg_sq, self._update)]

@@ -25,6 +25,12 @@ def tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 ACTIVATIONS = {"tanh": tanh, "relu": torch.relu, "elu": nn.functional.elu}
+# d activation / d input, in terms of the activation's output y (what a hand-written backward has at hand).
+DERIVATIVES = {
+    "tanh": lambda y: 1.0 - y * y,
+    "relu": lambda y: (y > 0).to(y.dtype),
+    "elu": lambda y: torch.where(y > 0, 1.0, y + 1.0),  # alpha = 1: elu(x) = exp(x) - 1 below 0
+}
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
