@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,8 +16,15 @@ from pathlib import Path
 from saferl.errors import SafeRLError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other saferl error (exit status 2 as before)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="saferl", description="Safe reinforcement learning for robot control.")
+    parser = OneLineParser(prog="saferl", description="Safe reinforcement learning for robot control.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a policy; writes a run directory")
@@ -62,6 +70,7 @@ def parse_args(argv):
     collect.add_argument("--noise", type=float, help="std of Gaussian noise added to the mean action")
     collect.add_argument("--deterministic", action="store_true", help="the mean action, no noise")
     collect.add_argument("--seed", type=int)
+    collect.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
     bc = sub.add_parser("bc", help="behaviour cloning from a dataset; writes a run directory")
     bc.add_argument("--dataset", required=True, help="HDF5 file (ours or DSRL/OSRL layout)")
@@ -102,6 +111,14 @@ def parse_args(argv):
                          help="for expert, fine-tune, scratch")
     offline.add_argument("--work-dir", help="where the runs go (default bench-results/offline-<env>-<time>/)")
     offline.add_argument("--out", help="JSON file (default <work-dir>/bench-offline.json)")
+
+    grid = sub.add_parser("benchmark", help="train a grid of algorithms x tasks x seeds on Ray: results.json, "
+                          "results.md, report.html (run again to skip finished cells and resume the others)")
+    grid.add_argument("grid", help="YAML file: algos, envs, seeds, steps, optional set (list of key=value)")
+    grid.add_argument("--out", required=True, help="output folder; cells go to <out>/<env>/<algo>/")
+    grid.add_argument("--address", help="an existing Ray cluster (default: start a local Ray)")
+    grid.add_argument("--max-parallel", type=int, help="cells in flight at once (default: CPUs // --cpus-per-cell)")
+    grid.add_argument("--cpus-per-cell", type=int, default=2, help="CPUs Ray reserves per cell (default 2)")
     return parser.parse_args(argv)
 
 
@@ -135,6 +152,7 @@ def cmd_train(args) -> int:
     run_dir = members[0].run_dir if len(members) == 1 else members[0].run_dir.parent
     runner = Runner(members, resume=args.resume)
     print(f"run directory: {run_dir}" + (f" ({len(members)} members)" if len(members) > 1 else ""), flush=True)
+    print_training_notes(members[0].config, args.steps, runner)
     try:
         rows = runner.train()
     except KeyboardInterrupt:
@@ -142,12 +160,27 @@ def cmd_train(args) -> int:
               f"--run-dir {run_dir} --resume", file=sys.stderr)
         return 130
     print(f"run directory: {run_dir}")
+    if not rows[0]:
+        print(NOTHING_TO_TRAIN.format(steps=runner.env_steps))
+        return 0
     for member, row in zip(members, rows, strict=True):
         label = f"seed {member.seed}: " if len(members) > 1 else ""
         print(f"final: {label}env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
               f"cost={row.get('ep_cost', float('nan')):.2f} (limit {member.cost_limit:g}) "
               f"fps={row.get('total_fps', float('nan')):.0f}")
+        print(label + training_story(member))
     return 0
+
+
+def training_story(member) -> str:
+    """The one-line account of the constraint over a member's whole run (see report.stats.constraint_story)."""
+    from saferl.logger import read_progress
+    from saferl.report.stats import constraint_story
+
+    rows = read_progress(member.run_dir / "progress.csv", notes=[])
+    columns = [[float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in rows]
+               for key in ("env_steps", "ep_return", "ep_cost")]
+    return constraint_story(*columns, member.cost_limit)
 
 
 def cmd_eval(args) -> int:
@@ -222,6 +255,51 @@ def resumed_run(args):
     return run_dir, config
 
 
+NOTHING_TO_TRAIN = ("note: nothing to train: the run already has {steps} steps (per member); pass a larger --steps "
+                    "with --resume to continue it")
+MIN_ROLLOUT = 64  # steps per env per rollout below which GAE sees too little of an episode to be useful
+
+
+def training_notes(config, steps_flag: int | None, episode_limit: int | None) -> list[str]:
+    """What the run will really do where it differs from what was asked, or can hardly learn: one line each."""
+    per_epoch, num_envs, total = config.train.steps_per_epoch, config.env.num_envs, config.train.total_steps
+    epochs = max(1, math.ceil(total / per_epoch))  # the runner trains whole epochs
+    rollout = per_epoch // num_envs
+    notes = []
+    if epochs * per_epoch != total:
+        asked = f"--steps {total}" if steps_flag else f"train.total_steps={total}"
+        notes.append(f"note: {asked} rounds up to {epochs} epoch{'s' * (epochs != 1)} of {per_epoch} steps "
+                     f"({epochs * per_epoch} steps; train.steps_per_epoch sets the epoch size)")
+    if rollout < MIN_ROLLOUT:
+        notes.append(f"warning: rollouts of {rollout} steps per env (train.steps_per_epoch {per_epoch} over "
+                     f"{num_envs} envs) are too short for useful advantages; use fewer envs or longer epochs")
+    if episode_limit and epochs * rollout < episode_limit:
+        notes.append(f"warning: each env runs {epochs * rollout} steps in the whole run but episodes last up to "
+                     f"{episode_limit}: an episode that runs to its time limit never ends, so none is logged")
+    return notes
+
+
+def print_training_notes(config, steps_flag: int | None, runner) -> None:
+    for line in training_notes(config, steps_flag, getattr(runner.env, "max_episode_steps", None)):
+        print(line, flush=True)
+
+
+def check_seed(args) -> None:
+    """Every command's --seed: numpy's legacy seeding fails outside [0, 2**32), and the runner adds offsets."""
+    from saferl.config import MAX_SEED
+
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise SafeRLError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
+
+
+def check_finite(args, *names, minimum: float = 0.0) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value >= minimum):
+            raise SafeRLError(f"--{name.replace('_', '-')} must be a finite number >= {minimum:g}, got {value}")
+
+
 def check_positive(args, *names) -> None:
     for name in names:
         value = getattr(args, name)
@@ -230,10 +308,11 @@ def check_positive(args, *names) -> None:
 
 
 def cmd_collect(args) -> int:
-    from saferl.offline.dataset import collect_demonstrations
+    from saferl.offline.dataset import check_dataset_out, collect_demonstrations
 
     if args.deterministic and args.noise is not None:
         raise SafeRLError("--deterministic and --noise exclude each other (--noise already uses the mean action)")
+    check_dataset_out(Path(args.out), Path(args.run_dir), overwrite=args.force)
     summary = collect_demonstrations(Path(args.run_dir), args.episodes, Path(args.out), args.noise,
                                      args.deterministic, args.seed)
     print(f"{summary['episodes']} episodes ({summary['steps']} steps): return {summary['mean_return']:.2f}, "
@@ -290,12 +369,16 @@ def cmd_finetune(args) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config, [config.train.seed], "finetune-")
     runner = finetune_runner(config, run_dir, Path(args.bc_run_dir), resume=args.resume)
     print(f"run directory: {run_dir}", flush=True)
+    print_training_notes(config, args.steps, runner)
     try:
         row = runner.train()[0]
     except KeyboardInterrupt:
         print(f"\ninterrupted at epoch {runner.epoch}; continue with: saferl finetune {args.bc_run_dir} "
               f"--algo {args.algo} --run-dir {run_dir} --resume", file=sys.stderr)
         return 130
+    if not row:
+        print(NOTHING_TO_TRAIN.format(steps=runner.env_steps))
+        return 0
     print(f"final: env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
           f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.env.cost_limit:g})")
     return 0
@@ -306,8 +389,7 @@ def cmd_bench_offline(args) -> int:
 
     check_env_id(args.env)
     check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")
-    if args.noise < 0:
-        raise SafeRLError(f"--noise must be >= 0, got {args.noise}")
+    check_finite(args, "noise", "cost_limit")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
     out = Path(args.out) if args.out else work_dir / "bench-offline.json"
@@ -317,13 +399,22 @@ def cmd_bench_offline(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from saferl.benchmark import run_benchmark
+
+    check_positive(args, "max_parallel", "cpus_per_cell")
+    return run_benchmark(Path(args.grid), Path(args.out), args.address, args.max_parallel, args.cpus_per_cell)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report,
-            "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline}
+            "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline,
+            "benchmark": cmd_benchmark}
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        check_seed(args)
         return COMMANDS[args.command](args)
     except SafeRLError as exc:
         print(f"saferl: error: {exc}", file=sys.stderr)

@@ -142,3 +142,21 @@ def final_mean(values, rows: int = FINAL_ROWS) -> float:
     """Mean of the last `rows` logged (finite) values: where training ended, without one epoch's noise."""
     values = finite_values(values)
     return float(values[-rows:].mean()) if values.size else float("nan")
+
+
+def constraint_story(steps, returns, costs, limit: float) -> str:
+    """One line on what the constraint did over training: where the episode cost peaked against the limit, where it
+    ended, and how the return moved meanwhile (the line `make run` prints)."""
+    steps, returns, costs = (np.asarray(v, dtype=float) for v in (steps, returns, costs))
+    seen = np.isfinite(costs) & np.isfinite(returns)
+    if not seen.any():
+        return "no episode finished: nothing to say about the constraint yet"
+    steps, returns, costs = steps[seen], returns[seen], costs[seen]
+    peak = int(np.argmax(costs))
+    line = (f"episode cost peaked at {costs[peak]:.1f} (limit {limit:g}) at {int(steps[peak]):,} steps and ended at "
+            f"{costs[-1]:.1f}; return went from {returns[0]:.2f} to {returns[-1]:.2f}")
+    if costs[peak] > limit and costs[-1] <= limit:
+        return "safety at work: " + line
+    if costs[peak] <= limit:
+        return "the constraint never bound: " + line
+    return "still over the limit: " + line
