@@ -1,0 +1,430 @@
+"""`saferl benchmark GRID.yaml --out DIR`: every (algorithm, task) cell of a grid trained as one multi-seed
+process in a Ray task, then results.json, results.md and report.html beside OmniSafe's published numbers.
+
+The grid is a YAML mapping: `algos` (list), `envs` (list of task ids), `seeds` (list of ints), `steps` (int)
+and optionally `set` (list of `key=value`, as `saferl train --set`). Cell (algo, env) is the ordinary
+multi-seed run directory DIR/<env>/<algo>/ (members seed-<s>/), so `saferl eval`, `saferl report` and
+`saferl train --resume` work on it by hand too. A cell whose DIR/<env>/<algo>/cell.json matches the grid is
+skipped; any other cell with a run directory resumes from its checkpoints. Ray does the scheduling: each cell
+asks for `cpus_per_cell` CPUs, and at most `max_parallel` cells are in flight. With `--address` the cells run
+on an existing cluster, which needs saferl installed on every node and DIR on a filesystem they share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import math
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from saferl.errors import SafeRLError
+from saferl.io import atomic_write_text, write_json
+
+# OmniSafe's published Table 2 (1e7 env steps, cost limit 25, 5 seeds): final episode (return, cost).
+OMNISAFE_TABLE2 = {
+    "SafetyHalfCheetahVelocity-v1": {"ppo_lag": (2946, 3.4), "trpo_lag": (2885, 9.0), "cpo": (2787, 4.7),
+                                     "ppo": (6922, 919)},
+    "SafetyAntVelocity-v1": {"ppo_lag": (3262, 12.1), "trpo_lag": (3042, 19.5), "cpo": (3099, 14.1),
+                             "ppo": (5978, 958)},
+    "SafetyWalker2dVelocity-v1": {"ppo_lag": (2982, 13.5), "trpo_lag": (3207, 15.0), "cpo": (2075, 21.9),
+                                  "ppo": (6240, 903)},
+    "SafetyHopperVelocity-v1": {"ppo_lag": (962, 14.0), "trpo_lag": (1392, 11.2), "cpo": (1714, 13.4),
+                                "ppo": (2337, 550)},
+    "SafetyHumanoidVelocity-v1": {"ppo_lag": (6625, 5.9), "trpo_lag": (6551, 59.6), "cpo": (6465, 0.2),
+                                  "ppo": (9116, 960)},
+    "SafetySwimmerVelocity-v1": {"ppo_lag": (64.7, 28.0), "trpo_lag": (81.2, 22.2), "cpo": (65.3, 18.2),
+                                 "ppo": (119.8, 165)},
+    "SafetyPointGoal1-v0": {"ppo_lag": (13.0, 25.8), "trpo_lag": (18.5, 23.0), "cpo": (20.5, 28.8),
+                            "ppo": (25.4, 55.7)},
+    "SafetyCarGoal1-v0": {"ppo_lag": (13.3, 21.7), "trpo_lag": (27.0, 26.8), "cpo": (25.5, 43.3),
+                          "ppo": (33.4, 58.1)},
+}
+OMNISAFE_STEPS = 10_000_000
+
+GRID_KEYS = ("algos", "envs", "seeds", "steps", "set")
+GRID_OWNS = ("env.id", "train.total_steps", "train.seed")  # set by the grid's own keys, not by `set`
+QUIET = ["train.progress_bar=false"]  # nobody watches a Ray worker's terminal (a resumed run may change it)
+CELL_FILE = "cell.json"
+EVAL_EPISODES = 10
+OBJECT_STORE_BYTES = 100 * 1024**2  # cells return small dicts; Ray's default reserves 30% of the RAM
+
+
+@dataclass
+class Grid:
+    algos: list[str]
+    envs: list[str]
+    seeds: list[int]
+    steps: int
+    sets: list[str]
+
+
+# -- the grid --------------------------------------------------------------------------------------------------
+def load_grid(path: Path) -> Grid:
+    """The grid file, checked down to each algorithm's config, before anything starts."""
+    from saferl.algorithms import ALGORITHMS
+    from saferl.cli import check_env_id
+    from saferl.config import build_config
+    from saferl.launch import split_cost_limits
+    from saferl.members import MAX_SEED
+
+    path = Path(path)
+    if not path.is_file():
+        raise SafeRLError(f"grid file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SafeRLError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SafeRLError(f"{path} must hold a mapping with keys algos, envs, seeds, steps (and optional set)")
+    unknown = sorted(set(data) - set(GRID_KEYS))
+    missing = [key for key in GRID_KEYS[:4] if key not in data]
+    if unknown or missing:
+        what = f"unknown key '{unknown[0]}'" if unknown else f"missing key '{missing[0]}'"
+        raise SafeRLError(f"{path}: {what}; a grid has keys {', '.join(GRID_KEYS)}")
+    algos, env_ids, seeds, steps = (data[key] for key in GRID_KEYS[:4])
+    sets = data.get("set") or []
+    for key, value, kind in (("algos", algos, str), ("envs", env_ids, str), ("seeds", seeds, int),
+                             ("set", sets, str)):
+        if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+            raise SafeRLError(f"{path}: '{key}' must be a list of {kind.__name__}s")
+        if key != "set" and (not value or len(set(value)) != len(value)):
+            raise SafeRLError(f"{path}: '{key}' must list at least one entry, none twice")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise SafeRLError(f"{path}: 'steps' must be an integer >= 1, got {steps!r}")
+    for algo in algos:
+        if algo not in ALGORITHMS:
+            close = difflib.get_close_matches(algo, ALGORITHMS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise SafeRLError(f"{path}: unknown algorithm '{algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            raise SafeRLError(f"{path}: seed {seed} is outside [0, {MAX_SEED}]")
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if "=" not in item or key in GRID_OWNS:
+            raise SafeRLError(f"{path}: set entry '{item}' must be key=value, and not one of {', '.join(GRID_OWNS)} "
+                              "(the grid's envs, steps and seeds set those)")
+    if split_cost_limits(sets)[1] is not None:
+        raise SafeRLError(f"{path}: a cell trains seeds of one setting; use one grid per cost limit")
+    for env_id in env_ids:
+        check_env_id(env_id)
+    for algo in algos:
+        build_config(algo, sets=sets, extra={"env": {"id": env_ids[0]}, "train": {"total_steps": steps}})
+    return Grid(algos, env_ids, seeds, steps, sets)
+
+
+def cell_spec(grid: Grid, algo: str, env_id: str, out: Path) -> dict:
+    """All a Ray task needs to train one cell (plain data: it crosses to another process or node)."""
+    return {"algo": algo, "env": env_id, "seeds": grid.seeds, "steps": grid.steps, "set": grid.sets,
+            "dir": str((out / env_id / algo).resolve())}
+
+
+def member_dirs(root: Path, seeds: list[int]) -> list[Path]:
+    return [root / f"seed-{seed}" for seed in seeds]
+
+
+def last_row(run_dir: Path) -> dict:
+    from saferl.logger import read_progress
+
+    path = run_dir / "progress.csv"
+    rows = read_progress(path, notes=[]) if path.is_file() else []
+    return rows[-1] if rows else {}
+
+
+def trained(root: Path, seeds: list[int], steps: int) -> bool:
+    """Every member's last progress row has reached `steps`."""
+    return all(_number(last_row(d).get("env_steps")) >= steps for d in member_dirs(root, seeds))
+
+
+def stored_cell(spec: dict) -> dict | None:
+    """The cell's result from an earlier call when it still describes the grid's cell and its files."""
+    root = Path(spec["dir"])
+    try:
+        stored = json.loads((root / CELL_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    same = isinstance(stored, dict) and stored.get("spec") == {k: spec[k] for k in ("algo", "env", "seeds", "steps",
+                                                                                      "set")}
+    return stored if same and trained(root, spec["seeds"], spec["steps"]) else None
+
+
+# -- one cell, inside a Ray task -------------------------------------------------------------------------------
+def run_cell(spec: dict) -> dict:
+    """Train (or resume) the cell's seeds in this process, evaluate each, write cell.json; a small dict back."""
+    from saferl.cli import main as saferl_main
+    from saferl.rollout import evaluate
+
+    start = time.perf_counter()
+    root, seeds, steps = Path(spec["dir"]), spec["seeds"], spec["steps"]
+    dirs = member_dirs(root, seeds)
+    started_at = min(_number(last_row(d).get("env_steps"), 0.0) for d in dirs)
+    action = "evaluated"  # trained before; only the evaluation is missing
+    if not trained(root, seeds, steps):
+        resume = any((d / "config.yaml").is_file() for d in dirs)
+        run_dir = dirs[0] if resume and len(seeds) == 1 else root  # one seed: no members.json, the member resumes
+        argv = ["train", "--algo", spec["algo"], "--env", spec["env"], "--seeds", ",".join(map(str, seeds)),
+                "--steps", str(steps), "--run-dir", str(run_dir), *(["--resume"] if resume else []),
+                "--set", *spec["set"], *QUIET]
+        action = "resumed" if resume else "trained"
+        root.mkdir(parents=True, exist_ok=True)
+        log = root / "train.log"
+        with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+            print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} saferl {' '.join(argv)}", flush=True)
+            code = saferl_main(argv)
+        if code != 0:
+            errors = [line for line in log.read_text().splitlines() if line.startswith("saferl: error")]
+            return {"algo": spec["algo"], "env": spec["env"], "ok": False,
+                    "error": errors[-1].removeprefix("saferl: error: ") if errors else
+                    f"saferl train exited with {code}; see {log}"}
+    per_seed = []
+    for seed, directory in zip(seeds, dirs, strict=True):
+        row = last_row(directory)
+        evaluation = evaluate(directory, EVAL_EPISODES, deterministic=True)
+        per_seed.append({"seed": seed, "dir": str(directory), "env_steps": int(_number(row.get("env_steps"), 0)),
+                         "return": _number(row.get("ep_return")), "cost": _number(row.get("ep_cost")),
+                         "eval_return": evaluation["mean_return"], "eval_cost": evaluation["mean_cost"]})
+    train_s = training_seconds(dirs[0])
+    total_steps = sum(s["env_steps"] for s in per_seed)
+    result = {"algo": spec["algo"], "env": spec["env"], "ok": True, "action": action,
+              "spec": {k: spec[k] for k in ("algo", "env", "seeds", "steps", "set")}, "dir": spec["dir"],
+              "steps": steps, "seeds": seeds, "per_seed": per_seed,
+              **{key: mean_std([s[key] for s in per_seed]) for key in ("return", "cost", "eval_return", "eval_cost")},
+              "resumed_at_steps": int(started_at) if action == "resumed" else 0,
+              "wall_s": time.perf_counter() - start, "train_s": train_s,
+              "steps_per_s": total_steps / train_s if train_s > 0 else None,
+              "omnisafe": omnisafe_entry(spec["env"], spec["algo"])}
+    result = clean(result)
+    write_json(root / CELL_FILE, result)
+    return result
+
+
+def training_seconds(run_dir: Path) -> float:
+    """Time spent in epochs, from progress.csv (each row's steps / fps): survives interruptions and resumes."""
+    from saferl.logger import read_progress
+
+    total, previous = 0.0, 0.0
+    for row in read_progress(run_dir / "progress.csv", notes=[]):
+        steps, fps = _number(row.get("env_steps")), _number(row.get("fps"))
+        if math.isfinite(steps) and math.isfinite(fps) and fps > 0:
+            total += (steps - previous) / fps
+            previous = steps
+    return total
+
+
+def mean_std(values) -> dict:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "std": None}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite))}
+
+
+def omnisafe_entry(env_id: str, algo: str) -> dict | None:
+    entry = OMNISAFE_TABLE2.get(env_id, {}).get(algo)
+    return None if entry is None else {"return": entry[0], "cost": entry[1], "steps": OMNISAFE_STEPS}
+
+
+def _number(value, default: float = math.nan) -> float:
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def clean(value):
+    """Strict JSON: NaN and inf become null."""
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# -- the driver ------------------------------------------------------------------------------------------------
+def start_ray(address: str | None, num_cpus: int):
+    """Ray, connected to `address` or to a new local instance; (ray, whether we started it)."""
+    try:
+        import ray
+    except ImportError:
+        raise SafeRLError("Ray is not installed: pip install 'saferl[cluster]' (or pip install ray)") from None
+    if ray.is_initialized():
+        return ray, False
+    quiet = {"log_to_driver": False, "logging_level": "ERROR"}  # each cell logs to its train.log
+    if address:
+        check_reachable(address)
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, **quiet)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...: say it in one line
+        where = f"connect to Ray at {address}" if address else "start a local Ray instance"
+        raise SafeRLError(f"cannot {where}: {_last_line(exc)}") from None
+    return ray, True
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """`ray.init` retries an unreachable host:port for minutes; a plain TCP connect says it in seconds."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise SafeRLError(f"cannot connect to Ray at {address}: {exc.strerror or exc}") from None
+
+
+def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_parallel: int | None = None,
+                  cpus_per_cell: int = 2) -> int:
+    """Train the grid's missing cells on Ray, then write results.json, results.md and report.html to `out`.
+    Exit status: 0, 1 when a cell failed, 130 when interrupted (run it again to resume)."""
+    grid = load_grid(grid_path)
+    out = Path(out)
+    specs = [cell_spec(grid, algo, env_id, out) for env_id in grid.envs for algo in grid.algos]
+    results: dict[tuple, dict] = {}
+    todo = []
+    for spec in specs:
+        stored = stored_cell(spec)
+        if stored is None:
+            todo.append(spec)
+        else:
+            results[(spec["env"], spec["algo"])] = {**stored, "action": "skipped"}
+            print(progress_line(len(results), len(specs), results[(spec["env"], spec["algo"])]), flush=True)
+    info = {"address": address, "cells_run": len(todo)}
+    code = 0
+    if todo:
+        start = time.perf_counter()
+        ray, started = start_ray(address, max(os.cpu_count() or 1, cpus_per_cell))
+        info["ray_start_s"] = round(time.perf_counter() - start, 2)
+        try:
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            info["max_parallel"] = limit = max_parallel or max(1, cpus // cpus_per_cell)
+            info["cpus_per_cell"] = cpus_per_cell
+            print(f"ray: {cpus} CPUs, {len(todo)} cell(s) to train, {limit} at a time, {cpus_per_cell} CPU(s) each "
+                  f"(started in {info['ray_start_s']:.1f} s)", flush=True)
+            task = ray.remote(run_cell).options(num_cpus=cpus_per_cell, max_retries=0)
+            pending: dict = {}
+            queue = list(todo)
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    spec = queue.pop(0)
+                    pending[task.remote(spec)] = spec
+                done, _ = ray.wait(list(pending), num_returns=1)
+                spec = pending.pop(done[0])
+                try:
+                    result = ray.get(done[0])
+                except ray.exceptions.RayError as exc:
+                    result = {"algo": spec["algo"], "env": spec["env"], "ok": False,
+                              "error": f"{type(exc).__name__}: {_last_line(exc)}"}
+                results[(spec["env"], spec["algo"])] = result
+                code = code or (0 if result["ok"] else 1)
+                print(progress_line(len(results), len(specs), result), flush=True)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; run the same command again: finished cells are skipped, the others resume from "
+                  f"their checkpoints in {out}", file=sys.stderr)
+            code = 130
+        finally:
+            if started:
+                ray.shutdown()
+    ordered = [results[(s["env"], s["algo"])] for s in specs if (s["env"], s["algo"]) in results]
+    write_results(out, grid, ordered, info)
+    if code != 130 and any(r["ok"] for r in ordered):
+        write_report(out, ordered)
+    print(f"results: {out / 'results.json'} (also results.md" + (", report.html)" if code != 130 else ")"))
+    return code
+
+
+def progress_line(index: int, total: int, result: dict) -> str:
+    head = f"[{index}/{total}] {result['algo']} {result['env']}"
+    if not result["ok"]:
+        return f"{head}: FAILED: {result['error']}"
+    rate = f", {result['steps_per_s']:.0f} steps/s" if result.get("steps_per_s") else ""
+    return (f"{head}: return {_pm(result['return'])}, cost {_pm(result['cost'])} (eval {_pm(result['eval_return'])}"
+            f" / {_pm(result['eval_cost'])}), {result['steps']} steps x {len(result['seeds'])} seeds, "
+            f"{result['wall_s']:.0f} s{rate} [{result['action']}]")
+
+
+def write_results(out: Path, grid: Grid, cells: list[dict], info: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    grid_data = {"algos": grid.algos, "envs": grid.envs, "seeds": grid.seeds, "steps": grid.steps, "set": grid.sets}
+    write_json(out / "results.json", clean({"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "grid": grid_data,
+                                            "run": info, "cells": cells}))
+    atomic_write_text(out / "results.md", results_markdown(grid, cells))
+
+
+def results_markdown(grid: Grid, cells: list[dict]) -> str:
+    lines = ["# saferl benchmark", "",
+             f"Grid: {', '.join(grid.algos)} on {', '.join(grid.envs)}; seeds {', '.join(map(str, grid.seeds))}; "
+             f"{grid.steps} steps" + (f"; set {' '.join(grid.sets)}" if grid.sets else "") + ".", "",
+             "Return and cost: the mean of the last 100 training episodes (progress.csv), mean ± std over seeds; "
+             f"eval: {EVAL_EPISODES} deterministic episodes per seed, mean over seeds. Wall time: the Ray task's "
+             "last attempt (training from where it resumed, and evaluation); steps/s: env steps of all seeds per "
+             "second of training epochs (every attempt). OmniSafe: its published Table 2 "
+             "(1e7 steps, cost limit 25, 5 seeds).", "",
+             "| task | algo | steps | seeds | return | cost | eval return | eval cost | wall s | steps/s "
+             "| OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 12]
+    for cell in cells:
+        if not cell["ok"]:
+            lines.append(f"| {cell['env']} | {cell['algo']} | failed: {cell['error'].replace('|', '/')} |"
+                         + " |" * 9)
+            continue
+        ref = cell.get("omnisafe") or {}
+        lines.append(" | ".join([
+            f"| {cell['env']}", cell["algo"], str(cell["steps"]), str(len(cell["seeds"])), _pm(cell["return"]),
+            _pm(cell["cost"]), _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
+            _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0), _fmt(ref.get("return"), 1),
+            _fmt(ref.get("cost"), 1)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out: Path, cells: list[dict]) -> None:
+    """`saferl report` over every member of every finished cell (reading the cells' eval.json, no new
+    rollouts), with the OmniSafe comparison added as the last section of report.html and report.md."""
+    from saferl.report import build_report
+    from saferl.report.render import Section, Table, to_html, to_markdown
+
+    done = [c for c in cells if c["ok"]]
+    paths = build_report([s["dir"] for c in done for s in c["per_seed"]], out, eval_episodes=0, video=False,
+                         deterministic=True)
+    rows = [[c["env"], c["algo"], str(c["steps"]), _pm(c["return"]), _pm(c["cost"]),
+             f"{_fmt(c['eval_return']['mean'])} / {_fmt(c['eval_cost']['mean'])}",
+             _fmt((c.get("omnisafe") or {}).get("return"), 1), _fmt((c.get("omnisafe") or {}).get("cost"), 1)]
+            for c in done]
+    section = Section("OmniSafe's Table 2 side by side", [
+        "OmniSafe's published final episode return and cost (1e7 steps, cost limit 25, 5 seeds) "
+        "beside this benchmark's (mean of the last 100 training episodes, ± std over seeds; eval: deterministic "
+        "episodes). Runs shorter than 1e7 steps are not expected to match.",
+        Table(["task", "algo", "steps", "return", "cost", "eval return / cost", "OmniSafe return",
+               "OmniSafe cost"], rows)])
+    html_part = to_html([section], [], "")
+    html_part = html_part[html_part.index("<h2>"):html_part.rindex("</body>")]
+    page = paths["html"].read_text()
+    cut = page.rindex("</body>")
+    atomic_write_text(paths["html"], page[:cut] + html_part + page[cut:])
+    md_part = to_markdown([section], [], "")
+    atomic_write_text(paths["md"], paths["md"].read_text() + "\n" + md_part[md_part.index("## "):])
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _pm(stats: dict, digits: int = 2) -> str:
+    if stats.get("mean") is None:
+        return "–"
+    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+
+
+def _last_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else repr(exc)

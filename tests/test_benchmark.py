@@ -1,0 +1,150 @@
+"""`saferl benchmark`: grid checks, a tiny grid on local Ray, skipping finished cells and resuming interrupted ones."""
+
+import json
+import socket
+import sys
+import time
+
+import pytest
+import yaml
+
+from saferl import benchmark
+from saferl.benchmark import OMNISAFE_TABLE2, Grid, results_markdown
+from saferl.cli import main
+from saferl.envs.toy import TOY_ID
+from saferl.logger import read_progress
+
+TINY_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", "train.progress_bar=false", "train.tensorboard=false"]
+GRID = {"algos": ["ppo_lag", "cpo"], "envs": [TOY_ID], "seeds": [0, 1], "steps": 800, "set": TINY_SETS}
+
+
+def write_grid(tmp_path, text_or_data) -> str:
+    path = tmp_path / "grid.yaml"
+    path.write_text(text_or_data if isinstance(text_or_data, str) else yaml.safe_dump(text_or_data))
+    return str(path)
+
+
+@pytest.mark.parametrize("grid, message", [
+    (None, "grid file not found"),
+    ("algos: [ppo\nenvs: x", "is not valid YAML"),
+    ("- ppo", "must hold a mapping"),
+    ({k: v for k, v in GRID.items() if k != "seeds"}, "missing key 'seeds'"),
+    ({**GRID, "step": 5}, "unknown key 'step'"),
+    ({**GRID, "algos": ["ppo_lagg"]}, "unknown algorithm 'ppo_lagg' (did you mean 'ppo_lag'?)"),
+    ({**GRID, "envs": ["SafetyHalfCheetahVelocty-v1"]}, "SafetyHalfCheetahVelocity-v1"),
+    ({**GRID, "steps": 0}, "'steps' must be an integer >= 1"),
+    ({**GRID, "steps": "many"}, "'steps' must be an integer >= 1"),
+    ({**GRID, "seeds": [0, 0]}, "'seeds' must list at least one entry, none twice"),
+    ({**GRID, "set": ["train.total_steps=5"]}, "set entry 'train.total_steps=5'"),
+    ({**GRID, "set": ["ppo.clip_ratoi=0.1"]}, "unknown config key 'ppo.clip_ratoi'"),
+])
+def test_bad_grid_is_one_line_and_exit_2(capsys, tmp_path, grid, message):
+    path = str(tmp_path / "missing.yaml") if grid is None else write_grid(tmp_path, grid)
+    assert main(["benchmark", path, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_ray_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert main(["benchmark", write_grid(tmp_path, GRID), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Ray is not installed" in err and err.count("\n") == 1
+
+
+def test_unreachable_cluster_and_bad_flags_are_one_line_and_exit_2(capsys, tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    grid = write_grid(tmp_path, GRID)
+    for flags, message in ((["--address", f"127.0.0.1:{port}"], f"cannot connect to Ray at 127.0.0.1:{port}"),
+                           (["--max-parallel", "0"], "--max-parallel must be >= 1")):
+        assert main(["benchmark", grid, "--out", str(tmp_path / "out"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_omnisafe_table_and_markdown():
+    assert set(OMNISAFE_TABLE2) >= {"SafetyHalfCheetahVelocity-v1", "SafetyCarGoal1-v0"} and len(OMNISAFE_TABLE2) == 8
+    assert all(set(row) == {"ppo_lag", "trpo_lag", "cpo", "ppo"} for row in OMNISAFE_TABLE2.values())
+    assert OMNISAFE_TABLE2["SafetyHopperVelocity-v1"]["cpo"] == (1714, 13.4)
+    cell = {"ok": True, "env": "SafetyHopperVelocity-v1", "algo": "cpo", "steps": 1000, "seeds": [0, 1],
+            "return": {"mean": 10.0, "std": 1.0}, "cost": {"mean": 2.0, "std": 0.5},
+            "eval_return": {"mean": 11.0, "std": 0.0}, "eval_cost": {"mean": 3.0, "std": 0.0}, "wall_s": 12.0,
+            "steps_per_s": 166.7, "omnisafe": benchmark.omnisafe_entry("SafetyHopperVelocity-v1", "cpo")}
+    row = results_markdown(Grid(["cpo"], ["SafetyHopperVelocity-v1"], [0, 1], 1000, []), [cell]).splitlines()[-1]
+    assert row == ("| SafetyHopperVelocity-v1 | cpo | 1000 | 2 | 10.00 ± 1.00 | 2.00 ± 0.50 | 11.00 | 3.00 | 12 | 167 "
+                   "| 1714.0 | 13.4 |")
+
+
+def test_cell_without_ray_one_seed_resumes_and_changed_settings_fail(tmp_path):
+    """`run_cell` is a plain function (Ray only ships it): a one-seed cell (no members.json) resumes from its
+    member directory; a cell whose grid changed a setting fails with the one-line reason, the files intact."""
+    out = tmp_path / "out"
+    short = benchmark.cell_spec(Grid(["ppo_lag"], [TOY_ID], [3], 400, TINY_SETS), "ppo_lag", TOY_ID, out)
+    assert benchmark.run_cell(short)["action"] == "trained"
+    longer = benchmark.run_cell({**short, "steps": 800})
+    assert longer["ok"] and longer["action"] == "resumed" and longer["resumed_at_steps"] == 400
+    assert [s["env_steps"] for s in longer["per_seed"]] == [800]
+    assert json.loads((out / TOY_ID / "ppo_lag" / "cell.json").read_text())["steps"] == 800
+    changed = benchmark.run_cell({**short, "steps": 1200, "set": [*TINY_SETS, "ppo.clip_ratio=0.1"]})
+    assert not changed["ok"] and "ppo.clip_ratio" in changed["error"] and "\n" not in changed["error"]
+    assert read_progress(out / TOY_ID / "ppo_lag" / "seed-3" / "progress.csv")[-1]["env_steps"] == "800"
+
+
+@pytest.mark.slow
+def test_grid_on_local_ray_skips_finished_cells_and_resumes_interrupted_ones(capsys, tmp_path, monkeypatch):
+    grid, out = write_grid(tmp_path, GRID), tmp_path / "out"
+    # An interrupted cell: ppo_lag trained its first epoch (of two) in the cell's directory, then stopped.
+    ppo_lag_dir = out / TOY_ID / "ppo_lag"
+    assert main(["train", "--algo", "ppo_lag", "--env", TOY_ID, "--seeds", "0,1", "--steps", "400",
+                 "--run-dir", str(ppo_lag_dir), "--set", *TINY_SETS]) == 0
+    first_row = read_progress(ppo_lag_dir / "seed-0" / "progress.csv")[0]
+    capsys.readouterr()
+
+    start = time.perf_counter()
+    assert main(["benchmark", grid, "--out", str(out)]) == 0
+    first_call = time.perf_counter() - start
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("[") for line in lines) == 2  # one progress line per finished cell
+    results = json.loads((out / "results.json").read_text())
+    cells = {cell["algo"]: cell for cell in results["cells"]}
+    assert [c["algo"] for c in results["cells"]] == ["ppo_lag", "cpo"]
+    assert cells["ppo_lag"]["action"] == "resumed" and cells["ppo_lag"]["resumed_at_steps"] == 400
+    assert cells["cpo"]["action"] == "trained"
+    for cell in cells.values():
+        assert cell["ok"] and cell["steps"] == 800 and cell["seeds"] == [0, 1]
+        assert [s["seed"] for s in cell["per_seed"]] == [0, 1]
+        for seed in cell["per_seed"]:
+            last = read_progress(out / TOY_ID / cell["algo"] / f"seed-{seed['seed']}" / "progress.csv")[-1]
+            assert seed["env_steps"] == 800 and seed["return"] == pytest.approx(float(last["ep_return"]))
+            assert seed["cost"] == pytest.approx(float(last["ep_cost"]))
+            evaluation = json.loads((out / TOY_ID / cell["algo"] / f"seed-{seed['seed']}" / "eval.json").read_text())
+            assert evaluation["deterministic"] and len(evaluation["episodes"]) == 10
+            assert seed["eval_return"] == pytest.approx(evaluation["mean_return"])
+        returns = [s["return"] for s in cell["per_seed"]]
+        assert cell["return"]["mean"] == pytest.approx(sum(returns) / 2)
+        assert cell["return"]["std"] == pytest.approx(abs(returns[0] - returns[1]) / 2)
+        assert cell["wall_s"] > 0 and cell["steps_per_s"] > 0 and cell["omnisafe"] is None
+    # The resumed cell kept its first epoch and trained only the second.
+    rows = read_progress(ppo_lag_dir / "seed-0" / "progress.csv")
+    assert [r["env_steps"] for r in rows] == ["400", "800"] and rows[0] == first_row
+    page = (out / "report.html").read_text()
+    assert "OmniSafe&#x27;s Table 2 side by side" in page and page.count("ppo_lag s0") >= 1
+    assert "| SafetyToyVelocity-v0 | cpo | 800 | 2 |" in (out / "results.md").read_text()
+
+    # Again: every cell is finished, so nothing trains and Ray is not even started.
+    def no_ray(*args):
+        raise AssertionError("Ray started for a finished grid")
+
+    monkeypatch.setattr(benchmark, "start_ray", no_ray)
+    start = time.perf_counter()
+    assert main(["benchmark", grid, "--out", str(out)]) == 0
+    second_call = time.perf_counter() - start
+    out_lines = capsys.readouterr().out.splitlines()
+    assert sum(line.endswith("[skipped]") for line in out_lines) == 2
+    again = json.loads((out / "results.json").read_text())
+    assert [c["action"] for c in again["cells"]] == ["skipped", "skipped"]
+    assert again["cells"][0]["return"] == cells["ppo_lag"]["return"]
+    print(f"first call {first_call:.1f} s (Ray start {results['run']['ray_start_s']} s), second {second_call:.1f} s")
