@@ -338,9 +338,10 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
                 ray.shutdown()
     ordered = [results[(s["env"], s["algo"])] for s in specs if (s["env"], s["algo"]) in results]
     write_results(out, grid, ordered, info)
-    if code != 130 and any(r["ok"] for r in ordered):
+    reported = code != 130 and any(r["ok"] for r in ordered)
+    if reported:
         write_report(out, ordered)
-    print(f"results: {out / 'results.json'} (also results.md" + (", report.html)" if code != 130 else ")"))
+    print(f"results: {out / 'results.json'} (also results.md" + (", report.html)" if reported else ")"))
     return code
 
 
