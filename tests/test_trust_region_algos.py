@@ -1,102 +1,146 @@
-"""PG, NPG, TRPO, TRPO-Lag, CPO and the PID multiplier: step rules on synthetic batches, learning on the toy."""
+"""PG, NPG, TRPO, TRPO-Lag, CPO and the PID multiplier: step rules on synthetic batches (member by member),
+a member of a K-member update equal to a one-member update, and learning on the toy task."""
 
 import copy
 
 import numpy as np
 import pytest
 import torch
+from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms import ALGORITHMS
 from saferl.algorithms.cpo import CASE_CODES, CPO
-from saferl.algorithms.policy_gradient import NPG, PG, TRPO, clip_components, kl_to_detached_self, scale_to_norm
+from saferl.algorithms.policy_gradient import (
+    NPG,
+    PG,
+    TRPO,
+    MemberActor,
+    clip_components,
+    kl_to_detached_self,
+    scale_to_norm,
+)
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
 from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier, make_multiplier
-from saferl.maths.trust_region import fisher_vector_product, flat_params
-from saferl.policies.actor_critic import ActorCritic, gaussian_kl
+from saferl.maths.trust_region import fisher_vector_product
+from saferl.members import Member
+from saferl.policies.actor_critic import ActorCritic
 from saferl.runner import Runner
 
 NEW_ALGOS = ["pg", "npg", "trpo", "trpo_lag", "cpo"]
+NO_EPISODE = np.array([np.nan])  # no finished episode: the algorithm falls back to its own episode length
 
 
 def synthetic_batch(policy: ActorCritic, size: int = 512, seed: int = 0) -> RolloutBatch:
-    """Actions sampled from the policy; reward favours a large first action, cost k fires when action k > 0.3."""
-    generator = torch.Generator().manual_seed(seed)
-    obs = torch.randn(size, policy.obs_dim, generator=generator)
+    """Per member, actions sampled from its policy; reward favours a large first action, cost c fires when
+    action c > 0.3. Member k's samples come from seed + k alone."""
+    rows = []
+    for k in range(policy.members):
+        generator = torch.Generator().manual_seed(seed + k)
+        obs = torch.randn(size, policy.obs_dim, generator=generator)
+        with torch.no_grad():
+            dist = Normal(policy.actor(obs.expand(policy.members, -1, -1))[k], policy.log_std[k].exp())
+            actions = dist.mean + torch.randn(dist.mean.shape, generator=generator) * dist.stddev
+            log_probs = dist.log_prob(actions).sum(-1)
+        reward = actions[:, 0] + 0.5 * obs[:, 0] * actions[:, -1]
+        costs = (actions[:, : policy.num_costs] > 0.3).float()
+        returns = torch.randn(size, generator=generator)
+        rows.append(RolloutBatch(
+            obs=obs, actions=actions, log_probs=log_probs, reward_advantages=(reward - reward.mean()) / reward.std(),
+            cost_advantages=costs - costs.mean(0), reward_returns=returns, cost_returns=costs * 10.0,
+            reward_values=returns + 0.1 * torch.randn(size, generator=generator), cost_values=costs))
+    return RolloutBatch(*[torch.stack(fields) for fields in zip(*[row.fields() for row in rows], strict=True)])
+
+
+def member_slice(batch: RolloutBatch, k: int) -> RolloutBatch:
+    return RolloutBatch(*[t[k : k + 1].clone() for t in batch.fields()])
+
+
+def make_policy(num_costs: int = 1, seed: int = 0, members: int = 1) -> ActorCritic:
+    """Member k initialised from seed + k."""
+    return ActorCritic(members, obs_dim=3, act_dim=2, num_costs=num_costs, actor_hidden=(16, 16),
+                       critic_hidden=(16, 16), generators=[torch.Generator().manual_seed(seed + k)
+                                                           for k in range(members)])
+
+
+def make_algorithm(algo, policy, sets, cost_limit=25.0, seed=0):
+    config = build_config(algo, sets=sets)
+    members, costs = policy.members, policy.num_costs
+    return ALGORITHMS[algo](policy, config, 1, [torch.Generator().manual_seed(seed + k) for k in range(members)],
+                            np.full((members, costs), cost_limit))
+
+
+def actor_flat(policy: ActorCritic, k: int) -> torch.Tensor:
+    """Member k's actor parameters and log-std as one detached vector (MemberActor's order)."""
+    return torch.cat([p.detach().reshape(-1) for p in MemberActor(policy, k).params])
+
+
+def true_mean_kl(old: ActorCritic, new: ActorCritic, obs: torch.Tensor, k: int = 0) -> float:
+    """Mean KL(old || new) of member k over states obs [B, D], with torch.distributions."""
     with torch.no_grad():
-        mean = policy.actor(obs)
-        actions = mean + torch.randn(mean.shape, generator=generator) * policy.actor.log_std.exp()
-        log_probs = policy.actor.log_prob(mean, actions)
-    reward = actions[:, 0] + 0.5 * obs[:, 0] * actions[:, -1]
-    reward_advantages = (reward - reward.mean()) / reward.std()
-    costs = (actions[:, : policy.num_costs] > 0.3).float()
-    returns = torch.randn(size, generator=generator)
-    return RolloutBatch(
-        obs=obs, actions=actions, log_probs=log_probs, reward_advantages=reward_advantages,
-        cost_advantages=costs - costs.mean(0), reward_returns=returns, cost_returns=costs * 10.0,
-        reward_values=returns + 0.1 * torch.randn(size, generator=generator), cost_values=costs,
-    )
-
-
-def make_policy(num_costs: int = 1, seed: int = 0) -> ActorCritic:
-    torch.manual_seed(seed)
-    return ActorCritic(obs_dim=3, act_dim=2, num_costs=num_costs, actor_hidden=(16, 16), critic_hidden=(16, 16))
-
-
-def true_mean_kl(old_actor, new_actor, obs) -> float:
-    with torch.no_grad():
-        return float(gaussian_kl(old_actor(obs), old_actor.log_std, new_actor(obs), new_actor.log_std).mean())
+        x = obs.expand(old.members, -1, -1)
+        before = Normal(old.actor(x)[k], old.log_std[k].exp())
+        after = Normal(new.actor(x)[k], new.log_std[k].exp())
+        return float(kl_divergence(before, after).sum(-1).mean())
 
 
 # -- step rules --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("target_kl", [0.01, 0.2])
-def test_trpo_accepted_step_never_exceeds_the_kl_bound(target_kl):
+@pytest.mark.parametrize("target_kl, damping", [(0.01, 0.1), (0.2, 0.01)])
+def test_trpo_accepted_step_never_exceeds_the_kl_bound(target_kl, damping):
+    """Eight members (eight initialisations, eight batches) in one TRPO: each member's step is within its bound.
+    With little damping and a large delta the quadratic KL model is often too optimistic, so the line search
+    has to do the work."""
+    members = 8
+    policy = make_policy(members=members)
+    algorithm = make_algorithm("trpo", policy, [f"trpo.target_kl={target_kl}", f"trpo.cg_damping={damping}",
+                                                "trpo.critic_epochs=1"])
+    assert isinstance(algorithm, TRPO) and algorithm.multiplier is None
     backtracked = []
-    for seed in range(4):
-        policy = make_policy(seed=seed)
-        config = build_config("trpo", sets=[f"trpo.target_kl={target_kl}", "trpo.critic_epochs=1"])
-        algorithm = TRPO(policy, config, total_epochs=1)
-        for epoch in range(2):  # the second update starts away from the initialisation
-            batch = synthetic_batch(policy, seed=10 * seed + epoch)
-            old_actor = copy.deepcopy(policy.actor)
-            stats = algorithm.update(batch, np.array([0.0]))
-            kl = true_mean_kl(old_actor, policy.actor, batch.obs)
+    for epoch in range(2):  # the second update starts away from the initialisation
+        batch = synthetic_batch(policy, seed=10 * epoch)
+        old = copy.deepcopy(policy)
+        stats = algorithm.update(batch, np.zeros((members, 1)), np.full(members, 50.0))
+        for k in range(members):
+            kl = true_mean_kl(old, policy, batch.obs[k], k)
             assert kl <= target_kl * (1 + 1e-5)
-            assert stats["approx_kl"] == pytest.approx(kl, rel=1e-4, abs=1e-9)
-            assert stats["line_search_accepted"] == 1.0 and kl > 0.0  # a real step, not a vacuous pass
-            backtracked.append(stats["step_fraction"] < 1.0)
+            assert stats["approx_kl"][k] == pytest.approx(kl, rel=1e-4, abs=1e-9)
+            assert stats["line_search_accepted"][k] == 1.0 and kl > 0.0  # a real step, not a vacuous pass
+            backtracked.append(stats["step_fraction"][k] < 1.0)
     if target_kl == 0.2:
-        assert any(backtracked)  # the quadratic model is too optimistic here: the KL test did the work
+        assert sum(backtracked) >= 2  # the quadratic model was too optimistic: the KL test did the work
 
 
 def test_trpo_keeps_old_params_when_no_fraction_improves():
-    policy = make_policy()
-    config = build_config("trpo", sets=["trpo.critic_epochs=1", "trpo.max_backtracks=3"])
+    policy = make_policy(members=2)
+    algorithm = make_algorithm("trpo", policy, ["trpo.critic_epochs=1", "trpo.max_backtracks=3"])
     batch = synthetic_batch(policy)
-    batch.reward_advantages.zero_()  # nothing can improve a zero surrogate
-    before = flat_params(policy.actor)
-    stats = TRPO(policy, config, 1).update(batch, np.array([0.0]))
-    assert stats["line_search_accepted"] == 0.0 and stats["step_fraction"] == 0.0
-    assert torch.equal(flat_params(policy.actor), before)
+    batch.reward_advantages[1].zero_()  # nothing can improve member 1's zero surrogate
+    before = [actor_flat(policy, k) for k in range(2)]
+    stats = algorithm.update(batch, np.zeros((2, 1)), np.full(2, 50.0))
+    assert stats["line_search_accepted"].tolist() == [1.0, 0.0] and stats["step_fraction"][1] == 0.0
+    assert torch.equal(actor_flat(policy, 1), before[1])
+    assert not torch.equal(actor_flat(policy, 0), before[0])  # member 0 had something to gain and moved
 
 
 def test_npg_step_meets_the_kl_bound_to_second_order():
     policy = make_policy()
     delta, damping = 1e-3, 1e-3
-    config = build_config("npg", sets=[f"trpo.target_kl={delta}", f"trpo.cg_damping={damping}",
-                                       "trpo.cg_iters=30", "trpo.critic_epochs=1"])
+    algorithm = make_algorithm("npg", policy, [f"npg.target_kl={delta}", f"npg.cg_damping={damping}",
+                                               "npg.cg_iters=30", "npg.critic_epochs=1"])
+    assert isinstance(algorithm, NPG)
     batch = synthetic_batch(policy, size=1024)
-    old_actor = copy.deepcopy(policy.actor)
-    NPG(policy, config, 1).update(batch, np.array([0.0]))
-    step = flat_params(policy.actor) - flat_params(old_actor)
+    old = copy.deepcopy(policy)
+    algorithm.update(batch, np.zeros((1, 1)), NO_EPISODE)
+    step = actor_flat(policy, 0) - actor_flat(old, 0)
+    old_actor = MemberActor(old, 0)
     # By construction the damped quadratic model (1/2) x'(F + damping I)x is exactly delta ...
-    kl_fn = kl_to_detached_self(old_actor, batch.obs)
-    damped = 0.5 * float(step @ fisher_vector_product(kl_fn, old_actor, step, damping))
+    kl_fn = kl_to_detached_self(old_actor, batch.obs[0])
+    damped = 0.5 * float(step @ fisher_vector_product(kl_fn, old_actor.params, step, damping))
     assert damped == pytest.approx(delta, rel=1e-3)
     # ... the true KL matches the undamped model (1/2) x'Fx up to third-order terms ...
-    quadratic = 0.5 * float(step @ fisher_vector_product(kl_fn, old_actor, step, 0.0))
-    kl = true_mean_kl(old_actor, policy.actor, batch.obs)
+    quadratic = 0.5 * float(step @ fisher_vector_product(kl_fn, old_actor.params, step, 0.0))
+    kl = true_mean_kl(old, policy, batch.obs[0])
     assert kl == pytest.approx(quadratic, rel=0.05)
     # ... and with little damping that is delta itself.
     assert kl == pytest.approx(delta, rel=0.1)
@@ -117,13 +161,15 @@ def test_gradient_preprocessing_norm_scaling_keeps_direction_and_clipping_clips(
 def test_pg_update_applies_the_preprocessed_gradient(mode):
     policy = make_policy()
     lr, bound = 0.5, 1e-3  # small bounds so both preprocessings are active
-    config = build_config("pg", sets=[f"pg.grad_preprocess={mode}", f"pg.lr={lr}", f"pg.max_grad_norm={bound}",
-                                      f"pg.clip_value={bound}", "trpo.critic_epochs=1"])
+    algorithm = make_algorithm("pg", policy, [f"pg.grad_preprocess={mode}", f"pg.lr={lr}",
+                                              f"pg.max_grad_norm={bound}", f"pg.clip_value={bound}",
+                                              "pg.critic_epochs=1"])
+    assert isinstance(algorithm, PG)
     batch = synthetic_batch(policy)
-    before = flat_params(policy.actor)
-    stats = PG(policy, config, 1).update(batch, np.array([0.0]))
-    direction = (flat_params(policy.actor) - before) / lr
-    assert stats["grad_norm"] > 10 * bound
+    before = actor_flat(policy, 0)
+    stats = algorithm.update(batch, np.zeros((1, 1)), NO_EPISODE)
+    direction = (actor_flat(policy, 0) - before) / lr
+    assert stats["grad_norm"][0] > 10 * bound
     if mode == "norm":
         assert float(direction.norm()) == pytest.approx(bound, rel=1e-4)
     else:
@@ -131,43 +177,86 @@ def test_pg_update_applies_the_preprocessed_gradient(mode):
         assert float(direction.norm()) > 2 * bound  # many components were clipped, not the whole vector
 
 
+@pytest.mark.parametrize("algo", NEW_ALGOS)
+def test_member_of_a_k_member_update_equals_a_one_member_update(algo):
+    """Three members with their own seeds, batches and episode costs (CPO: one per case, TRPO-Lag: one
+    multiplier each) update exactly as three separate one-member runs: actor, critics and statistics."""
+    sets = ["env.max_episode_steps=50", f"{'trpo' if algo == 'trpo_lag' else algo}.critic_epochs=2"]
+    costs = np.array([[5.0], [21.0], [400.0]])  # under, just over, far over the limit of 20
+    lengths = np.array([50.0, np.nan, 40.0])
+    policy = make_policy(seed=3, members=3)
+    batch = synthetic_batch(policy, seed=5)
+    stats = make_algorithm(algo, policy, sets, cost_limit=20.0, seed=11).update(batch, costs, lengths)
+    if algo == "cpo":
+        assert sorted(stats["cpo_case"].tolist()) == [0, 1, 2]
+    if algo == "trpo_lag":
+        assert stats["lagrange_multiplier_0"][2] > stats["lagrange_multiplier_0"][0]
+    for k in range(3):
+        single = make_policy(seed=3 + k)
+        single_stats = make_algorithm(algo, single, sets, cost_limit=20.0, seed=11 + k).update(
+            member_slice(synthetic_batch(make_policy(seed=3, members=3), seed=5), k), costs[k : k + 1],
+            lengths[k : k + 1])
+        for key, value in single_stats.items():
+            if key not in ("dual_solve_ms", "update_ms"):
+                np.testing.assert_allclose(stats[key][k], value[0], rtol=1e-4, atol=1e-6, err_msg=key)
+        for name, value in single.member_state_dict(0).items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(policy.member_state_dict(k)[name], value, rtol=1e-5, atol=1e-6,
+                                           msg=f"member {k}: {name}")
+
+
 # -- the PID multiplier --------------------------------------------------------------------------------------
 def test_pid_multiplier_rises_on_sustained_violation_and_stays_nonnegative():
-    pid = PIDLagrangeMultiplier(num_costs=2, cost_limit=10.0, kp=0.1, ki=0.01, kd=0.0)
-    values = [pid.update([15.0, 5.0]) for _ in range(20)]
-    first = [v[0] for v in values]
+    pid = PIDLagrangeMultiplier(np.array([[10.0, 10.0]]), kp=0.1, ki=0.01, kd=0.0)
+    values = [pid.update([[15.0, 5.0]]) for _ in range(20)]
+    first = [v[0, 0] for v in values]
     assert all(b > a for a, b in zip(first, first[1:], strict=False))  # the integral keeps pushing it up
     assert first[-1] == pytest.approx(0.1 * 5 + 0.01 * 5 * 20)
-    assert all(v[1] == 0.0 for v in values)  # safe constraint: held at zero, never negative
+    assert all(v[0, 1] == 0.0 for v in values)  # safe constraint: held at zero, never negative
     for _ in range(100):  # long safe stretch: the projected integral does not wind up below zero
-        assert np.all(pid.update([0.0, 0.0]) >= 0.0)
+        assert np.all(pid.update([[0.0, 0.0]]) >= 0.0)
     assert pid.integral.min() == 0.0
-    assert pid.update([11.0, 0.0])[0] == pytest.approx(0.1 * 1 + 0.01 * 1)  # reacts at once, no debt to repay
-    assert pid.update([float("nan"), 0.0])[0] == pytest.approx(0.11)  # no episode finished: unchanged
+    assert pid.update([[11.0, 0.0]])[0, 0] == pytest.approx(0.1 * 1 + 0.01 * 1)  # reacts at once, no debt to repay
+    assert pid.update([[float("nan"), 0.0]])[0, 0] == pytest.approx(0.11)  # no episode finished: unchanged
 
 
 def test_pid_multiplier_reacts_to_a_rising_cost_before_the_limit():
-    derivative_only = PIDLagrangeMultiplier(num_costs=1, cost_limit=10.0, kp=0.0, ki=0.0, kd=1.0,
-                                            cost_smoothing=0.0)
-    assert derivative_only.update([2.0])[0] == 0.0
-    assert derivative_only.update([6.0])[0] == pytest.approx(4.0)  # rising, still under the limit
-    assert derivative_only.update([3.0])[0] == 0.0  # falling: only increases push
-    with_d = PIDLagrangeMultiplier(num_costs=1, cost_limit=10.0, kp=0.1, ki=0.01, kd=0.05)
-    without_d = PIDLagrangeMultiplier(num_costs=1, cost_limit=10.0, kp=0.1, ki=0.01, kd=0.0)
+    limit = np.array([[10.0]])
+    derivative_only = PIDLagrangeMultiplier(limit, kp=0.0, ki=0.0, kd=1.0, cost_smoothing=0.0)
+    assert derivative_only.update([[2.0]])[0, 0] == 0.0
+    assert derivative_only.update([[6.0]])[0, 0] == pytest.approx(4.0)  # rising, still under the limit
+    assert derivative_only.update([[3.0]])[0, 0] == 0.0  # falling: only increases push
+    with_d = PIDLagrangeMultiplier(limit, kp=0.1, ki=0.01, kd=0.05)
+    without_d = PIDLagrangeMultiplier(limit, kp=0.1, ki=0.01, kd=0.0)
     for cost in (2.0, 8.0, 9.8):  # approaching the limit fast
-        with_d.update([cost]), without_d.update([cost])
-    assert with_d.value[0] > without_d.value[0]
+        with_d.update([[cost]]), without_d.update([[cost]])
+    assert with_d.value[0, 0] > without_d.value[0, 0]
+
+
+def test_pid_members_are_independent_controllers():
+    """Member k of a K-member controller (own limit, own costs, NaN while it has no episode) is a one-member one."""
+    limits = np.array([[10.0], [25.0]])
+    both = PIDLagrangeMultiplier(limits, kp=0.1, ki=0.01, kd=0.05)
+    singles = [PIDLagrangeMultiplier(limits[k : k + 1], kp=0.1, ki=0.01, kd=0.05) for k in range(2)]
+    for costs in ([[15.0], [np.nan]], [[30.0], [40.0]], [[np.nan], [20.0]], [[8.0], [60.0]]):
+        got = both.update(costs)
+        for k, single in enumerate(singles):
+            if np.isfinite(costs[k][0]):
+                single.update([costs[k]])
+            np.testing.assert_array_equal(got[k], single.value[0])
+    assert got[0, 0] != got[1, 0]
 
 
 def test_make_multiplier_follows_the_config_and_pid_state_round_trips():
-    assert isinstance(make_multiplier(build_config("trpo_lag"), 1), LagrangeMultiplier)
+    limits = np.full((1, 2), 25.0)
+    assert isinstance(make_multiplier(build_config("trpo_lag"), limits[:, :1]), LagrangeMultiplier)
     config = build_config("trpo_lag", sets=["lagrange.method=pid", "lagrange.multiplier_init=0.5"])
-    pid = make_multiplier(config, 2)
-    assert isinstance(pid, PIDLagrangeMultiplier) and pid.value.tolist() == [0.5, 0.5]
-    pid.update([30.0, 20.0])
-    clone = make_multiplier(config, 2)
+    pid = make_multiplier(config, limits)
+    assert isinstance(pid, PIDLagrangeMultiplier) and pid.value.tolist() == [[0.5, 0.5]]
+    pid.update([[30.0, 20.0]])
+    clone = make_multiplier(config, limits)
     clone.load_state_dict(pid.state_dict())
-    assert np.array_equal(clone.update([26.0, 0.0]), pid.update([26.0, 0.0]))
+    assert np.array_equal(clone.update([[26.0, 0.0]]), pid.update([[26.0, 0.0]]))
 
 
 # -- CPO on synthetic batches ------------------------------------------------------------------------------
@@ -181,15 +270,17 @@ def test_make_multiplier_follows_the_config_and_pid_state_round_trips():
 def test_cpo_with_two_constraints(costs, case):
     """The synthetic batch's one-step reach is about 2 episode-cost units per constraint (limit 20, T = 50)."""
     policy = make_policy(num_costs=2)
-    config = build_config("cpo", sets=["lagrange.cost_limit=20", "env.max_episode_steps=50", "trpo.critic_epochs=1"])
+    algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
+                                               "cpo.critic_epochs=1"], cost_limit=20.0)
+    assert isinstance(algorithm, CPO)
     batch = synthetic_batch(policy, size=1024)
-    old_actor = copy.deepcopy(policy.actor)
-    stats = CPO(policy, config, 1).update(batch, np.array(costs))
+    old = copy.deepcopy(policy)
+    stats = {key: value[0] for key, value in algorithm.update(batch, np.array([costs]), NO_EPISODE).items()}
     assert stats["cpo_case"] == CASE_CODES[case] and stats[f"cpo_case_{case}_count"] == 1
     assert set(stats) >= {"cpo_lambda", "cpo_nu_0", "cpo_nu_1", "step_fraction", "dual_solve_ms", "update_ms"}
     assert 0.0 < stats["dual_solve_ms"] < stats["update_ms"]
     assert stats["line_search_accepted"] == 1.0
-    assert true_mean_kl(old_actor, policy.actor, batch.obs) <= config.trpo.target_kl * (1 + 1e-5)
+    assert true_mean_kl(old, policy, batch.obs[0]) <= algorithm.cfg.target_kl * (1 + 1e-5)
     c = np.array(costs) - 20.0
     assert [stats["cpo_c_0"], stats["cpo_c_1"]] == pytest.approx(c)  # logged in episode units
     nu = np.array([stats["cpo_nu_0"], stats["cpo_nu_1"]])
@@ -207,49 +298,76 @@ def test_cpo_with_two_constraints(costs, case):
 
 
 def test_cpo_uses_the_runner_episode_length_for_c():
-    policy = make_policy()
-    algorithm = CPO(policy, build_config("cpo", sets=["trpo.critic_epochs=1"]), 1)
+    """c = (J_c - limit) / T: the measured T when the runner has one, else env.max_episode_steps, else 1000."""
+    def update(sets, length):
+        policy = make_policy()
+        algorithm = make_algorithm("cpo", policy, ["cpo.critic_epochs=1", *sets])
+        stats = algorithm.update(synthetic_batch(policy, size=1024), np.array([[30.0]]), np.array([length]))
+        return algorithm, policy, {key: value[0] for key, value in stats.items()}
+
+    algorithm, measured, stats = update([], 50.0)
     assert algorithm.episode_length == 1000  # no env.max_episode_steps: the velocity tasks' limit
-    stats = algorithm.update(synthetic_batch(policy), np.array([30.0]), mean_episode_length=50.0)
-    assert stats["cpo_c_0"] == pytest.approx(5.0)
+    assert stats["cpo_c_0"] == pytest.approx(5.0)  # logged in episode units whatever T is
+    _, configured, configured_stats = update(["env.max_episode_steps=50"], np.nan)
+    _, fallback, fallback_stats = update([], np.nan)
+    assert torch.equal(actor_flat(measured, 0), actor_flat(configured, 0))  # T = 50 either way
+    assert stats["cpo_case"] == configured_stats["cpo_case"]
+    # With T = 1000 the same overshoot is 20 times smaller per step: a different problem, a different step.
+    assert (fallback_stats["cpo_case"], fallback_stats["cpo_nu_0"]) != (stats["cpo_case"], stats["cpo_nu_0"])
+    assert not torch.equal(actor_flat(fallback, 0), actor_flat(measured, 0))
 
 
 # -- through the runner on the toy task ----------------------------------------------------------------------
+def make_runner(config, run_dir, seeds=None, resume=False):
+    """A Runner of one member in run_dir, or of one member per seed in run_dir/seed-<s>."""
+    if seeds is None:
+        return Runner([Member(config.train.seed, config.env.cost_limit, run_dir, config)], resume=resume)
+    members = []
+    for seed in seeds:
+        member_config = copy.deepcopy(config)
+        member_config.train.seed = seed
+        members.append(Member(seed, config.env.cost_limit, run_dir / f"seed-{seed}", member_config))
+    return Runner(members, resume=resume)
+
+
 def rows_of(run_dir):
     return read_progress(run_dir / "progress.csv")
 
 
 @pytest.mark.parametrize("algo", NEW_ALGOS + ["pid_trpo_lag"])
 def test_new_algorithms_train_through_the_runner(tmp_path, toy_config, algo):
-    extra = ["train.total_steps=6000", "env.max_episode_steps=50"]
+    extra = ["train.total_steps=2400", "train.steps_per_epoch=800", "env.max_episode_steps=50"]
     if algo == "pid_trpo_lag":
         algo, extra = "trpo_lag", extra + ["lagrange.method=pid"]
     assert algo in ALGORITHMS
-    Runner(toy_config(algo, extra), tmp_path / "run").train()
-    rows = rows_of(tmp_path / "run")
-    assert len(rows) == 3
-    assert all(np.isfinite(float(r["ep_cost"])) and np.isfinite(float(r["value_loss"])) for r in rows)
-    assert float(rows[-1]["approx_kl"]) >= 0.0
-    if algo == "trpo_lag":
-        assert all(float(r["lagrange_multiplier"]) >= 0.0 for r in rows)
-    if algo == "cpo":
-        assert {"cpo_case", "cpo_lambda", "cpo_nu_0", "dual_solve_ms", "update_ms", "step_fraction"} <= set(rows[0])
+    make_runner(toy_config(algo, extra), tmp_path, seeds=[0, 1]).train()
+    for seed in (0, 1):
+        rows = rows_of(tmp_path / f"seed-{seed}")
+        assert len(rows) == 3
+        assert all(np.isfinite(float(r["ep_cost"])) and np.isfinite(float(r["value_loss"])) for r in rows)
+        assert float(rows[-1]["approx_kl"]) >= 0.0
+        if algo == "trpo_lag":
+            assert all(float(r["lagrange_multiplier"]) >= 0.0 for r in rows)
+        if algo == "cpo":
+            assert {"cpo_case", "cpo_lambda", "cpo_nu_0", "dual_solve_ms", "update_ms", "step_fraction"} <= set(rows[0])
+    assert rows_of(tmp_path / "seed-0")[-1]["ep_return"] != rows_of(tmp_path / "seed-1")[-1]["ep_return"]
 
 
 @pytest.mark.parametrize("algo, extra", [("cpo", []), ("trpo_lag", ["lagrange.method=pid"])])
 def test_resume_restores_algorithm_state(tmp_path, toy_config, algo, extra):
-    settings = ["env.max_episode_steps=50"] + extra
-    Runner(toy_config(algo, settings + ["train.total_steps=4000"]), tmp_path / "run").train()
-    resumed = Runner(toy_config(algo, settings + ["train.total_steps=6000"]), tmp_path / "run", resume=True)
+    settings = ["env.max_episode_steps=50", "train.steps_per_epoch=800"] + extra
+    make_runner(toy_config(algo, settings + ["train.total_steps=1600"]), tmp_path).train()
+    resumed = make_runner(toy_config(algo, settings + ["train.total_steps=2400"]), tmp_path, resume=True)
     saved = resumed.algorithm.state_dict()
     resumed.train()
-    rows = rows_of(tmp_path / "run")
+    rows = rows_of(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     if algo == "cpo":
-        assert sum(saved["case_counts"].values()) == 2
+        assert saved["case_counts"].sum() == 2
         assert sum(int(float(rows[-1][f"cpo_case_{case}_count"])) for case in CASE_CODES) == 3
     else:
-        assert saved["lagrange"]["multiplier"][0] == pytest.approx(float(rows[1]["lagrange_multiplier"]), rel=1e-5)
+        assert saved["multiplier"]["multiplier"][0, 0] == pytest.approx(float(rows[1]["lagrange_multiplier"]),
+                                                                        rel=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -261,11 +379,12 @@ def toy_runs(tmp_path_factory):
     torch.set_num_threads(1)
     runs = {}
     for algo in ("trpo", "trpo_lag", "cpo"):
-        Runner(build_config(algo, sets=TOY_SETS + ["env.max_episode_steps=50"]), root / algo).train()
+        make_runner(build_config(algo, sets=TOY_SETS + ["env.max_episode_steps=50"]), root / algo).train()
         runs[algo] = rows_of(root / algo)
     return runs
 
 
+@pytest.mark.slow
 def test_trpo_lag_ends_under_the_cost_limit_where_trpo_does_not(toy_runs):
     trpo, lag = toy_runs["trpo"][-1], toy_runs["trpo_lag"][-1]
     assert float(trpo["ep_cost"]) > 30.0 and float(trpo["ep_return"]) > 30.0  # the task tempts: TRPO runs
@@ -273,6 +392,7 @@ def test_trpo_lag_ends_under_the_cost_limit_where_trpo_does_not(toy_runs):
     assert float(lag["lagrange_multiplier"]) > 0.0
 
 
+@pytest.mark.slow
 def test_cpo_ends_at_the_cost_limit_and_stays_feasible(toy_runs):
     """CPO steers the linearised cost onto the limit, so it ends at 10 up to sampling noise.
 
