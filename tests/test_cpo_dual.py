@@ -1,11 +1,16 @@
+import itertools
+import logging
+
 import cvxpy as cp
 import numpy as np
 import pytest
 
+from saferl.maths import cpo_dual
 from saferl.maths.cpo_dual import (
     CPODualSolution,
     benchmark_dual,
     cpo_recovery_weights,
+    cpo_step,
     dual_program,
     jointly_reachable,
     primal_step,
@@ -184,3 +189,158 @@ def dual_inputs_from_seed(num_constraints):
     rng = np.random.default_rng(123)
     _, g, B, c, delta, hinv_g, hinv_b = random_subproblem(rng, dim=6, num_constraints=num_constraints)
     return (*dual_inputs(g, B, hinv_g, hinv_b), 0.0 * c - 1e-3, delta)
+
+
+# -- no reward gradient (q = 0: conjugate gradient returns H^-1 g = 0 when ||g||^2 < 1e-10) -----------------------
+def shortest_feasible_step(H, B, c):
+    """Independent solve of min (1/2) x'Hx s.t. B'x + c <= 0."""
+    x = cp.Variable(H.shape[0])
+    problem = cp.Problem(cp.Minimize(0.5 * cp.quad_form(x, cp.psd_wrap(H))), [B.T @ x + c <= 0])
+    problem.solve(solver=cp.CLARABEL)
+    return x.value
+
+
+@pytest.mark.parametrize("num_constraints, q", [(1, 0.0), (2, 0.0), (3, 0.0), (2, 1e-13), (2, -1e-15)])
+def test_zero_reward_gradient_with_violated_constraint_takes_the_shortest_feasible_step(num_constraints, q):
+    rng = np.random.default_rng(num_constraints)
+    checked = 0
+    while checked < 5:
+        H, _, B, c, delta, _, hinv_b = random_subproblem(rng, dim=6, num_constraints=num_constraints)
+        S = B.T @ hinv_b
+        reach = np.sqrt(2.0 * delta * np.diag(S))
+        c = np.abs(c) if checked % 2 == 0 else c  # some with every constraint violated
+        if np.all(c <= 0.0) or not jointly_reachable(S, c, delta):
+            continue
+        solution, x = cpo_step(q, np.zeros(num_constraints), S, c, delta, np.zeros(6), hinv_b)
+        assert solution.feasible and solution.case == "no_reward_gradient" and solution.lam == 0.0
+        assert np.all((B.T @ x + c) / reach <= 1e-7)  # the linearised violation is gone ...
+        assert 0.5 * x @ H @ x <= delta * (1 + 1e-7)  # ... inside the trust region ...
+        oracle = shortest_feasible_step(H, B, c)
+        assert 0.5 * x @ H @ x == pytest.approx(0.5 * oracle @ H @ oracle, rel=1e-5)  # ... by the least change
+        np.testing.assert_allclose(primal_step(np.zeros(6), hinv_b, solution), x)
+        checked += 1
+
+
+def test_zero_reward_gradient_with_unreachable_constraint_recovers():
+    b, delta = np.sqrt(2.0), 0.01  # H = 1, so H^-1 b = b and s = 2
+    c = 3.0 * np.sqrt(2.0 * delta * 2.0)  # three full trust-region steps away
+    solution, x = cpo_step(0.0, [0.0], [[2.0]], [c], delta, np.zeros(1), np.array([[b]]))
+    assert solution.case == "infeasible" and not solution.feasible
+    assert x[0] == pytest.approx(-np.sqrt(2.0 * delta))  # CPO's recovery: a full trust-region step against b
+
+
+@pytest.mark.parametrize("q", [0.0, 1e-14])
+def test_zero_reward_gradient_within_limits_takes_no_step(q):
+    rng = np.random.default_rng(5)
+    _, _, B, _, delta, _, hinv_b = random_subproblem(rng, dim=4, num_constraints=2)
+    c = np.array([-0.5, 0.0]) * np.sqrt(2.0 * delta * np.diag(B.T @ hinv_b))
+    solution, x = cpo_step(q, np.zeros(2), B.T @ hinv_b, c, delta, np.zeros(4), hinv_b)
+    assert solution.case == "no_reward_gradient" and solution.feasible
+    assert np.all(x == 0.0) and np.all(solution.nu == 0.0)
+
+
+def test_non_finite_q_is_a_clear_error():
+    with pytest.raises(ValueError, match="finite"):
+        solve_cpo_dual(float("nan"), 0.5, 1.0, 0.1, 0.01)
+
+
+@pytest.mark.parametrize("episode_cost", [5.0, 21.0])
+def test_cpo_update_with_all_zero_reward_advantages(episode_cost):
+    """q is exactly 0 here; before the fix solve_cpo_dual raised ValueError and the update with it."""
+    from test_trust_region_algos import NO_EPISODE, make_algorithm, make_policy, synthetic_batch
+
+    from saferl.algorithms.cpo import CASE_CODES
+
+    policy = make_policy()
+    algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
+                                               "cpo.critic_epochs=1"], cost_limit=20.0)
+    batch = synthetic_batch(policy)
+    batch.reward_advantages.zero_()
+    stats = {key: value[0] for key, value in algorithm.update(batch, np.array([[episode_cost]]), NO_EPISODE).items()}
+    assert stats["cpo_q"] == 0.0 and stats["cpo_case"] == CASE_CODES["no_reward_gradient"]
+    assert stats["line_search_accepted"] == 1.0 and stats["cpo_dual_solver"] == 0
+    if episode_cost < 20.0:
+        assert stats["step_norm"] == 0.0
+    else:  # 1 above the limit, about half of what one step can fix: the least change that meets the limit
+        assert stats["step_norm"] > 0.0
+        assert stats["cpo_predicted_cost_change_0"] == pytest.approx(-1.0, rel=1e-6)
+        assert stats["cpo_cost_change_0"] < 0.0
+
+
+# -- solver failures -----------------------------------------------------------------------------------------
+def boundary_cases():
+    """216 K = 2 subproblems (H = I) with nearly collinear constraints, one tangent to the trust region.
+
+    b1 = e1 with its half-space touching the trust region exactly at x* = -sqrt(2 delta) e1, b2 at angle
+    theta to it (times a scale) through the same point: x* is the only feasible point, there is no Slater
+    point and the dual optimum is not attained. Clarabel raised SolverError on 16 of these 216 (run alone) before the
+    fallbacks (cvxpy 1.9.3, Clarabel through cvxpy, this exact order: solves share cached problems).
+    """
+    delta = 0.01
+    for theta, phi, scale, tilt in itertools.product([1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7], np.linspace(0.1, 3.0, 6),
+                                                     [1e-3, 1e3], [0.0, 0.5, 1.0]):
+        B = np.stack([[1.0, 0.0, 0.0], [np.cos(theta), np.sin(theta), 0.0]], axis=1) * [1.0, scale]
+        g = np.array([np.cos(phi), np.sin(phi) * np.cos(tilt), np.sin(phi) * np.sin(tilt)])
+        x_star = np.array([-np.sqrt(2.0 * delta), 0.0, 0.0])
+        yield g, B, -B.T @ x_star, delta, x_star
+
+
+def test_degenerate_boundary_sweep_returns_the_only_feasible_point():
+    solvers = set()
+    for g, B, c, delta, x_star in boundary_cases():
+        solution, x = cpo_step(g @ g, B.T @ g, B.T @ B, c, delta, g, B)
+        radius = np.sqrt(2.0 * delta)
+        assert 0.5 * x @ x <= delta * (1 + 1e-4)
+        assert np.all((B.T @ x + c) / (radius * np.linalg.norm(B, axis=0)) <= 1e-4)
+        assert np.linalg.norm(x - x_star) <= 1e-2 * radius
+        solvers.add(solution.solver)
+    print(f"solvers used: {sorted(solvers)}")
+
+
+def failing_solvers(monkeypatch, *names):
+    """Make cvxpy raise SolverError for the named solvers, as Clarabel does on degenerate problems."""
+    original = cp.Problem.solve
+
+    def solve(problem, *args, solver=None, **kwargs):
+        if solver in names:
+            raise cp.error.SolverError(f"Solver {solver!r} failed (simulated)")
+        return original(problem, *args, solver=solver, **kwargs)
+
+    monkeypatch.setattr(cp.Problem, "solve", solve)
+    monkeypatch.setattr(cpo_dual, "_warned", set())
+
+
+@pytest.mark.parametrize("failing, expected", [((cp.CLARABEL,), "scs"), ((cp.CLARABEL, cp.SCS), "active_set")])
+def test_dual_falls_back_and_logs_once(monkeypatch, caplog, failing, expected):
+    rng = np.random.default_rng(11)
+    instances = []
+    while len(instances) < 6:
+        H, g, B, c, delta, hinv_g, hinv_b = random_subproblem(rng, dim=5, num_constraints=2)
+        q, r, S = dual_inputs(g, B, hinv_g, hinv_b)
+        reference = solve_cpo_dual(q, r, S, c, delta)
+        if reference.case == "normal":
+            instances.append(((q, r, S, c, delta), reference, (hinv_g, hinv_b)))
+    failing_solvers(monkeypatch, *failing)
+    with caplog.at_level(logging.WARNING, logger="saferl.maths.cpo_dual"):
+        for inputs, reference, (hinv_g, hinv_b) in instances:
+            solution = solve_cpo_dual(*inputs)
+            assert solution.case == "normal" and solution.solver == expected
+            assert cpo_dual.SOLVER_CODES[solution.solver] > cpo_dual.SOLVER_CODES["clarabel"]
+            x, x_ref = primal_step(hinv_g, hinv_b, solution), primal_step(hinv_g, hinv_b, reference)
+            np.testing.assert_allclose(x, x_ref, rtol=1e-6, atol=1e-9 * np.linalg.norm(x_ref))
+    dual_warnings = [r for r in caplog.records if "dual fell back" in r.getMessage()]
+    assert len(dual_warnings) == 1  # once, however many updates fall back
+
+
+def test_every_solver_failing_still_gives_a_safe_step(monkeypatch, caplog):
+    failing_solvers(monkeypatch, cp.CLARABEL, cp.SCS)
+    with caplog.at_level(logging.WARNING, logger="saferl.maths.cpo_dual"):
+        for g, B, c, delta, x_star in itertools.islice(boundary_cases(), 0, 216, 12):
+            solution, x = cpo_step(g @ g, B.T @ g, B.T @ B, c, delta, g, B)
+            assert solution.solver in ("shortcut", "active_set", "shrunk_radius", "single_constraint")
+            assert 0.5 * x @ x <= delta * (1 + 1e-9)
+            assert np.linalg.norm(x - x_star) <= 1e-2 * np.sqrt(2.0 * delta)
+        # K = 2 recovery with no conic solver: CPO's K = 1 step against the most violated constraint
+        weights = cpo_recovery_weights(np.eye(2), np.array([0.5, 0.3]), 0.02)
+        np.testing.assert_allclose(weights, [0.2, 0.0])
+    assert any("most violated" in r.getMessage() for r in caplog.records)

@@ -24,7 +24,9 @@ for logging. Discounting is ignored here, as in every CPO implementation: sample
 
 Cases (`cpo_case` in the logs): 0 "reward_only" (no constraint binds: the TRPO step), 1 "normal" (some
 constraint binds: x = (H^-1 g - H^-1 B nu) / lam), 2 "infeasible" (no point of the trust region satisfies
-the linearised constraints: the recovery step x = -H^-1 B w that reduces the violation).
+the linearised constraints: the recovery step x = -H^-1 B w that reduces the violation), 3 "no_reward_gradient"
+(q ~ 0: the shortest step that meets the linearised constraints, none when they hold). `cpo_dual_solver`
+names the solver or fallback behind the step (saferl/maths/cpo_dual.py, SOLVER_CODES).
 
 Line search (backtracking from the full step): accept the first fraction f with mean KL <= delta, every cost
 surrogate change <= max(0, f b_i'x) + f tol_i (the increase the linearisation allowed, never more; a
@@ -46,11 +48,10 @@ import torch
 from saferl.algorithms.policy_gradient import PG, MemberActor, kl_to_detached_self, mean_kl, surrogate
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
-from saferl.maths.cpo_dual import cpo_recovery_weights, primal_step, solve_cpo_dual
+from saferl.maths.cpo_dual import CASE_CODES, SOLVER_CODES, cpo_step
 from saferl.maths.trust_region import backtracking_line_search, conjugate_gradient, fisher_vector_product_fn, flat_grad
 
 DEFAULT_EPISODE_LENGTH = 1000  # T when neither the runner nor env.max_episode_steps gives one
-CASE_CODES = {"reward_only": 0, "normal": 1, "infeasible": 2}
 
 
 class CPO(PG):
@@ -105,14 +106,9 @@ class CPO(PG):
         episode_cost = np.where(np.isfinite(self._episode_cost[member]), self._episode_cost[member], limits)
         c = (episode_cost - limits) / episode_length  # no finished episode yet: c = 0
 
-        # 4. The dual, then the step: primal when feasible, recovery otherwise.
+        # 4. The dual, then the step: primal when feasible, recovery otherwise (every case: cpo_dual.cpo_step).
         dual_start = time.perf_counter()
-        solution = solve_cpo_dual(q, r, S, c, delta)
-        if solution.feasible:
-            step = primal_step(hinv_grad.double().numpy(), hinv_cost_grads.double().numpy(), solution)
-        else:
-            weights = cpo_recovery_weights(S, c, delta)
-            step = -hinv_cost_grads.double().numpy() @ weights
+        solution, step = cpo_step(q, r, S, c, delta, hinv_grad.double().numpy(), hinv_cost_grads.double().numpy())
         dual_solve_ms = 1e3 * (time.perf_counter() - dual_start)
         full_step = torch.as_tensor(step, dtype=grad.dtype)
 
@@ -145,6 +141,7 @@ class CPO(PG):
         stats = {"cpo_case": CASE_CODES[solution.case], "cpo_lambda": solution.lam, "cpo_q": q, "approx_kl": kl,
                  "step_fraction": search.step_fraction, "line_search_accepted": float(search.accepted),
                  "reward_surrogate_change": reward_change, "dual_solve_ms": dual_solve_ms,
+                 "cpo_dual_solver": SOLVER_CODES[solution.solver],
                  "step_norm": float(search.step_fraction * full_step.norm())}
         stats.update({f"cpo_case_{case}_count": self.case_counts[member, code] for case, code in CASE_CODES.items()})
         for i in range(num_costs):
