@@ -1,4 +1,4 @@
-"""Native Safety-Gymnasium navigation suite against REFERENCE.md, with hand-worked numbers.
+"""Native Safety-Gymnasium navigation suite against Safety-Gymnasium 1.0.0's numbers, worked by hand.
 
 Scenes are built with ``NavigationSim.set_state`` (robot pose and object positions set
 exactly), so lidar, cost and reward checks compare against numbers written out by hand.
@@ -51,11 +51,97 @@ def test_observation_sizes(env_id, dim):
         assert env.num_costs == 1 and env.cost_names == ["cost"]
 
 
-def test_lidar_kinds_follow_reference_order():
+def test_lidar_kinds_follow_safety_gymnasium_order():
     assert task_spec("SafetyPointGoal1-v0").lidar_kinds == ("goal", "hazards", "vases")
-    assert task_spec("SafetyPointButton1-v0").lidar_kinds == ("buttons", "goal", "gremlins", "hazards")
+    assert task_spec("SafetyPointButton1-v0").lidar_kinds == ("buttons", "goal", "hazards", "gremlins")
+    assert task_spec("SafetyCarPush2-v0").lidar_kinds == ("goal", "hazards", "pillars", "push_box")
     assert task_spec("SafetyPointCircle2-v0").lidar_kinds == ("circle",)
     assert len(NAVIGATION_IDS) == 24
+
+
+def test_button_hazards_lidar_sits_at_dims_44_to_60():
+    sim = NavigationSim("SafetyPointButton1-v0", 1)
+    sim.reset_env(0, seed=0)
+    hazards = np.array(FAR[:4])
+    hazards[0] = [1.0, 0.0]                                   # dead ahead at 1 m: 2/3 in bin 0, aliased to bin 15
+    sim.set_state(0, robot=(0.0, 0.0, 0.0), objects={
+        "buttons": -np.array(FAR[:4]), "hazards": hazards, "gremlins": -np.array(FAR[4:8])})
+    obs = sim.observe()[0]
+    np.testing.assert_allclose(obs[44:60], bins(b0=2 / 3, b15=2 / 3), atol=1e-9)
+    np.testing.assert_allclose(obs[12:44], 0.0, atol=0)       # buttons, goal (on a button): out of range
+    np.testing.assert_allclose(obs[60:76], 0.0, atol=0)       # gremlins
+
+
+# -- robot models: Safety-Gymnasium 1.0.0's point.xml and car.xml ---------------------------------------------
+
+def robot_model(env_id):
+    return NavigationSim(env_id, 1).model
+
+
+def test_point_model_numbers():
+    m = robot_model("SafetyPointGoal0-v0")
+    sphere, arrow = m.geom("robot"), m.geom("robot_arrow")
+    np.testing.assert_allclose(sphere.size[0], 0.1)
+    np.testing.assert_allclose(sphere.friction, [1.0, 0.01, 0.01])      # its own, not MuJoCo's default
+    np.testing.assert_allclose(arrow.size, [0.05, 0.05, 0.05])
+    np.testing.assert_allclose(arrow.pos, [0.1, 0.0, 0.0])
+    assert sphere.condim[0] == arrow.condim[0] == 6
+    # density 1: the masses follow from the volumes
+    np.testing.assert_allclose(m.body("robot").mass, 4 / 3 * np.pi * 0.1 ** 3 + 0.1 ** 3, rtol=1e-12)
+    np.testing.assert_allclose([m.joint(j).damping[0] for j in ("x", "y", "z")], [0.01, 0.01, 0.005])
+    assert m.opt.timestep == 0.002
+
+
+def test_car_model_numbers():
+    m = robot_model("SafetyCarGoal0-v0")
+    boxes = {"robot": ((0.0, 0.0, 0.0), (0.1, 0.1, 0.05)), "back_bumper": ((0.0, 0.15, 0.0), (0.1, 0.01, 0.05)),
+             "back_connector": ((0.0, 0.125, 0.0), (0.01, 0.025, 0.03)),
+             "front_bumper": ((0.0, -0.165, 0.0), (0.05, 0.01, 0.05)),
+             "front_connector": ((0.0, -0.13, 0.04), (0.05, 0.03, 0.01))}
+    for name, (pos, size) in boxes.items():
+        np.testing.assert_allclose(m.geom(name).pos, pos, atol=1e-12)
+        np.testing.assert_allclose(m.geom(name).size, size)
+    for side, x in (("left", -0.03), ("right", 0.03)):                # cylinders from |x| = 0.005 to 0.055
+        np.testing.assert_allclose(m.geom(side).size[:2], [0.05, 0.025])
+        np.testing.assert_allclose(m.geom(side).pos, [x, 0.0, 0.0], atol=1e-12)
+        np.testing.assert_allclose(m.body(side).pos, [x / 0.3, 0.1, -0.05])   # wheel bodies at x = -+0.1
+        assert m.joint(side).damping[0] == 0.001
+    np.testing.assert_allclose(m.geom("rear").size[0], 0.05)
+    assert m.joint("rear").damping[0] == 0.001 and m.joint("robot").damping[0] == 0.0
+    names = [*boxes, "left", "right", "rear"]
+    assert all(m.geom(n).condim[0] == 6 for n in names)
+    # density 5 for every geom, wheels and caster included: the masses follow from the volumes
+    box_volume = sum(8 * np.prod(size) for _, size in boxes.values())
+    wheel_volume, caster_volume = np.pi * 0.05 ** 2 * 0.05, 4 / 3 * np.pi * 0.05 ** 3
+    np.testing.assert_allclose(m.body("robot").mass, 5 * box_volume, rtol=1e-12)
+    np.testing.assert_allclose(m.body("left").mass, 5 * wheel_volume, rtol=1e-12)
+    np.testing.assert_allclose(m.body("rear").mass, 5 * caster_volume, rtol=1e-12)
+    np.testing.assert_allclose(m.body("robot").subtreemass, 0.030445, rtol=1e-4)
+    assert m.opt.timestep == 0.004
+    np.testing.assert_allclose(m.actuator_forcerange[:2], [[-0.02, 0.02]] * 2)
+
+
+def test_car_under_random_actions_travels_and_pitches_like_safety_gymnasium():
+    """Safety-Gymnasium's Car travels about 6.0 m per 1000-step episode and its gyro x averages about -0.10.
+
+    Before its wheels and caster had density 5 our Car travelled 2.5 m with gyro x 0.00. Per episode the
+    path length varies by about 0.3 m and the gyro mean by 0.01, so three episodes separate the two clearly.
+    """
+    sim = NavigationSim("SafetyCarGoal1-v0", 1)
+    lengths, gyro_x = [], []
+    for seed in range(3):
+        sim.reset_env(0, seed=seed)
+        rng = np.random.default_rng(1000 + seed)
+        xy, length, gyro = sim.sens[0, sim.world.robot_pos][:2].copy(), 0.0, 0.0
+        for _ in range(1000):
+            sim.step(rng.uniform(-1.0, 1.0, (1, 2)))
+            new = sim.sens[0, sim.world.robot_pos][:2].copy()
+            length, xy = length + np.linalg.norm(new - xy), new
+            gyro += sim.observe()[0, 6] / 1000
+        lengths.append(length)
+        gyro_x.append(gyro)
+    assert 5.0 < np.mean(lengths) < 7.0
+    assert -0.13 < np.mean(gyro_x) < -0.06
 
 
 @pytest.mark.parametrize("env_id, action, body_direction", [
@@ -169,26 +255,85 @@ def test_circle_walls(env_id, pos, expected):
     assert cost[0] == expected
 
 
-def test_button_press_bonus_resample_and_wrong_button_cost():
+class Draws:
+    """Stands in for an env's RNG where only the goal-button draws matter: integers() gives these in turn."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def integers(self, *args, **kwargs):
+        return self.values.pop(0)
+
+
+def button_scene(*draws):
+    """PointButton1, robot pressing button 0 (the goal) behind it; later goal draws are ``draws``."""
     sim = NavigationSim("SafetyPointButton1-v0", 1)
-    sim.reset_env(0, seed=3)
-    goal = int(sim.goal_button[0])
-    buttons = np.array([[-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [1.0, 1.0]])
-    buttons[goal] = [0.19, 0.0]                               # touching the goal button
-    scene = {"hazards": FAR[:4], "gremlins": np.array(FAR[4:8]) * -1, "buttons": buttons}
-    sim.set_state(0, robot=(0.0, 0.0, 0.0), objects=scene)
-    reward, cost = sim.step(ZERO)
-    assert cost[0] == 0.0 and reward[0] == pytest.approx(1.0, abs=0.02)
-    for _ in range(9):                                        # no second bonus while waiting
-        reward, _ = sim.step(ZERO)
-        assert reward[0] < 0.5 and sim.goal_button[0] == goal
-    sim.step(ZERO)                                            # 10 steps after the press: re-chosen
-    assert sim.goal_button[0] != goal
-    np.testing.assert_allclose(sim.obj[0, sim.slots["goal"], :2][0], buttons[sim.goal_button[0]])
-    wrong = (sim.goal_button[0] + 1) % 4
-    sim.set_state(0, robot=(buttons[wrong][0] - 0.19, buttons[wrong][1], 0.0))
-    _, cost = sim.step(ZERO)
-    assert cost[0] == 1.0
+    sim.reset_env(0, seed=0)
+    sim.goal_button[0] = 0
+    buttons = np.array([[-0.199, 0.0], [-1.0, -1.0], [1.0, -1.0], [1.0, 1.0]])
+    sim.set_state(0, robot=(0.0, 0.0, 0.0), objects={
+        "hazards": FAR[:4], "gremlins": -np.array(FAR[4:8]), "buttons": buttons})
+    sim.rngs[0] = Draws(*draws)
+    return sim, buttons
+
+
+def test_button_press_draws_at_once_and_the_same_button_pays_again():
+    sim, buttons = button_scene(0, 0, 2)
+    push = np.array([[-1.0, 0.0]])                            # reversing into button 0
+    for _ in range(3):                                        # drawn again, still pressed: pays every step
+        reward, cost = sim.step(push)
+        assert reward[0] == pytest.approx(1.0, abs=0.02) and cost[0] == 0.0
+    assert sim.goal_button[0] == 2                            # the third press drew button 2 ...
+    np.testing.assert_allclose(sim.obj[0, sim.slots["goal"], :2][0], buttons[2])   # ... and the goal moved
+    assert sim.last_dist[0] == pytest.approx(np.linalg.norm(buttons[2] - sim.sens[0, sim.world.robot_pos][:2]))
+    reward, _ = sim.step(push)
+    assert abs(reward[0]) < 0.02                              # pressing a wrong button pays nothing
+
+
+def test_after_a_press_buttons_lidar_reads_zero_and_wrong_buttons_are_free_for_ten_steps():
+    sim, _ = button_scene(1)
+    push = np.array([[-1.0, 0.0]])                            # reversing into button 0
+    reward, cost = sim.step(push)                             # the press: button 1 becomes the goal
+    assert reward[0] > 0.5 and sim.goal_button[0] == 1
+    for t in range(1, 12):                                    # still pressing button 0, now a wrong one
+        assert np.all(sim.observe()[0, 12:28] == 0.0) == (t <= 10)   # lidar of the press step and 9 more
+        _, cost = sim.step(push)
+        assert sim.sens[0, sim.world.touch["buttons"][0]] > 0
+        assert cost[0] == (0.0 if t <= 10 else 1.0)            # free on the 10 steps after the press
+    assert np.any(sim.observe()[0, 12:28] > 0.0)
+
+
+# -- push -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_id, half, density", [("SafetyPointPush1-v0", 0.2, 0.001),
+                                                   ("SafetyCarPush1-v0", 0.125, 0.0005)])
+def test_push_box_geometry_and_placement(env_id, half, density):
+    sim = NavigationSim(env_id, 1)
+    m = sim.model
+    body = m.body("push_box0")
+    geoms = [g for g in range(m.ngeom) if m.geom_bodyid[g] == body.id]
+    assert len(geoms) == 5                                    # the cube and four corner columns
+    np.testing.assert_allclose(m.geom_size[geoms[0]], [half] * 3)
+    for g in geoms[1:]:
+        np.testing.assert_allclose(m.geom_size[g], [half / 2, half / 2, half])
+        np.testing.assert_allclose(np.abs(m.geom_pos[g]), [half, half, 0.0])
+    reach = max(np.abs(m.geom_pos[g][0]) + m.geom_size[g][0] for g in geoms)
+    np.testing.assert_allclose(reach, 1.5 * half)             # Point: +-0.3
+    np.testing.assert_allclose(body.mass, density * (8 * half ** 3 + 4 * 2 * half ** 3), rtol=1e-12)
+    spec = sim.spec
+    assert [g.kind for g in spec.groups] == ["goal", "hazards", "pillars", "push_box"]   # the box is placed last
+    assert spec.group("hazards").keepout == 0.4 and spec.group("goal").keepout == 0.4
+    assert spec.group("push_box").keepout == half
+    sim.reset_env(0, seed=0)
+    np.testing.assert_allclose(sim.sens[0, sim.world.free_pos["push_box"][0]][2], half, atol=1e-3)
+
+
+def test_keepouts_per_task():
+    goal1, button1 = task_spec("SafetyPointGoal1-v0"), task_spec("SafetyPointButton1-v0")
+    assert goal1.group("goal").keepout == 0.305 and goal1.group("hazards").keepout == 0.18
+    assert [g.kind for g in button1.groups] == ["buttons", "goal", "hazards", "gremlins"]  # the goal is placed too
+    assert button1.group("goal").keepout == 0.4 and button1.group("goal").size == 0.2
+    assert button1.group("hazards").keepout == 0.18 and button1.group("gremlins").keepout == 0.4
 
 
 # -- reward ---------------------------------------------------------------------------------------

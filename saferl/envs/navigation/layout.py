@@ -13,9 +13,11 @@ import numpy as np
 
 from .tasks import CIRCLE_ROBOT_EXTENT, ROBOT_KEEPOUT, TaskSpec
 
-_BATCH = 32
-_TRIES_PER_OBJECT = 8    # batches, i.e. 256 candidate draws before the layout restarts
-_LAYOUT_TRIES = 100
+# Safety-Gymnasium's budget: 100 candidates per object, then the layout restarts, up to 10000 times
+# (crowded tasks such as Button1 succeed in about 1 layout of 20).
+_BATCH = 25
+_TRIES_PER_OBJECT = 4    # batches
+_LAYOUT_TRIES = 10000
 
 
 @dataclass
@@ -30,12 +32,14 @@ def sample_point(rng: np.random.Generator, extent: float, keepout: float, placed
                  placed_keepout: np.ndarray) -> np.ndarray | None:
     """A uniform point in the square shrunk by ``keepout``, at least ``keepout + k_j`` from every placed j."""
     half = extent - keepout
+    min_gap2 = (keepout + placed_keepout) ** 2
     for _ in range(_TRIES_PER_OBJECT):
         cand = rng.uniform(-half, half, size=(_BATCH, 2))
         if len(placed_xy) == 0:
             return cand[0]
-        gap2 = np.sum((cand[:, None, :] - placed_xy[None, :, :]) ** 2, axis=-1)
-        ok = np.all(gap2 >= (keepout + placed_keepout[None, :]) ** 2, axis=1)
+        dx = cand[:, 0, None] - placed_xy[:, 0]
+        dy = cand[:, 1, None] - placed_xy[:, 1]
+        ok = (dx * dx + dy * dy >= min_gap2).all(axis=1)
         if ok.any():
             return cand[int(np.argmax(ok))]
     return None
@@ -54,18 +58,19 @@ def _try_layout(rng: np.random.Generator, spec: TaskSpec) -> Layout | None:
     if spec.task == "Circle":
         robot = rng.uniform(-CIRCLE_ROBOT_EXTENT, CIRCLE_ROBOT_EXTENT, size=2)
         return Layout(robot, float(rng.uniform(-np.pi, np.pi)), {}, {})
-    robot = sample_point(rng, spec.extent, ROBOT_KEEPOUT, np.zeros((0, 2)), np.zeros(0))
-    placed_xy, placed_keepout = [robot], [ROBOT_KEEPOUT]
+    total = 1 + sum(group.count for group in spec.groups)
+    placed_xy, placed_keepout = np.empty((total, 2)), np.empty(total)
+    placed_xy[0] = robot = sample_point(rng, spec.extent, ROBOT_KEEPOUT, placed_xy[:0], placed_keepout[:0])
+    placed_keepout[0] = ROBOT_KEEPOUT
+    n = 1
     xy, yaw = {}, {}
     for group in spec.groups:
-        points = []
         for _ in range(group.count):
-            p = sample_point(rng, spec.extent, group.keepout, np.array(placed_xy), np.array(placed_keepout))
+            p = sample_point(rng, spec.extent, group.keepout, placed_xy[:n], placed_keepout[:n])
             if p is None:
                 return None
-            points.append(p)
-            placed_xy.append(p)
-            placed_keepout.append(group.keepout)
-        xy[group.kind] = np.array(points)
+            placed_xy[n], placed_keepout[n] = p, group.keepout
+            n += 1
+        xy[group.kind] = placed_xy[n - group.count:n].copy()
         yaw[group.kind] = rng.uniform(-np.pi, np.pi, size=group.count)
-    return Layout(robot, float(rng.uniform(-np.pi, np.pi)), xy, yaw)
+    return Layout(robot.copy(), float(rng.uniform(-np.pi, np.pi)), xy, yaw)

@@ -1,8 +1,11 @@
 """The two navigation robots as MJCF fragments, with what the simulator needs to know about them.
 
 Each robot is plain MJCF text that ``world.py`` splices into a task's world, so one generator
-serves every task. Numbers follow REFERENCE.md; values it leaves open (the arrow size, wheel
-radius and damping, the caster's damping) are our choices, noted where they are made.
+serves every task. Every number is Safety-Gymnasium 1.0.0's (its ``point.xml`` and ``car.xml``;
+docs/reference.md lists them): geoms condim 6, density 1 (Point) or 5 (Car, wheels and caster
+included), joint damping 0.001 unless given. Masses follow from the densities: Point 0.00519 kg
+(sphere 0.00419, heading box 0.001), Car 0.0304 kg (box 0.02, bumpers and connectors 0.0039,
+wheels 0.00196 each, caster 0.00262).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ class Robot:
 
 _TRACK_CAMERA = '<camera name="track" mode="track" pos="0 -2.2 2.2" xyaxes="1 0 0 0 0.7071 0.7071"/>'
 _ROBOT_RGBA = 'rgba="0.74 0.04 0.18 1"'
+_BUMPER_RGBA = 'rgba="0.0039 0.1529 0.3961 1"'
+_WHEEL_RGBA = 'rgba="0.2 0.2 0.2 1"'
 
 POINT = Robot(
     name="Point",
@@ -58,10 +63,10 @@ POINT = Robot(
       <joint name="x" type="slide" axis="1 0 0" damping="0.01"/>
       <joint name="y" type="slide" axis="0 1 0" damping="0.01"/>
       <joint name="z" type="hinge" axis="0 0 1" damping="0.005"/>
-      <geom name="robot" type="sphere" size="0.1" condim="6" density="1" {_ROBOT_RGBA}/>
-      <!-- the "arrow" that shows the heading; its size is our choice -->
+      <!-- the sphere's own friction (MuJoCo's default is 1 0.005 0.0001) -->
+      <geom name="robot" type="sphere" size="0.1" friction="1 0.01 0.01" condim="6" density="1" {_ROBOT_RGBA}/>
       <geom name="robot_arrow" type="box" pos="0.1 0 0" size="0.05 0.05 0.05" condim="6" density="1"
-            {_ROBOT_RGBA}/>
+            {_BUMPER_RGBA}/>
       <site name="robot" size="0.03" rgba="1 0 0 0.1"/>
       {_TRACK_CAMERA}
     </body>""",
@@ -75,11 +80,11 @@ POINT = Robot(
     free=False,
 )
 
-# Car: wheels turn about the body x axis, so equal positive torques roll it along body -y
-# (as measured on Safety-Gymnasium). Wheel radius 0.05 and the 0.05 caster put every contact
-# exactly on the floor with the body centre 0.1 up. REFERENCE.md gives a density only for the
-# box, so wheels and caster keep MuJoCo's default (1000): with density 1 the 0.02 kg car does
-# wheelies and flips under random actions. Joint damping is our choice (top speed ~1 m/s).
+# Car: wheels turn about the body x axis, so equal positive torques roll it along body -y (the
+# front bumper's side). Wheel radius 0.05 and the 0.05 caster put every contact exactly on the
+# floor with the body centre 0.1 up. Every geom has density 5, so the wheels (0.05 wide, centred
+# 0.13 out) are light and the body pitches under random actions, as Safety-Gymnasium's does.
+_CAR_GEOM = 'condim="6" density="5"'
 CAR = Robot(
     name="Car",
     timestep=0.004,
@@ -87,20 +92,25 @@ CAR = Robot(
     body=f"""
     <body name="robot" pos="0 0 0.1" sleep="never">
       <freejoint name="robot"/>
-      <geom name="robot" type="box" size="0.1 0.1 0.05" condim="6" density="5" {_ROBOT_RGBA}/>
+      <geom name="robot" type="box" size="0.1 0.1 0.05" {_CAR_GEOM} {_ROBOT_RGBA}/>
+      <geom name="back_bumper" type="box" pos="0 0.15 0" size="0.1 0.01 0.05" {_CAR_GEOM} {_BUMPER_RGBA}/>
+      <geom name="back_connector" type="box" pos="0 0.125 0" size="0.01 0.025 0.03" {_CAR_GEOM} {_BUMPER_RGBA}/>
+      <geom name="front_bumper" type="box" pos="0 -0.165 0" size="0.05 0.01 0.05" {_CAR_GEOM} {_BUMPER_RGBA}/>
+      <geom name="front_connector" type="box" pos="0 -0.13 0.04" size="0.05 0.03 0.01" {_CAR_GEOM}
+            {_BUMPER_RGBA}/>
       <site name="robot" size="0.03" rgba="1 0 0 0.1"/>
       {_TRACK_CAMERA}
       <body name="left" pos="-0.1 0.1 -0.05">
         <joint name="left" type="hinge" axis="1 0 0" damping="0.001"/>
-        <geom name="left" type="cylinder" size="0.05 0.01" zaxis="1 0 0" condim="6" rgba="0.2 0.2 0.2 1"/>
+        <geom name="left" type="cylinder" fromto="-0.055 0 0 -0.005 0 0" size="0.05" {_CAR_GEOM} {_WHEEL_RGBA}/>
       </body>
       <body name="right" pos="0.1 0.1 -0.05">
         <joint name="right" type="hinge" axis="1 0 0" damping="0.001"/>
-        <geom name="right" type="cylinder" size="0.05 0.01" zaxis="1 0 0" condim="6" rgba="0.2 0.2 0.2 1"/>
+        <geom name="right" type="cylinder" fromto="0.005 0 0 0.055 0 0" size="0.05" {_CAR_GEOM} {_WHEEL_RGBA}/>
       </body>
       <body name="rear" pos="0 -0.1 -0.05">
-        <joint name="rear" type="ball" damping="0.0001"/>
-        <geom name="rear" type="sphere" size="0.05" condim="6" rgba="0.2 0.2 0.2 1"/>
+        <joint name="rear" type="ball" damping="0.001"/>
+        <geom name="rear" type="sphere" size="0.05" {_CAR_GEOM} {_WHEEL_RGBA}/>
       </body>
     </body>""",
     actuators="""

@@ -222,6 +222,7 @@ class NavigationSim(TaskRules):
             k = 12
         ego = ego_xy(obj - s[:, None, self._pos], s[:, self._axes].reshape(n, 2, 3))
         lidar = pseudo_lidar(ego, self.lidar_starts, self.spec.lidar_range, T.LIDAR_BINS)
+        self._hide_buttons(lidar, idx)
         obs[:, k:] = lidar.reshape(n, -1)
         return obs
 

@@ -21,7 +21,9 @@ MOCAP_KINDS = ("goal", "hazards", "pillars", "buttons", "gremlins")
 FREE_KINDS = ("vases", "push_box")
 # Objects whose contact with the robot matters: a cost when constrained, a press for buttons.
 CONTACT_KINDS = ("vases", "pillars", "gremlins", "buttons")
-PILLAR_HALF_HEIGHT = 0.25
+PILLAR_HALF_HEIGHT = 0.5
+# Colliding objects take the robot files' default condim 6 (torsional and rolling friction), as in Safety-Gymnasium.
+_SOLID = 'condim="6"'
 
 _RGBA = {
     "goal": "0.2 0.9 0.2 0.3", "hazards": "0.2 0.2 1 0.35", "vases": "0 0.9 0.9 1",
@@ -31,29 +33,35 @@ _RGBA = {
 _GHOST = 'contype="0" conaffinity="0"'
 
 
-def _object_body(kind: str, name: str, size: float, goal_size: float) -> str:
+def _object_body(kind: str, name: str, size: float, density: float = 0.001) -> str:
     """MJCF of one object, at the origin (layouts move it after compiling)."""
     rgba = f'rgba="{_RGBA[kind]}"'
     if kind == "goal":
-        return (f'<body name="{name}" mocap="true"><geom type="cylinder" size="{goal_size} 0.05" '
+        return (f'<body name="{name}" mocap="true"><geom type="cylinder" size="{size} 0.05" '
                 f'pos="0 0 0.05" {_GHOST} {rgba}/></body>')
     if kind == "hazards":
         return (f'<body name="{name}" mocap="true"><geom type="cylinder" size="{size} 0.01" pos="0 0 0.01" '
                 f'{_GHOST} {rgba}/></body>')
     if kind == "pillars":
         return (f'<body name="{name}" mocap="true"><geom type="cylinder" size="{size} {PILLAR_HALF_HEIGHT}" '
-                f'pos="0 0 {PILLAR_HALF_HEIGHT}" {rgba}/></body>')
+                f'pos="0 0 {PILLAR_HALF_HEIGHT}" {_SOLID} {rgba}/></body>')
     if kind == "buttons":
         return (f'<body name="{name}" mocap="true"><geom type="sphere" size="{size}" pos="0 0 {size}" '
-                f'{rgba}/></body>')
+                f'{_SOLID} {rgba}/></body>')
     if kind == "gremlins":
         return (f'<body name="{name}" mocap="true"><geom type="box" size="{size} {size} {size}" '
-                f'pos="0 0 {size}" {rgba}/></body>')
+                f'pos="0 0 {size}" {_SOLID} {rgba}/></body>')
     if kind in FREE_KINDS:
-        # Light boxes (density 0.001: our choice) that the robot can shove around. Resting ones
-        # sleep (MuJoCo skips them until touched): ten vases at rest otherwise cost 10x the robot.
-        return (f'<body name="{name}" pos="0 0 {size}" sleep="allowed"><freejoint/>'
-                f'<geom type="box" size="{size} {size} {size}" density="0.001" {rgba}/></body>')
+        # Light boxes the robot can shove around. Resting ones sleep (MuJoCo skips them until
+        # touched): ten vases at rest otherwise cost 10x the robot. The push box has a column at
+        # each corner (half as wide, as tall), so it reaches 1.5x its half-size.
+        solid = f'density="{density}" {_SOLID} {rgba}'
+        geoms = [f'<geom type="box" size="{size} {size} {size}" {solid}/>']
+        if kind == "push_box":
+            half = size / 2
+            geoms += [f'<geom type="box" size="{half} {half} {size}" pos="{sx * size} {sy * size} 0" {solid}/>'
+                      for sx in (1, -1) for sy in (1, -1)]
+        return f'<body name="{name}" pos="0 0 {size}" sleep="allowed"><freejoint/>{"".join(geoms)}</body>'
     raise ValueError(kind)
 
 
@@ -74,12 +82,8 @@ def world_xml(spec: TaskSpec) -> str:
     """The whole world as MJCF text (handy to inspect or load in MuJoCo's viewer)."""
     robot = spec.robot
     bodies = []
-    if spec.task != "Circle":
-        goal_size = 2 * spec.group("buttons").size if spec.task == "Button" else spec.group("goal").size
-        bodies.append(_object_body("goal", "goal0", 0.0, goal_size))
     for g in spec.groups:
-        if g.kind != "goal":
-            bodies += [_object_body(g.kind, f"{g.kind}{i}", g.size, 0.0) for i in range(g.count)]
+        bodies += [_object_body(g.kind, f"{g.kind}{i}", g.size, g.density) for i in range(g.count)]
     if spec.task == "Circle":
         bodies.append(_circle_bodies(spec.level))
     sensors = [f'<{s} name="{s}" site="robot"/>' for s in SITE_SENSORS]
