@@ -155,7 +155,7 @@ def reference_rollout(env_id, num_envs, seed, actions, max_episode_steps, **kwar
 
 
 def assert_matches_reference(vec, first, steps, actions):
-    np.testing.assert_array_equal(vec.reset(), first)
+    np.testing.assert_array_equal(vec.reset()[0], first)
     ended = 0
     for batch, ref in zip(actions, steps, strict=True):
         obs, reward, cost, terminated, truncated, info = vec.step(batch)
@@ -214,8 +214,9 @@ def test_vector_api_attributes_and_shapes(backend):
     assert vec.num_envs == 4 and vec.env_id == "SafetyHalfCheetahVelocityEffort-v1"
     assert vec.single_observation_space.shape == (17,) and vec.single_action_space.shape == (6,)
     assert vec.num_costs == 2 and vec.cost_names == ["velocity", "effort"] and vec.max_episode_steps == 1000
-    obs = vec.reset()
-    assert obs.shape == (4, 17) and obs.dtype == np.float64
+    obs, infos = vec.reset()
+    assert obs.shape == (4, 17) and obs.dtype == np.float64 and infos == {}
+    assert vec.observation_keys is None
     obs, reward, cost, terminated, truncated, info = vec.step(np.zeros((4, 6)))
     assert obs.shape == (4, 17) and reward.shape == (4,) and reward.dtype == np.float64
     assert cost.shape == (4, 2) and cost.dtype == np.float64
@@ -241,7 +242,7 @@ def test_actions_are_clipped_to_the_action_space(backend):
 def test_seeding_is_reproducible(backend):
     def first_obs(reset_seed, make_seed=None):
         with envs.make("SafetyAntVelocity-v1", 3, seed=make_seed, backend=backend) as vec:
-            return vec.reset(seed=reset_seed)
+            return vec.reset(seed=reset_seed)[0]
 
     np.testing.assert_array_equal(first_obs(4), first_obs(4))
     assert not np.array_equal(first_obs(4), first_obs(5))
@@ -249,9 +250,9 @@ def test_seeding_is_reproducible(backend):
     np.testing.assert_array_equal(first_obs(None, make_seed=4), first_obs(4))  # make's seed is the default
     assert not np.array_equal(first_obs(None), first_obs(None))  # no seed: fresh entropy
     with envs.make("SafetyAntVelocity-v1", 2, seed=9, backend=backend) as vec:
-        a, b = vec.reset(), vec.reset()  # an unseeded reset continues each env's RNG
+        a, b = vec.reset()[0], vec.reset()[0]  # an unseeded reset continues each env's RNG
         assert not np.array_equal(a, b)
-        np.testing.assert_array_equal(vec.reset(seed=9), a)
+        np.testing.assert_array_equal(vec.reset(seed=9)[0], a)
 
 
 @pytest.mark.parametrize("backend", ["batched", "sync"])
@@ -359,8 +360,8 @@ class SixTupleWalk:
 def test_user_factory_envs(factory):
     vec = envs.make(factory, num_envs=3, seed=0, max_episode_steps=5)
     assert vec.num_costs == 1 and vec.max_episode_steps == 5
-    start = vec.reset()
-    np.testing.assert_array_equal(start, envs.make(factory, num_envs=3, seed=0).reset())
+    start = vec.reset()[0]
+    np.testing.assert_array_equal(start, envs.make(factory, num_envs=3, seed=0).reset()[0])
     x, length, terminations = start[:, 0].copy(), np.zeros(3, int), 0
     for step_size in [0.5] * 5 + [1.0] * 6:  # first a truncation at 5 steps, then terminations
         obs, reward, cost, terminated, truncated, info = vec.step(np.full((3, 1), step_size))
@@ -396,7 +397,7 @@ def test_user_env_by_registered_id_and_multiple_costs():
 def test_env_without_cost_is_rejected_clearly():
     vec = envs.make("Pendulum-v1", num_envs=1, seed=0)
     vec.reset()
-    with pytest.raises(KeyError, match="cost"):
+    with pytest.raises(ValueError, match="cost"):
         vec.step(np.zeros((1, 1)))
 
 
@@ -434,3 +435,96 @@ def test_module_prefixed_id_imports_the_registering_module(tmp_path, monkeypatch
     vec = envs.make("my_safe_task:MySafeTaskForTest-v0", num_envs=2, seed=0)
     assert vec.env_id == "MySafeTaskForTest-v0"
     vec.close()
+
+
+# --------------------------------------------------------------------------------------------
+# One base class: list seeds, Dict observations, success, thread policy
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("env_id", "backend"), [
+    ("SafetyHopperVelocity-v1", "auto"), ("SafetyHopperVelocity-v1", "sync"),
+    ("SafetyPointGoal1-v0", "auto"), ("SafetyToyVelocity-v0", "auto")])
+def test_list_seeds_let_members_share_one_env(env_id, backend):
+    """Member k's envs (seeds s_k + i) behave exactly like a separate vector env seeded s_k, across autoresets."""
+    members, per_member, horizon = (3, 40), 2, 7
+    shared = envs.make(env_id, len(members) * per_member, backend=backend, max_episode_steps=horizon)
+    separate = [envs.make(env_id, per_member, seed=s, backend=backend, max_episode_steps=horizon) for s in members]
+    obs, infos = shared.reset(seed=[s + i for s in members for i in range(per_member)])
+    assert infos == {}
+    np.testing.assert_array_equal(obs, np.concatenate([vec.reset()[0] for vec in separate]))
+    actions = random_actions(shared.single_action_space, 2 * horizon + 3, shared.num_envs, seed=1)
+    for batch in actions:
+        out = shared.step(batch)
+        parts = [vec.step(chunk) for vec, chunk in zip(separate, np.split(batch, len(members)), strict=True)]
+        for k in range(5):
+            np.testing.assert_array_equal(out[k], np.concatenate([p[k] for p in parts]))
+        np.testing.assert_array_equal(out[5]["final_obs"], np.concatenate([p[5]["final_obs"] for p in parts]))
+    for vec in [shared, *separate]:
+        vec.close()
+
+
+def test_bad_seeds_are_one_line_errors():
+    with pytest.raises(ValueError, match="got 2 seeds for 3 envs"):
+        envs.make("SafetyToyVelocity-v0", 3, seed=[1, 2])
+    vec = envs.make("SafetyToyVelocity-v0", 3)
+    with pytest.raises(ValueError, match="seed must be None, an int or a list"):
+        vec.reset(seed="7")
+    with pytest.raises(ValueError, match="got 4 seeds for 3 envs"):
+        vec.reset(seed=[1, 2, 3, 4])
+
+
+class ReportsCost(gymnasium.Wrapper):
+    """Any gymnasium env as a safe one: zero cost, for API tests."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "cost": 0.0}
+
+
+def test_dict_observations_are_flattened_in_the_space_key_order():
+    gymnasium_robotics = pytest.importorskip("gymnasium_robotics")
+    gymnasium.register_envs(gymnasium_robotics)
+    vec = envs.make(lambda: ReportsCost(gymnasium.make("FetchReach-v4")), num_envs=2, seed=3)
+    assert vec.observation_keys == [("achieved_goal", 3), ("desired_goal", 3), ("observation", 10)]
+    assert vec.single_observation_space.shape == (16,) and vec.single_observation_space.dtype == np.float64
+    obs, _ = vec.reset()
+    single = gymnasium.make("FetchReach-v4")
+    first, _ = single.reset(seed=4)  # env 1 of the vector env
+    np.testing.assert_array_equal(obs[1], np.concatenate([first["achieved_goal"], first["desired_goal"],
+                                                          first["observation"]]))
+    np.testing.assert_array_equal(obs[1], envs.flatten_observation(first, vec.observation_keys))
+    action = np.full((2, 4), 0.3, np.float32)
+    next_obs, _, _, _, _, info = vec.step(action)
+    expected, _, _, _, single_info = single.step(action[1])
+    np.testing.assert_array_equal(next_obs[1], envs.flatten_observation(expected, vec.observation_keys))
+    assert info["is_success"].shape == (2,) and info["is_success"][1] == single_info["is_success"]
+    vec.close()
+
+
+def test_success_is_reported_for_finished_episodes_at_their_final_step():
+    class Succeeds(LineWalk):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, reward, terminated, truncated, {**info, "is_success": self.x > 0.9}
+
+    vec = envs.make(Succeeds, num_envs=2, seed=0, max_episode_steps=3)
+    obs, _ = vec.reset()
+    for _ in range(3):
+        _, _, _, _, _, info = vec.step(np.full((2, 1), 0.3))
+    assert info["episode_done"].all() and info["is_success"].dtype == np.float64
+    np.testing.assert_array_equal(info["is_success"], (obs[:, 0] + 0.9 > 0.9).astype(float))
+    assert "is_success" not in envs.make(LineWalk, 1, seed=0).reset()[1]
+
+
+def test_one_thread_policy_for_every_batched_backend():
+    from saferl.envs.threads import available_cpus, default_num_threads
+
+    assert default_num_threads(64) == available_cpus() and default_num_threads(1) == 1
+    assert default_num_threads(8, 3) == 3 and default_num_threads(2, 5) == 2
+    with pytest.raises(ValueError, match="num_threads"):
+        default_num_threads(4, 0)
+    expected = min(available_cpus(), 3)
+    for env_id in ("SafetyHalfCheetahVelocity-v1", "SafetyPointGoal1-v0"):
+        with envs.make(env_id, 3, seed=0) as vec:
+            assert vec.num_threads == expected

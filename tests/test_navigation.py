@@ -47,7 +47,7 @@ def test_observation_sizes(env_id, dim):
     with make_navigation_vec(env_id, num_envs=2, seed=0) as env:
         assert env.single_observation_space.shape == (dim,)
         assert env.single_action_space == gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float64)
-        assert env.reset().shape == (2, dim)
+        assert env.reset()[0].shape == (2, dim)
         assert env.num_costs == 1 and env.cost_names == ["cost"]
 
 
@@ -386,7 +386,7 @@ def test_push_box_on_goal_gives_bonus():
 @pytest.mark.parametrize("env_id", NAVIGATION_IDS)
 def test_random_rollout_ranges(env_id):
     with make_navigation_vec(env_id, num_envs=2, seed=1, max_episode_steps=30) as env:
-        obs = env.reset()
+        obs, _ = env.reset()
         base = task_spec(env_id).robot.obs_sensor_dim
         rng = np.random.default_rng(0)
         for _ in range(40):
@@ -417,12 +417,12 @@ def test_layouts_respect_keepouts(env_id):
 def test_layouts_reproducible_by_seed():
     with make_navigation_vec("SafetyPointGoal1-v0", num_envs=3, seed=7) as a, \
          make_navigation_vec("SafetyPointGoal1-v0", num_envs=1, seed=8) as b:
-        first = a.reset()
-        np.testing.assert_array_equal(a.reset(seed=7), first)
-        np.testing.assert_array_equal(b.reset()[0], first[1])   # env i is seeded with seed + i
+        first, _ = a.reset()
+        np.testing.assert_array_equal(a.reset(seed=7)[0], first)
+        np.testing.assert_array_equal(b.reset()[0][0], first[1])   # env i is seeded with seed + i
         assert not np.allclose(first[0], first[1])
-        assert not np.allclose(a.reset(seed=100), first)
-        assert not np.allclose(a.reset(), a.reset())             # no seed: RNGs keep going
+        assert not np.allclose(a.reset(seed=100)[0], first)
+        assert not np.allclose(a.reset()[0], a.reset()[0])       # no seed: RNGs keep going
 
 
 # -- episodes -------------------------------------------------------------------------------------
@@ -445,7 +445,7 @@ def test_default_episode_lengths():
 
 def test_autoreset_final_obs_and_episode_stats():
     with make_navigation_vec("SafetyPointGoal1-v0", num_envs=3, seed=0, max_episode_steps=5) as env:
-        obs = env.reset()
+        obs, _ = env.reset()
         rng = np.random.default_rng(0)
         rewards, costs = [], []
         for t in range(1, 6):
@@ -476,7 +476,7 @@ def test_gymnasium_registration_and_single_env():
     assert info["cost"] in (0.0, 1.0) and isinstance(reward, float) and not terminated
     env.close()
     with make_navigation_vec("SafetyPointGoal1-v0", seed=0) as vec:
-        np.testing.assert_array_equal(vec.reset()[0], gymnasium.make("SafetyPointGoal1-v0").reset(seed=0)[0])
+        np.testing.assert_array_equal(vec.reset()[0][0], gymnasium.make("SafetyPointGoal1-v0").reset(seed=0)[0])
 
 
 def test_render_offscreen():

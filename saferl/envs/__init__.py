@@ -35,9 +35,9 @@ from collections.abc import Callable
 import gymnasium
 
 from saferl.envs.batched import BatchedVelocityEnv, physics_ceiling
-from saferl.envs.navigation import NAVIGATION_IDS, make_navigation_vec
+from saferl.envs.navigation import NAVIGATION_IDS, NavigationVectorEnv
 from saferl.envs.toy import TOY_ID, ToyVelocityVecEnv
-from saferl.envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv
+from saferl.envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv, flatten_observation
 from saferl.envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
 
 register_velocity_envs()
@@ -48,6 +48,7 @@ __all__ = [
     "BatchedVelocityEnv",
     "SyncVectorEnv",
     "VectorEnv",
+    "flatten_observation",
     "make",
     "make_safe_env",
     "physics_ceiling",
@@ -56,15 +57,16 @@ __all__ = [
 BACKENDS = ("auto", "batched", "sync")
 
 
-def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed: int | None = None, *,
+def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed: int | list[int] | None = None, *,
          backend: str = "auto", max_episode_steps: int | None = None, num_threads: int | None = None,
          **kwargs) -> VectorEnv:
     """N copies of an env behind the ``VectorEnv`` API.
 
-    ``env_id_or_factory``: one of our velocity ids, any gymnasium id whose env reports
-    ``info["cost"]``, or a zero-argument factory. ``seed``: env i is seeded with ``seed + i`` on
-    the first reset (None: fresh entropy). ``max_episode_steps`` overrides the time limit.
-    ``num_threads`` (batched backend): threads stepping the physics, default ``min(cores, N)``.
+    ``env_id_or_factory``: one of our ids, any gymnasium id whose env reports ``info["cost"]``,
+    or a zero-argument factory. ``seed``: the first reset's seed (env i gets ``seed + i``, or
+    ``seed[i]`` for a list; None: fresh entropy). ``max_episode_steps`` overrides the time limit.
+    ``num_threads`` (batched backends): threads stepping the physics, default ``min(cores, N)``
+    (``saferl.envs.threads``).
     Other ``kwargs`` go to the env constructor (only for ids).
     """
     if backend not in BACKENDS:
@@ -77,8 +79,8 @@ def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed:
         return ToyVelocityVecEnv(num_envs, seed, max_episode_steps)
     env_id = _check_env_id(env_id_or_factory)
     if env_id in NAVIGATION_IDS and backend != "sync" and not kwargs:  # natively batched
-        return make_navigation_vec(env_id, num_envs, seed, max_episode_steps=max_episode_steps,
-                                   num_threads=num_threads or 1)
+        return NavigationVectorEnv(env_id, num_envs, seed, max_episode_steps=max_episode_steps,
+                                   num_threads=num_threads)
     batched_ok = env_id in VELOCITY_TASKS and "render_mode" not in kwargs
     if backend == "batched" and not batched_ok:
         raise ValueError(f"no batched backend for {env_id!r} with these arguments; use backend='sync'")
@@ -113,6 +115,10 @@ def _check_env_id(env_id: str) -> str:
             importlib.import_module(module)
         except ImportError as exc:
             raise ValueError(f"cannot import {module!r} to register {env_id!r}: {exc}") from None
+        except Exception as exc:  # the user's module itself failed: say where and why in one line
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise ValueError(f"importing {module!r} to register {env_id!r} failed: {type(exc).__name__}"
+                             f"{': ' + detail if detail else ''}") from None
     if env_id in VELOCITY_TASKS or env_id in gymnasium.registry:
         return env_id
     known = list(VELOCITY_ENV_IDS) + [i for i in gymnasium.registry if i not in VELOCITY_TASKS]

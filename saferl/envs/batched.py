@@ -7,13 +7,8 @@ How the time is spent, and why it is organised this way (2-core VM, HalfCheetah,
   constraint-solver warm start, which exact equality with gymnasium needs. ``mujoco.rollout``
   would run the whole batch in C, but it restarts the warm start on every call and cannot
   return it, so its trajectories drift from gymnasium's; we do not use it.
-* Threads, not processes: ``mj_step`` releases the GIL, so the caller plus ``num_threads - 1``
-  persistent helper threads step disjoint envs in parallel while sharing memory.
-* Dynamic sharing: every thread pulls the next env index from one shared iterator. Waking a
-  sleeping helper takes 20-35 us on this VM; with a fixed half/half split that latency (and any
-  imbalance) is added to every step, with sharing the caller just steps more envs meanwhile
-  (measured, noisy machine: ~42k vs ~38k env-steps/s). Helpers are woken with bare
-  ``threading.Lock`` hand-offs (~45 us round trip, ``ThreadPoolExecutor`` ~58 us).
+* Threads (``saferl.envs.threads``): ``mj_step`` releases the GIL, so the caller and helper
+  threads step disjoint envs in parallel, each pulling the next env from one shared iterator.
 * The python work per env is kept minimal because it holds the GIL, and a thread whose
   ``mj_step`` returns while the other holds it pays a full wake-up to get it back (the main
   remaining loss against the open-loop ``physics_ceiling``): copy the action into ``ctrl``,
@@ -30,7 +25,6 @@ seeded like ``Env.reset(seed=seed + i)``), then ``mj_resetData`` + state + ``mj_
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -39,16 +33,9 @@ import mujoco
 import numpy as np
 from gymnasium.utils import seeding
 
+from saferl.envs.threads import ThreadTeam, default_num_threads
 from saferl.envs.vector import VectorEnv
 from saferl.envs.velocity import MAX_EPISODE_STEPS, VELOCITY_TASKS, planar_speed, squared_norm
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
 
 # ---------------------------------------------------------------------------------------------
 # Per-robot v4 formulas, vectorised over envs. `g` maps an MjData field name to its [N, ...] buffer.
@@ -233,79 +220,6 @@ _ROBOT_FORMULAS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Threads
-# ---------------------------------------------------------------------------------------------
-
-
-class _Helper:
-    """A persistent thread that runs one task per ``start``/``wait`` pair (bare lock hand-offs)."""
-
-    def __init__(self):
-        self._go = threading.Lock()
-        self._go.acquire()
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._task = None
-        self._error = None
-        self._thread = threading.Thread(target=self._loop, name="saferl-mujoco-step", daemon=True)
-        self._thread.start()
-
-    def _loop(self):
-        while True:
-            self._go.acquire()
-            task = self._task
-            if task is None:
-                return
-            try:
-                task()
-            except BaseException as error:  # re-raised on the calling thread by wait()
-                self._error = error
-            task = None
-            self._done.release()
-
-    def start(self, task):
-        self._task = task
-        self._go.release()
-
-    def wait(self):
-        self._done.acquire()
-        self._task = None
-        error, self._error = self._error, None
-        return error
-
-    def stop(self):
-        self._task = None
-        self._go.release()
-        self._thread.join(timeout=5.0)  # bounded: never hang interpreter shutdown
-
-
-class _ThreadTeam:
-    """Runs one task on the calling thread and on ``size - 1`` helpers at once."""
-
-    def __init__(self, size: int):
-        self._helpers = [_Helper() for _ in range(max(size, 1) - 1)]
-
-    def run(self, task, then=None) -> None:
-        """Run ``task`` everywhere; the caller runs ``then`` after its share, while helpers finish."""
-        for helper in self._helpers:
-            helper.start(task)
-        try:
-            task()
-            if then is not None:
-                then()
-        finally:
-            errors = [helper.wait() for helper in self._helpers]
-        for error in errors:
-            if error is not None:
-                raise error
-
-    def close(self) -> None:
-        helpers, self._helpers = self._helpers, []
-        for helper in helpers:
-            helper.stop()
-
-
-# ---------------------------------------------------------------------------------------------
 # The batched env
 # ---------------------------------------------------------------------------------------------
 
@@ -328,7 +242,7 @@ class BatchedVelocityEnv(VectorEnv):
         self.single_action_space = template.action_space
         self.cost_names = list(template.cost_names)
         self.max_episode_steps = MAX_EPISODE_STEPS if max_episode_steps is None else max_episode_steps
-        self._setup_common(num_envs, seed)
+        self._setup(num_envs, seed)
 
         self._robot = robot = _ROBOT_FORMULAS[task.robot](template)
         self._speed = template.speed
@@ -360,19 +274,17 @@ class BatchedVelocityEnv(VectorEnv):
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
         self._position = None
         self._actions = None
-        self._pending = iter(())
-        threads = min(available_cpus(), num_envs) if num_threads is None else num_threads
-        self.num_threads = max(1, min(threads, num_envs))
-        self._team = _ThreadTeam(self.num_threads)
+        self.num_threads = default_num_threads(num_envs, num_threads)
+        self._team = ThreadTeam(self.num_threads)
 
     # -- stepping ----------------------------------------------------------------------------
 
-    def _step_pending(self) -> None:
-        """Step envs until the shared queue is empty (runs on every thread of the team)."""
+    def _step_some(self, pending) -> None:
+        """Step the envs no other thread took (runs on every thread of the team)."""
         model, substeps, mj_step = self.model, self._frame_skip, mujoco.mj_step
         contact_forces = mujoco.mj_rnePostConstraint if self._robot.needs_contact_forces else None
         actions, datas, ctrls, copies = self._actions, self.datas, self._ctrls, self._copies
-        for i in self._pending:
+        for i in pending:
             ctrls[i][:] = actions[i]
             data = datas[i]
             mj_step(model, data, substeps)
@@ -381,11 +293,9 @@ class BatchedVelocityEnv(VectorEnv):
             for row, view in copies[i]:
                 row[...] = view
 
-    def step(self, actions):
-        actions = self._prepare_actions(actions)
+    def _step_envs(self, actions):
         self._actions = actions
-        self._pending = iter(range(self.num_envs))
-        self._team.run(self._step_pending, then=self._action_terms)
+        self._team.for_each(self._step_some, self.num_envs, then=self._action_terms)
         self._actions = None
 
         robot, g = self._robot, self._gathered
@@ -398,26 +308,15 @@ class BatchedVelocityEnv(VectorEnv):
             terminated = ~healthy
         else:
             terminated = np.zeros(self.num_envs, dtype=bool)
-        truncated = self._truncated
         cost = self._costs(velocity)
         obs = robot.observe(g)
-
-        done = terminated | truncated
-        info = self._episode_info(reward, cost, done)
-        info["final_obs"] = obs
-        info["velocity"] = self._speed_values  # what the speed limit is measured on (reports use it)
-        if done.any():
-            for i in np.flatnonzero(done):
-                self._reset_env(i)
-            obs = robot.observe(g)
-            self._position = robot.position(g)
-        return obs, reward, cost, terminated, truncated, info
+        # info["velocity"]: what the speed limit is measured on (reports use it)
+        return obs, reward, cost, terminated, np.zeros(self.num_envs, dtype=bool), {"velocity": self._speed_values}
 
     def _action_terms(self) -> None:
         """Terms that need only the actions, computed while the helper threads finish stepping."""
         actions = self._actions
         self._ctrl_cost = self._robot.ctrl_cost(actions)
-        self._truncated = self._episode_length + 1 >= self.max_episode_steps
         self._cost = cost = np.empty((self.num_envs, self.num_costs))
         if self._effort_threshold is not None:
             cost[:, 1] = squared_norm(actions) > self._effort_threshold
@@ -434,21 +333,21 @@ class BatchedVelocityEnv(VectorEnv):
 
     # -- resetting ---------------------------------------------------------------------------
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        seeds = self._reset_seeds(seed)
-        for i in range(self.num_envs):
-            if seeds is not None:
-                self._rngs[i] = seeding.np_random(seeds[i])[0]
-            self._reset_env(i)
-        self._clear_episodes()
-        self._position = self._robot.position(self._gathered)
-        return self._robot.observe(self._gathered)
+    def _reset_envs(self, indices, seeds):
+        for i, seed in zip(indices, seeds, strict=True):
+            self._reset_env(i, seed)
+        robot, g = self._robot, self._gathered
+        if self._position is None or len(indices) == self.num_envs:
+            self._position = robot.position(g)
+        else:
+            self._position[indices] = robot.position(g)[indices]
+        return robot.observe(g)[indices]
 
-    def _reset_env(self, i: int) -> None:
+    def _reset_env(self, i: int, seed: int | None) -> None:
         """gymnasium's ``MujocoEnv.reset`` + v4 ``reset_model`` for env i, same draws in the same order."""
+        if seed is not None or self._rngs[i] is None:  # never seeded: fresh entropy, as gymnasium's np_random
+            self._rngs[i] = seeding.np_random(seed)[0]
         rng = self._rngs[i]
-        if rng is None:  # never seeded: fresh entropy, as gymnasium's lazy np_random
-            rng = self._rngs[i] = seeding.np_random()[0]
         model, data, scale = self.model, self.datas[i], self._noise_scale
         mujoco.mj_resetData(model, data)
         qpos = self._init_qpos + rng.uniform(low=-scale, high=scale, size=model.nq)
@@ -462,14 +361,10 @@ class BatchedVelocityEnv(VectorEnv):
         for row, view in self._copies[i]:
             row[...] = view
 
-    def close(self) -> None:
-        team = getattr(self, "_team", None)
-        if team is not None:
-            team.close()
-        template = getattr(self, "_template", None)
-        if template is not None:
-            template.close()
-            self._template = None
+    def _close(self) -> None:
+        for part in (getattr(self, "_team", None), getattr(self, "_template", None)):
+            if part is not None:
+                part.close()
 
     def __del__(self):
         self.close()
@@ -498,7 +393,7 @@ def physics_ceiling(env_id: str, num_envs: int = 16, seconds: float = 2.0,
         datas.append(data)
     env.close()
 
-    threads = min(available_cpus(), num_envs) if num_threads is None else max(1, num_threads)
+    threads = default_num_threads(num_envs, num_threads)
     chunks = [chunk for chunk in np.array_split(np.arange(num_envs), threads) if len(chunk)]
     counts = [0] * len(chunks)
     ready = threading.Barrier(len(chunks))

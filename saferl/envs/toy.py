@@ -11,61 +11,41 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from saferl.envs.vector import VectorEnv
+
 TOY_ID = "SafetyToyVelocity-v0"
 SPEED_THRESHOLD = 0.25
 
 
-class ToyVelocityVecEnv:
-    env_id = TOY_ID
-    num_costs = 1
-    cost_names = ["cost_velocity"]
+class ToyVelocityVecEnv(VectorEnv):
+    """Observation: (episode phase, a little per-env noise); one RNG per env, so seeds work as everywhere."""
 
-    def __init__(self, num_envs: int = 1, seed: int | None = None, max_episode_steps: int | None = None):
-        self.num_envs = num_envs
+    def __init__(self, num_envs: int = 1, seed: int | list[int] | None = None, max_episode_steps: int | None = None):
+        self.env_id = TOY_ID
+        self.cost_names = ["cost_velocity"]
         self.max_episode_steps = max_episode_steps or 50
         self.single_observation_space = spaces.Box(-1.0, 1.0, (2,), np.float64)
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self.rng = np.random.default_rng(seed)
-        self.elapsed = np.zeros(num_envs, np.int64)
-        self.episode_return = np.zeros(num_envs)
-        self.episode_cost = np.zeros((num_envs, 1))
+        self._setup(num_envs, seed)
+        self._rngs: list[np.random.Generator | None] = [None] * num_envs
+        self._elapsed = np.zeros(num_envs, np.int64)
 
-    def _obs(self) -> np.ndarray:
-        phase = self.elapsed / self.max_episode_steps
-        noise = self.rng.uniform(-0.05, 0.05, self.num_envs)
+    def _observe(self, indices) -> np.ndarray:
+        phase = self._elapsed[indices] / self.max_episode_steps
+        noise = [self._rngs[i].uniform(-0.05, 0.05) for i in indices]
         return np.stack([phase, noise], axis=1)
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self.elapsed[:] = 0
-        self.episode_return[:] = 0
-        self.episode_cost[:] = 0
-        return self._obs()
+    def _reset_envs(self, indices, seeds):
+        for i, seed in zip(indices, seeds, strict=True):
+            if seed is not None or self._rngs[i] is None:
+                self._rngs[i] = np.random.default_rng(seed)
+        self._elapsed[indices] = 0
+        return self._observe(indices)
 
-    def step(self, actions):
-        speed = np.clip(np.asarray(actions, np.float64).reshape(self.num_envs, -1)[:, 0], -1.0, 1.0)
-        reward = speed
+    def _step_envs(self, actions):
+        speed = actions[:, 0].astype(np.float64)
         cost = (speed > SPEED_THRESHOLD).astype(np.float64)[:, None]
-        self.elapsed += 1
-        self.episode_return += reward
-        self.episode_cost += cost
-        truncated = self.elapsed >= self.max_episode_steps
-        terminated = np.zeros(self.num_envs, bool)
-        info = {
-            "episode_done": truncated.copy(),
-            "episode_return": self.episode_return.copy(),
-            "episode_cost": self.episode_cost.copy(),
-            "episode_length": self.elapsed.copy(),
-        }
-        final_obs = self._obs()
-        info["final_obs"] = final_obs
-        if truncated.any():
-            self.elapsed[truncated] = 0
-            self.episode_return[truncated] = 0
-            self.episode_cost[truncated] = 0
-        obs = self._obs() if truncated.any() else final_obs
-        return obs, reward, cost, terminated, truncated, info
-
-    def close(self) -> None:
-        pass
+        self._elapsed += 1
+        obs = self._observe(range(self.num_envs))
+        never = np.zeros(self.num_envs, bool)
+        return obs, speed, cost, never, never, {}

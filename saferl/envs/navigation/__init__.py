@@ -18,11 +18,11 @@ __all__ = ["NAVIGATION_IDS", "NavigationEnv", "NavigationVectorEnv", "benchmark"
 
 
 def make_navigation_vec(env_id: str, num_envs: int = 1, seed: int | None = None,
-                        max_episode_steps: int | None = None, num_threads: int = 1) -> NavigationVectorEnv:
+                        max_episode_steps: int | None = None, num_threads: int | None = None) -> NavigationVectorEnv:
     """A batch of ``num_envs`` copies of ``env_id`` (see ``NavigationVectorEnv`` for the step contract).
 
-    ``num_threads > 1`` steps the physics of large batches on a thread pool (``mj_step`` releases
-    the GIL). It pays only when that many cores are actually idle, so one thread is the default.
+    ``num_threads``: threads stepping the physics, default ``min(cores, num_envs)`` (the policy of
+    every batched backend, see ``saferl.envs.threads``).
     """
     return NavigationVectorEnv(env_id, num_envs=num_envs, seed=seed, max_episode_steps=max_episode_steps,
                                num_threads=num_threads)

@@ -3,16 +3,16 @@
 Per step, the only per-env Python is writing the controls, ``mj_step`` and one copy of
 ``sensordata`` (``world.py`` puts everything we need there); observation, reward and cost are
 then computed for the whole batch with numpy (reward and cost live in ``rules.py``). Physics
-can run on a persistent thread pool: ``mj_step`` releases the GIL, so threads scale with cores.
+runs on the project's shared thread team (``saferl.envs.threads``): ``mj_step`` releases the GIL.
 Resets, goal re-placements and button re-choices are rare, so they stay simple per-env Python.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import mujoco
 import numpy as np
+
+from saferl.envs.threads import ThreadTeam, default_num_threads
 
 from . import tasks as T
 from .layout import sample_layout
@@ -41,7 +41,7 @@ class NavigationSim(TaskRules):
     the vector env and the gymnasium env decide when to reset.
     """
 
-    def __init__(self, env_id: str, num_envs: int = 1, num_threads: int = 1):
+    def __init__(self, env_id: str, num_envs: int = 1, num_threads: int | None = None):
         self.spec = spec = T.task_spec(env_id)
         self.world = world = build_world(spec)
         self.model = model = world.model
@@ -86,17 +86,16 @@ class NavigationSim(TaskRules):
             self.gremlin_centre = np.zeros((n, g, 2))
             self.gremlin_phase = np.zeros((n, g))
         self._cost_terms()
-        self.num_threads = max(1, min(num_threads, n))
-        self._pool = ThreadPoolExecutor(self.num_threads - 1) if self.num_threads > 1 else None
-        bounds = np.linspace(0, n, self.num_threads + 1).astype(int)
-        self._chunks = list(zip(bounds[:-1], bounds[1:], strict=True))
+        self.num_threads = default_num_threads(n, num_threads)
+        self._team = ThreadTeam(self.num_threads)
 
     # -- physics --------------------------------------------------------------------------------
 
-    def _step_range(self, lo: int, hi: int, actions: np.ndarray) -> None:
+    def _step_some(self, pending, actions: np.ndarray) -> None:
+        """Step the envs no other thread took (runs on every thread of the team)."""
         model, nstep, step = self.model, self.robot.substeps, mujoco.mj_step
         ctrl, datas, sensordata, sens = self._ctrl, self.datas, self._sensordata, self.sens
-        for i in range(lo, hi):
+        for i in pending:
             ctrl[i][:] = actions[i]
             step(model, datas[i], nstep)
             sens[i] = sensordata[i]
@@ -104,13 +103,7 @@ class NavigationSim(TaskRules):
     def _physics(self, actions: np.ndarray) -> None:
         if self._gremlins:
             self._move_gremlins()
-        if self._pool is None:
-            self._step_range(0, self.num_envs, actions)
-            return
-        futures = [self._pool.submit(self._step_range, lo, hi, actions) for lo, hi in self._chunks[1:]]
-        self._step_range(*self._chunks[0], actions)
-        for f in futures:
-            f.result()
+        self._team.for_each(lambda pending: self._step_some(pending, actions), self.num_envs)
 
     def _move_gremlins(self, idx=None) -> None:
         """Gremlins circle their placed centre at 1 rad/s (mocap bodies: moved, not simulated)."""
@@ -227,6 +220,4 @@ class NavigationSim(TaskRules):
         return obs
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._team.close()
