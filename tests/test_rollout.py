@@ -2,11 +2,13 @@
 
 import json
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
+from saferl import envs
 from saferl.cli import main
 from saferl.errors import SafeRLError
 from saferl.rollout import (
@@ -133,3 +135,29 @@ def test_evaluate_writes_eval_json(tmp_path, capsys):
     assert main(["eval", str(run), "--episodes", "3", "--seed", "9"]) == 0
     assert "over 3 episodes" in capsys.readouterr().out
     assert json.loads((run / "eval.json").read_text())["seed"] == 9
+
+
+class ReachEnv(gymnasium.Env):
+    """A gymnasium task with cost in info and success at the end: 3 steps, success when the summed action > 0."""
+
+    observation_space = spaces.Box(-1.0, 1.0, (1,), np.float64)
+    action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.total = 0, 0.0
+        return np.zeros(1), {}
+
+    def step(self, action):
+        self.t += 1
+        self.total += float(action[0])
+        done = self.t == 3
+        info = {"cost": float(action[0] > 0.5), "is_success": done and self.total > 0}
+        return np.array([self.t / 3]), float(action[0]), False, done, info
+
+
+def test_success_through_a_real_vector_env():
+    env = envs.make(ReachEnv, num_envs=2, seed=0)
+    result = run_episodes(GaussianPolicy(), env, 4, deterministic=True, seed=0)
+    assert result.successes == [True] * 4 and result.lengths == [3] * 4
+    assert summarise_episodes(result)["success_rate"] == 1.0
