@@ -159,4 +159,6 @@ class CPO(PG):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.case_counts = np.asarray(state["case_counts"], dtype=np.int64).copy()
+        counts = np.asarray(state["case_counts"], dtype=np.int64)
+        self.case_counts = np.zeros((counts.shape[0], len(CASE_CODES)), dtype=np.int64)
+        self.case_counts[:, : counts.shape[1]] = counts  # checkpoints from before a case was added have fewer
