@@ -119,6 +119,13 @@ def parse_args(argv):
     grid.add_argument("--address", help="an existing Ray cluster (default: start a local Ray)")
     grid.add_argument("--max-parallel", type=int, help="cells in flight at once (default: CPUs // --cpus-per-cell)")
     grid.add_argument("--cpus-per-cell", type=int, default=2, help="CPUs Ray reserves per cell (default 2)")
+
+    export = sub.add_parser("export", help="a run's deterministic policy as one ONNX or TorchScript file for a "
+                            "robot (normaliser and action clipping inside; see docs/deploy.md)")
+    export.add_argument("run_dir")
+    export.add_argument("--format", required=True, help="onnx or torchscript")
+    export.add_argument("--out", required=True, help="file to write, e.g. policy.onnx")
+    export.add_argument("--force", action="store_true", help="overwrite an existing --out")
     return parser.parse_args(argv)
 
 
@@ -406,9 +413,17 @@ def cmd_benchmark(args) -> int:
     return run_benchmark(Path(args.grid), Path(args.out), args.address, args.max_parallel, args.cpus_per_cell)
 
 
+def cmd_export(args) -> int:
+    from saferl.export import export_policy
+
+    result = export_policy(Path(args.run_dir), args.format, Path(args.out), force=args.force)
+    print(f"{result['format']}: {result['out']} ({result['bytes']} bytes; inputs {', '.join(result['inputs'])})")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report,
             "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline,
-            "benchmark": cmd_benchmark}
+            "benchmark": cmd_benchmark, "export": cmd_export}
 
 
 def main(argv=None) -> int:
