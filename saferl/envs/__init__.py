@@ -2,12 +2,14 @@
 
 Importing ``envs`` registers the velocity tasks with gymnasium (``Safety{HalfCheetah,Hopper,
 Walker2d,Ant,Humanoid,Swimmer}Velocity-v1`` and ``-v0``, plus the two-cost
-``SafetyHalfCheetahVelocityEffort-v1``), so ``gymnasium.make(id)`` works and reports
-``info["cost"]``. ``make_safe_env(id)`` gives one env with Safety-Gymnasium's 6-tuple ``step``.
+``SafetyHalfCheetahVelocityEffort-v1``), the navigation suite (``saferl.envs.navigation``) and the
+Fetch manipulation tasks (``SafetyFetch{Reach,Push,PickAndPlace}[Dense]-v0``, ``saferl.envs.fetch``),
+so ``gymnasium.make(id)`` works and reports ``info["cost"]``. ``make_safe_env(id)`` gives one env
+with Safety-Gymnasium's 6-tuple ``step``.
 
 ``make(id, num_envs, seed)`` returns a ``VectorEnv`` (see ``envs.vector.VectorEnv`` for the
-exact contract): velocity ids get the fast batched MuJoCo backend, anything else the generic
-``SyncVectorEnv``; ``backend="sync"`` forces the generic one.
+exact contract): velocity, navigation and Fetch ids get their batched MuJoCo backends, anything
+else the generic ``SyncVectorEnv``; ``backend="sync"`` forces the generic one.
 
 Plugging in your own env: register it with gymnasium (cost in ``info["cost"]``) and pass its id,
 or pass a zero-argument factory. Declare ``cost_names`` on the env when it has several costs::
@@ -35,6 +37,7 @@ from collections.abc import Callable
 import gymnasium
 
 from saferl.envs.batched import BatchedVelocityEnv, physics_ceiling
+from saferl.envs.fetch import FETCH_IDS, make_fetch_vec
 from saferl.envs.navigation import NAVIGATION_IDS, NavigationVectorEnv
 from saferl.envs.toy import TOY_ID, ToyVelocityVecEnv
 from saferl.envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv, flatten_observation
@@ -44,6 +47,7 @@ register_velocity_envs()
 
 __all__ = [
     "EFFORT_THRESHOLD",
+    "FETCH_IDS",
     "VELOCITY_ENV_IDS",
     "BatchedVelocityEnv",
     "SyncVectorEnv",
@@ -81,6 +85,9 @@ def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed:
     if env_id in NAVIGATION_IDS and backend != "sync" and not kwargs:  # natively batched
         return NavigationVectorEnv(env_id, num_envs, seed, max_episode_steps=max_episode_steps,
                                    num_threads=num_threads)
+    if env_id in FETCH_IDS and backend != "sync" and "render_mode" not in kwargs:  # natively batched
+        return make_fetch_vec(env_id, num_envs, seed, max_episode_steps=max_episode_steps,
+                              num_threads=num_threads, **kwargs)
     batched_ok = env_id in VELOCITY_TASKS and "render_mode" not in kwargs
     if backend == "batched" and not batched_ok:
         raise ValueError(f"no batched backend for {env_id!r} with these arguments; use backend='sync'")
