@@ -1,4 +1,4 @@
-"""Safe Fetch tasks: cost semantics, seeded geometry, batched == gymnasium single env."""
+"""Safe Fetch tasks: cost semantics, seeded geometry, batched == gymnasium single env, demonstrators."""
 
 import gymnasium
 import numpy as np
@@ -6,6 +6,7 @@ import pytest
 
 from saferl import envs
 from saferl.envs.fetch import FETCH_IDS, MAX_EPISODE_STEPS
+from saferl.envs.fetch.demonstrators import detour_waypoint, run_scripted, scripted_action
 from saferl.envs.fetch.layout import (
     OBJECT_HALF,
     SPEED_LIMIT,
@@ -171,3 +172,41 @@ def test_sync_backend_flattens_the_same_way_and_threads_change_nothing():
             outputs.append(np.stack(steps))
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_array_equal(outputs[0], outputs[2])
+
+
+# -- demonstrators ------------------------------------------------------------------------------------------
+
+
+def test_detour_goes_round_the_box_only_when_it_is_in_the_way():
+    box = np.array([1.3, 0.75, 0.45, 0.05, 0.02, 0.05])
+    goal = np.array([1.3, 0.9, 0.425])
+    clear = np.array([1.45, 0.9, 0.425])
+    np.testing.assert_array_equal(detour_waypoint(np.array([1.5, 0.6]), clear, box, 0.03), clear[:2])
+    first = detour_waypoint(np.array([1.3, 0.6]), goal, box, 0.03)
+    assert first[0] < 1.3 - 0.08 and first[1] < 0.75 - 0.05  # the robot side's near corner
+    beside = detour_waypoint(np.array([first[0], 0.75]), goal, box, 0.03)
+    assert beside[0] == first[0] and beside[1] > 0.75 + 0.05  # then past the far corner
+
+
+@pytest.mark.parametrize("task", ["Reach", "Push", "PickAndPlace"])
+def test_scripted_demonstrators_succeed_safely(task):
+    env_id = f"SafetyFetch{task}-v0"
+    result = run_scripted(env_id, episodes=4, seed=1)
+    assert result["successes"].mean() >= 0.75 and result["costs"].sum(axis=1).mean() <= 1.0
+    steps = int(result["lengths"].sum())
+    assert result["observations"].shape == (steps, 22 if task == "Reach" else 37)
+    assert result["actions"].shape == (steps, 4) and result["costs_per_step"].shape == (steps, 2)
+    assert result["timeouts"].sum() == 4 and not result["terminals"].any()
+    np.testing.assert_allclose(result["rewards"].sum(), result["returns"].sum())
+
+
+def test_unsafe_demonstrator_cuts_through_and_speeds():
+    obs = np.zeros((1, 22))
+    obs[0, 3:6] = [1.3, 0.95, 0.5]                     # goal beyond ...
+    obs[0, 6:12] = [1.3, 0.85, 0.5, 0.05, 0.02, 0.1]  # ... the box, straight ahead of the gripper
+    obs[0, 12:15] = [1.3, 0.75, 0.5]
+    safe, unsafe = scripted_action("SafetyFetchReach-v0", obs), scripted_action("SafetyFetchReach-v0", obs, unsafe=True)
+    assert np.linalg.norm(safe[0, :3]) <= 0.5 + 1e-9 and abs(safe[0, 0]) > 0.1  # slow, and sideways
+    np.testing.assert_allclose(unsafe[0, :3], [0.0, 1.0, 0.0])                    # full speed, straight
+    with pytest.raises(ValueError, match="no scripted demonstrator"):
+        scripted_action("SafetyPointGoal1-v0", obs)
