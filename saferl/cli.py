@@ -63,8 +63,13 @@ def parse_args(argv):
     report.add_argument("--deterministic", action="store_true", help="evaluate the mean action")
     report.add_argument("--video", action="store_true", help="render one evaluation episode (MuJoCo offscreen)")
 
-    collect = sub.add_parser("collect", help="roll out a run's policy and write a demonstration dataset (HDF5)")
-    collect.add_argument("run_dir")
+    collect = sub.add_parser("collect", help="roll out a run's policy (or a scripted controller) and write a "
+                             "demonstration dataset (HDF5)")
+    collect.add_argument("run_dir", nargs="?", help="the run whose policy demonstrates (or use --scripted)")
+    collect.add_argument("--scripted", metavar="ENV_ID", help="demonstrate with the task's scripted controller "
+                         "(the safe Fetch tasks) instead of a run's policy")
+    collect.add_argument("--unsafe-fraction", type=float, default=0.0,
+                         help="with --scripted: share of episodes from the unsafe variant (through the box, fast)")
     collect.add_argument("--episodes", type=int, required=True)
     collect.add_argument("--out", required=True, help="dataset file, e.g. demos.h5")
     collect.add_argument("--noise", type=float, help="std of Gaussian noise added to the mean action")
@@ -101,6 +106,10 @@ def parse_args(argv):
     offline.add_argument("--expert-steps", type=int, default=1_000_000, help="PPO-Lag steps for the expert")
     offline.add_argument("--episodes", type=int, default=20, help="demonstration episodes")
     offline.add_argument("--noise", type=float, default=0.1, help="action-noise std of the demonstrations")
+    offline.add_argument("--scripted", action="store_true",
+                         help="demonstrations from the task's scripted controller (safe Fetch tasks), not an RL expert")
+    offline.add_argument("--unsafe-fraction", type=float, default=0.0,
+                         help="with --scripted: share of demonstration episodes from the unsafe variant")
     offline.add_argument("--filter", default="all", help="BC filter: all or safe")
     offline.add_argument("--bc-epochs", type=int, default=200)
     offline.add_argument("--steps", type=int, default=500_000, help="budget of the fine-tune and of scratch")
@@ -319,11 +328,31 @@ def cmd_collect(args) -> int:
 
     if args.deterministic and args.noise is not None:
         raise SafeRLError("--deterministic and --noise exclude each other (--noise already uses the mean action)")
+    if (args.run_dir is None) == (args.scripted is None):
+        raise SafeRLError("give a run directory or --scripted ENV_ID (one of them)")
+    if args.scripted:
+        return collect_scripted_cli(args)
     check_dataset_out(Path(args.out), Path(args.run_dir), overwrite=args.force)
     summary = collect_demonstrations(Path(args.run_dir), args.episodes, Path(args.out), args.noise,
                                      args.deterministic, args.seed)
     print(f"{summary['episodes']} episodes ({summary['steps']} steps): return {summary['mean_return']:.2f}, "
           f"cost {summary['mean_cost']:.2f} (limit {summary['cost_limit']:g}) -> {summary['out']}")
+    return 0
+
+
+def collect_scripted_cli(args) -> int:
+    from saferl.offline.scripted import collect_scripted
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise SafeRLError(f"--out {out} is a directory; give a file name, e.g. {out / 'demos.h5'}")
+    if out.exists() and not args.force:
+        raise SafeRLError(f"--out {out} already exists; pass --force to overwrite it")
+    summary = collect_scripted(args.scripted, args.episodes, out, args.noise or 0.0, args.unsafe_fraction,
+                               args.seed or 0)
+    print(f"{summary['episodes']} scripted episodes ({summary['steps']} steps, {summary['unsafe_episodes']} unsafe): "
+          f"success {summary['success_rate']:.0%}, return {summary['mean_return']:.2f}, cost "
+          f"{summary['mean_cost']:.2f} -> {summary['out']}")
     return 0
 
 
@@ -402,7 +431,7 @@ def cmd_bench_offline(args) -> int:
     out = Path(args.out) if args.out else work_dir / "bench-offline.json"
     run_bench_offline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
                       args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
-                      args.cost_limit, args.set)
+                      args.cost_limit, args.set, args.scripted, args.unsafe_fraction)
     return 0
 
 

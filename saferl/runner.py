@@ -58,7 +58,7 @@ def make_policy(config: Config, env, members: int = 1, generators: list[torch.Ge
         init_log_std=m.init_log_std,
         normalize_obs=m.normalize_obs,
         obs_clip=m.obs_clip,
-        observation_keys=getattr(env, "observation_keys", None),
+        observation_keys=env.observation_keys,
         generators=generators,
     )
 

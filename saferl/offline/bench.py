@@ -2,7 +2,9 @@
 
 expert (a PPO-Lag run we train, or `--expert RUN_DIR`) -> noisy demonstrations -> BC -> PPO-Lag fine-tune,
 against PPO-Lag from scratch with the same env-step budget and settings (`--set` applies to all three RL
-runs). Reported (and written as JSON):
+runs). With `--scripted` (the safe Fetch tasks) the demonstrator is the task's scripted controller instead of an
+RL expert, made imperfect by action noise and a share of episodes from its unsafe variant (`--unsafe-fraction`).
+Reported (and written as JSON):
 
 - the clone's return and cost (deterministic eval) and as rolled out in the warm-up epochs;
 - the lowest per-epoch return in the first 10% of the policy-update epochs (at least one; the warm-up
@@ -12,7 +14,9 @@ runs). Reported (and written as JSON):
   "not reached"; and the same with the windowed cost also within the limit. Expert and clone are measured
   by deterministic evaluation (what the policy can do; the expert's stochastic numbers are kept too), so
   reaching it with exploration noise on is the conservative reading;
-- cumulative constraint violations (the sum of all step costs, i.e. of episode costs) of each run.
+- cumulative constraint violations (the sum of all step costs, i.e. of episode costs) of each run;
+- for tasks that report success: the clone's success rate, each run's final success rate (last 100 episodes),
+  the lowest in the first 10% of the fine-tune's updates, and the per-epoch curve of return, cost and success.
 """
 
 from __future__ import annotations
@@ -58,19 +62,38 @@ def early_dip(rows: list[dict], reference: float) -> dict:
 
 def run_summary(rows: list[dict], expert_return: float, cost_limit: float, reference: float) -> dict:
     last = rows[-1]
-    return {"env_steps": int(last["env_steps"]), "final_return": number(last["ep_return"]),
-            "final_cost": number(last["ep_cost"]), "total_violations": int(float(last["total_violations"])),
-            "steps_to_expert_return": steps_to_reach(rows, expert_return),
-            "steps_to_expert_return_within_limit": steps_to_reach(rows, expert_return, cost_limit),
-            "early_dip": early_dip(rows, reference)}
+    summary = {"env_steps": int(last["env_steps"]), "final_return": number(last["ep_return"]),
+               "final_cost": number(last["ep_cost"]), "total_violations": int(float(last["total_violations"])),
+               "steps_to_expert_return": steps_to_reach(rows, expert_return),
+               "steps_to_expert_return_within_limit": steps_to_reach(rows, expert_return, cost_limit),
+               "early_dip": early_dip(rows, reference),
+               "curve": [[int(r["env_steps"]), number(r.get("epoch_ep_return")), number(r.get("epoch_ep_cost")),
+                          number(r.get("success_rate"))] for r in rows]}
+    if "success_rate" in last:
+        updates = [r for r in rows if r.get("phase", "finetune") != "warmup"]
+        early = updates[:max(1, int(EARLY_FRACTION * len(updates)))]
+        summary["final_success"] = number(last["success_rate"])
+        summary["early_lowest_success"] = min(number(r.get("success_rate")) for r in early)
+    return summary
+
+
+def scripted_reference(env_id: str, episodes: int, seed: int) -> dict:
+    """The safe scripted demonstrator without noise: the 'expert' a fine-tune is measured against."""
+    from saferl.envs.fetch.demonstrators import run_scripted
+
+    result = run_scripted(env_id, episodes, seed + 400_000)
+    return {"run_dir": None, "return": float(result["returns"].mean()), "cost": float(result["costs"].sum(1).mean()),
+            "success_rate": float(result["successes"].mean())}
 
 
 def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path | None, expert_steps: int,
                       demo_episodes: int, noise: float, bc_filter: str, bc_epochs: int, steps: int, num_envs: int,
-                      seed: int, cost_limit: float | None, sets: list[str]) -> dict:
+                      seed: int, cost_limit: float | None, sets: list[str], scripted: bool = False,
+                      unsafe_fraction: float = 0.0) -> dict:
     from saferl.launch import train_single
     from saferl.offline.dataset import collect_demonstrations, train_bc
     from saferl.offline.finetune import build_finetune_config, finetune_runner
+    from saferl.offline.scripted import collect_scripted
     from saferl.rollout import evaluate
     from saferl.runner import load_run_config
 
@@ -81,7 +104,10 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
     timings = {}
 
     start = time.perf_counter()
-    if expert_dir is None:
+    if scripted:
+        print(f"[1/5] expert: the scripted demonstrator of {env_id}", flush=True)
+        expert = expert_stochastic = scripted_reference(env_id, 50, seed)
+    elif expert_dir is None:
         expert_dir = work_dir / "expert"
         print(f"[1/5] expert: PPO-Lag for {expert_steps} steps -> {expert_dir}", flush=True)
         config = build_config("ppo_lag", sets=common + quiet + [f"env.num_envs={num_envs}",
@@ -92,14 +118,22 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
         if expert_env != env_id:
             raise SafeRLError(f"--expert {expert_dir} was trained on {expert_env}, not {env_id}")
         print(f"[1/5] expert: {expert_dir}", flush=True)
-    expert_stochastic = evaluate(expert_dir, 10, deterministic=False)
-    expert = evaluate(expert_dir, 10, deterministic=True)  # last, so the run's eval.json is this one
+    if not scripted:
+        expert_stochastic = evaluate(expert_dir, 10, deterministic=False)
+        expert = evaluate(expert_dir, 10, deterministic=True)  # last, so the run's eval.json is this one
     timings["expert"] = time.perf_counter() - start
-    print(f"      expert return {expert['mean_return']:.1f} cost {expert['mean_cost']:.1f} (deterministic; "
-          f"stochastic {expert_stochastic['mean_return']:.1f} / {expert_stochastic['mean_cost']:.1f})", flush=True)
+    if scripted:
+        print(f"      demonstrator return {expert['return']:.1f} cost {expert['cost']:.1f} success "
+              f"{expert['success_rate']:.0%}", flush=True)
+    else:
+        print(f"      expert return {expert['mean_return']:.1f} cost {expert['mean_cost']:.1f} (deterministic; "
+              f"stochastic {expert_stochastic['mean_return']:.1f} / {expert_stochastic['mean_cost']:.1f})", flush=True)
 
     start = time.perf_counter()
-    demos = collect_demonstrations(expert_dir, demo_episodes, work_dir / "demos.h5", noise_std=noise)
+    if scripted:
+        demos = collect_scripted(env_id, demo_episodes, work_dir / "demos.h5", noise, unsafe_fraction, seed)
+    else:
+        demos = collect_demonstrations(expert_dir, demo_episodes, work_dir / "demos.h5", noise_std=noise)
     timings["collect"] = time.perf_counter() - start
     print(f"[2/5] {demos['episodes']} demonstrations (noise {noise}): return {demos['mean_return']:.1f} "
           f"cost {demos['mean_cost']:.1f}", flush=True)
@@ -130,18 +164,20 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
     scratch_rows = read_progress(work_dir / "scratch" / "progress.csv")
     warmup = [number(r["epoch_ep_return"]) for r in finetune_rows if r["phase"] == "warmup"]
     limit = finetune_config.env.cost_limit
+    expert_return = expert["return"] if scripted else expert["mean_return"]
     result = {
         "env_id": env_id,
         "budget_steps": steps,
         "cost_limit": limit,
-        "expert": {"run_dir": str(expert_dir), "return": expert["mean_return"], "cost": expert["mean_cost"],
-                   "stochastic_return": expert_stochastic["mean_return"],
-                   "stochastic_cost": expert_stochastic["mean_cost"]},
+        "expert": expert if scripted else {
+            "run_dir": str(expert_dir), "return": expert["mean_return"], "cost": expert["mean_cost"],
+            "stochastic_return": expert_stochastic["mean_return"], "stochastic_cost": expert_stochastic["mean_cost"]},
         "demonstrations": demos | {"noise": noise},
         "bc": {"return": bc["eval_return"], "cost": bc["eval_cost"], "epochs": bc["epochs_run"],
+               "success_rate": bc.get("eval_success_rate"),
                "warmup_rollout_return": sum(warmup) / len(warmup) if warmup else None},
-        "finetune": run_summary(finetune_rows, expert["mean_return"], limit, bc["eval_return"]),
-        "scratch": run_summary(scratch_rows, expert["mean_return"], limit, bc["eval_return"]),
+        "finetune": run_summary(finetune_rows, expert_return, limit, bc["eval_return"]),
+        "scratch": run_summary(scratch_rows, expert_return, limit, bc["eval_return"]),
         "finetune_settings": finetune_config.to_dict()["finetune"],
         "seconds": timings,
         "work_dir": str(work_dir),
@@ -158,8 +194,10 @@ def print_result(result: dict, out: Path) -> None:
 
     ft, sc = result["finetune"], result["scratch"]
     print(f"\n{result['env_id']}, budget {result['budget_steps']} steps, cost limit {result['cost_limit']:g}")
-    print(f"expert:   return {result['expert']['return']:.1f}, cost {result['expert']['cost']:.1f}")
-    print(f"BC:       return {result['bc']['return']:.1f}, cost {result['bc']['cost']:.1f}")
+    print(f"expert:   return {result['expert']['return']:.1f}, cost {result['expert']['cost']:.1f}"
+          + success_text(result["expert"].get("success_rate")))
+    print(f"BC:       return {result['bc']['return']:.1f}, cost {result['bc']['cost']:.1f}"
+          + success_text(result["bc"].get("success_rate")))
     dip = ft["early_dip"]
     print(f"fine-tune: lowest return in the first {EARLY_FRACTION:.0%} of its updates {dip['lowest_return']:.1f} "
           f"({dip['minus_bc']:+.1f} vs BC)")
@@ -168,5 +206,12 @@ def print_result(result: dict, out: Path) -> None:
     for name, run in (("fine-tune", ft), ("scratch", sc)):
         print(f"{name:10}{run['final_return']:>14.1f}{run['final_cost']:>12.1f}"
               f"{reached(run['steps_to_expert_return']):>20}{reached(run['steps_to_expert_return_within_limit']):>20}"
-              f"{run['total_violations']:>12}")
+              f"{run['total_violations']:>12}" + success_text(run.get("final_success")))
+    if "early_lowest_success" in ft:
+        print(f"fine-tune: lowest success rate in the first {EARLY_FRACTION:.0%} of its updates "
+              f"{ft['early_lowest_success']:.0%}")
     print(f"-> {out}")
+
+
+def success_text(rate) -> str:
+    return "" if rate is None or not math.isfinite(rate) else f", success {rate:.0%}"
