@@ -151,7 +151,8 @@ def summarise_episodes(result: Episodes) -> dict:
     summary = {"episodes": episodes,
                "mean_return": float(np.mean(result.returns)), "std_return": float(np.std(result.returns)),
                "mean_cost": float(np.mean(first_costs)), "std_cost": float(np.std(first_costs)),
-               "mean_length": float(np.mean(result.lengths))}
+               "mean_length": float(np.mean(result.lengths)),
+               "mean_costs": np.mean(np.asarray(result.costs, dtype=float), axis=0).tolist()}  # per constraint
     if result.successes:
         summary["success_rate"] = float(np.mean(result.successes))
     return summary

@@ -77,6 +77,11 @@ def run_summary(rows: list[dict], expert_return: float, cost_limit: float, refer
     return summary
 
 
+def eval_summary(evaluation: dict) -> dict:
+    return {"return": evaluation["mean_return"], "cost": evaluation["mean_cost"], "costs": evaluation["mean_costs"],
+            "success_rate": evaluation.get("success_rate"), "episodes": len(evaluation["episodes"])}
+
+
 def scripted_reference(env_id: str, episodes: int, seed: int) -> dict:
     """The safe scripted demonstrator without noise: the 'expert' a fine-tune is measured against."""
     from saferl.envs.fetch.demonstrators import run_scripted
@@ -160,6 +165,9 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
     train_single(scratch_config, work_dir / "scratch")
     timings["scratch"] = time.perf_counter() - start
 
+    # The same deterministic evaluation as the clone's, so success and cost compare like for like.
+    evaluations = {name: evaluate(work_dir / name, bc_config.bc.eval_episodes, deterministic=True)
+                   for name in ("finetune", "scratch")}
     finetune_rows = read_progress(work_dir / "finetune" / "progress.csv")
     scratch_rows = read_progress(work_dir / "scratch" / "progress.csv")
     warmup = [number(r["epoch_ep_return"]) for r in finetune_rows if r["phase"] == "warmup"]
@@ -176,8 +184,10 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
         "bc": {"return": bc["eval_return"], "cost": bc["eval_cost"], "epochs": bc["epochs_run"],
                "success_rate": bc.get("eval_success_rate"),
                "warmup_rollout_return": sum(warmup) / len(warmup) if warmup else None},
-        "finetune": run_summary(finetune_rows, expert_return, limit, bc["eval_return"]),
-        "scratch": run_summary(scratch_rows, expert_return, limit, bc["eval_return"]),
+        "finetune": run_summary(finetune_rows, expert_return, limit, bc["eval_return"]) | {
+            "eval": eval_summary(evaluations["finetune"])},
+        "scratch": run_summary(scratch_rows, expert_return, limit, bc["eval_return"]) | {
+            "eval": eval_summary(evaluations["scratch"])},
         "finetune_settings": finetune_config.to_dict()["finetune"],
         "seconds": timings,
         "work_dir": str(work_dir),
@@ -207,6 +217,10 @@ def print_result(result: dict, out: Path) -> None:
         print(f"{name:10}{run['final_return']:>14.1f}{run['final_cost']:>12.1f}"
               f"{reached(run['steps_to_expert_return']):>20}{reached(run['steps_to_expert_return_within_limit']):>20}"
               f"{run['total_violations']:>12}" + success_text(run.get("final_success")))
+    for name, run in (("fine-tune", ft), ("scratch", sc)):
+        ev = run["eval"]
+        print(f"{name} (deterministic eval, {ev['episodes']} episodes): return {ev['return']:.1f}, cost "
+              f"{ev['cost']:.1f}" + success_text(ev["success_rate"]))
     if "early_lowest_success" in ft:
         print(f"fine-tune: lowest success rate in the first {EARLY_FRACTION:.0%} of its updates "
               f"{ft['early_lowest_success']:.0%}")
