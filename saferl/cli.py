@@ -229,6 +229,7 @@ def cmd_bench(args) -> int:
         if getattr(args, name) < 1:
             raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1")
     out = Path(args.out) if args.out else Path("bench-results") / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    check_json_out(out)
     run_bench(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out)
     return 0
 
@@ -314,6 +315,12 @@ def check_finite(args, *names, minimum: float = 0.0) -> None:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value >= minimum):
             raise SafeRLError(f"--{name.replace('_', '-')} must be a finite number >= {minimum:g}, got {value}")
+
+
+def check_json_out(out: Path) -> None:
+    """A benchmark's --out may replace an earlier result (a .json file), never a checkpoint, dataset or folder."""
+    if out.is_dir() or (out.exists() and out.suffix != ".json"):
+        raise SafeRLError(f"--out {out} exists and is not a JSON result file; give a new .json path")
 
 
 def check_positive(args, *names) -> None:
@@ -429,6 +436,7 @@ def cmd_bench_offline(args) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
     out = Path(args.out) if args.out else work_dir / "bench-offline.json"
+    check_json_out(out)
     run_bench_offline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
                       args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
                       args.cost_limit, args.set, args.scripted, args.unsafe_fraction)

@@ -32,7 +32,7 @@ def run_cli(capsys, args):
         (["train", "--algo", "ppo", "--steps", "-5"], "--steps must be >= 1"),
         (["train", "--algo", "ppo", "--set", "ppo.clip_ratoi=0.1"], "unknown config key 'ppo.clip_ratoi'"),
         (["train", "--algo", "ppo", "--set", "train.total_steps=many"], "must be an integer"),
-        (["train", "--algo", "ppo_lag", "--set", "lagrange.cost_limit=-1"], "lagrange.cost_limit must be >= 0"),
+        (["train", "--algo", "ppo_lag", "--set", "lagrange.cost_limit=-1"], "env.cost_limit must be a finite number"),
         (["train", "--algo", "ppo", "--config", "/nonexistent.yaml"], "config file not found"),
         (["eval", "/nonexistent-run"], "is not a run directory"),
     ],

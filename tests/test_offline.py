@@ -13,6 +13,7 @@ from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.errors import SafeRLError
+from saferl.launch import train_single
 from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.offline.dataset import (
@@ -72,7 +73,7 @@ def pipeline(tmp_path_factory):
     """A PPO-Lag demonstrator on the toy task (~10 s), 60 deterministic demonstrations and their clone."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("offline")
-    Runner(build_config("ppo_lag", sets=TOY_SETS), root / "expert").train()
+    train_single(build_config("ppo_lag", sets=TOY_SETS), root / "expert")
     demos = collect_demonstrations(root / "expert", 60, root / "demos.h5", deterministic=True)
     bc = train_bc(bc_config(root / "demos.h5"), root / "bc")
     return {"root": root, "expert": root / "expert", "dataset": root / "demos.h5", "bc": root / "bc",
@@ -90,8 +91,8 @@ def test_collected_dataset_layout_and_attributes(pipeline):
     inside[[s.stop - 1 for s in episodes]] = False  # within an episode, next_obs is the following obs
     np.testing.assert_array_equal(dataset.next_observations[:-1][inside[:-1]], dataset.observations[1:][inside[:-1]])
     _, expert, _ = load_policy(pipeline["expert"])
-    np.testing.assert_allclose(dataset.attrs["obs_mean"], expert.normalizer.mean.numpy())
-    assert dataset.attrs["obs_count"] == float(expert.normalizer.count)
+    np.testing.assert_allclose(dataset.attrs["obs_mean"], expert.normalizer.mean[0].numpy())  # member 0
+    assert dataset.attrs["obs_count"] == float(expert.normalizer.count[0])
     assert dataset.attrs["env_id"] == TOY_ID and dataset.attrs["cost_names"] == ["cost_velocity"]
     assert dataset.attrs["source_run"] == str(pipeline["expert"].resolve())
     assert dataset.attrs["policy_mode"] == "deterministic"
@@ -201,7 +202,7 @@ def test_recipe_keeps_the_clones_return_and_its_absence_dips(pipeline):
 def test_finetune_config_inherits_the_clone_and_rejects_other_algos(pipeline):
     bc = load_policy(pipeline["bc"])[0]
     config = build_finetune_config(bc, "cpo", sets=["finetune.bc_kl_coef=0.5"])
-    assert config.env.id == TOY_ID and config.lagrange.cost_limit == 10 and config.train.algo == "cpo"
+    assert config.env.id == TOY_ID and config.env.cost_limit == 10 and config.train.algo == "cpo"
     assert config.finetune.bc_kl_coef == 0.5 and config.train.total_steps == 1_000_000
     with pytest.raises(SafeRLError, match="finetune supports --algo ppo, ppo_lag, cpo; got 'trpo'"):
         build_finetune_config(bc, "trpo")
@@ -289,7 +290,7 @@ def test_cli_collect_bc_finetune_eval(capsys, pipeline, tmp_path):
          "has observations of size 2 but SafetyHalfCheetahVelocity-v1 has 17"),
         (["bc", "--dataset", "{dataset}", "--filter", "safest"], "bc.filter must be 'all' or 'safe'"),
         (["bc", "--dataset", "{dataset}", "--epochs", "0"], "--epochs must be >= 1"),
-        (["bc", "--dataset", "{dataset}", "--filter", "safe", "--cost-limit", "-1"], "lagrange.cost_limit must be"),
+        (["bc", "--dataset", "{dataset}", "--filter", "safe", "--cost-limit", "-1"], "env.cost_limit must be"),
         (["finetune", "{expert}", "--algo", "ppo_lag"], "holds a 'ppo_lag' run, not a 'bc' one"),
         (["finetune", "{bc}", "--algo", "trpo"], "finetune supports --algo ppo, ppo_lag, cpo; got 'trpo'"),
         (["finetune", "{bc}", "--algo", "ppo", "--steps", "2000", "--set", "train.steps_per_epoch=2000"],

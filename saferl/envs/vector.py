@@ -72,18 +72,16 @@ def split_step(step_result, env_id: str | None = None) -> tuple:
 
 
 def checked_cost(cost, num_costs: int, cost_names: list[str], env_id: str) -> np.ndarray:
-    """One env's step cost as a float64 vector of the declared length; None, text, NaN and inf are refused
-    (a None would otherwise become NaN, a "0.5" a number, and either would train silently)."""
+    """One env's step cost as a float64 vector of the declared length. None and text are refused (a None would
+    become NaN, a "0.5" a number); NaN and inf pass, for the caller to report with its context (the runner names
+    the epoch and the checkpoint it keeps)."""
     array = np.asarray(cost) if cost is not None and not isinstance(cost, (str, bytes)) else None
     if array is None or array.dtype.kind not in "biuf":
         raise EnvError(f"{env_id} reported a cost of {cost!r}; a cost must be a number or an array of numbers")
     if array.size != num_costs:
         raise EnvError(f"{env_id} returned a cost of shape {array.shape} but declares {num_costs} cost(s) "
                        f"{cost_names}; set `cost_names` on the env")
-    array = array.astype(np.float64).reshape(-1)
-    if not np.isfinite(array).all():
-        raise EnvError(f"{env_id} reported a non-finite cost {array.tolist()}; costs must be finite numbers")
-    return array
+    return array.astype(np.float64).reshape(-1)
 
 
 def check_spaces(env_id: str, observation_space, action_space) -> None:

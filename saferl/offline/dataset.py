@@ -129,6 +129,10 @@ def open_hdf5(path: Path):
 
 
 def _checked_dataset(path: Path, arrays: dict, attrs: dict) -> Dataset:
+    for key, array in arrays.items():
+        if array.ndim == 0 or array.dtype.kind not in "biuf":
+            raise SafeRLError(f"dataset {path}: '{key}' must be a numeric array with one row per step, got "
+                              f"{array.dtype} of shape {array.shape}")
     steps = len(arrays["rewards"])
     if steps == 0:
         raise SafeRLError(f"dataset {path} has no steps")
@@ -142,7 +146,10 @@ def _checked_dataset(path: Path, arrays: dict, attrs: dict) -> Dataset:
     costs = arrays["costs"].reshape(steps, -1) if arrays["costs"].ndim == 1 else arrays["costs"]
     if actions.ndim != 2 or costs.ndim != 2 or arrays["rewards"].ndim != 1:
         raise SafeRLError(f"dataset {path}: actions must be [steps, act_dim], rewards [steps], costs [steps(, K)]")
-    return Dataset(
+    for key in ("terminals", "timeouts"):
+        if not np.isin(arrays[key], (0, 1)).all():
+            raise SafeRLError(f"dataset {path}: '{key}' must hold only 0/1 (false/true)")
+    dataset = Dataset(
         observations=arrays["observations"].astype(np.float32),
         next_observations=arrays["next_observations"].astype(np.float32),
         actions=actions.astype(np.float32),
@@ -152,6 +159,40 @@ def _checked_dataset(path: Path, arrays: dict, attrs: dict) -> Dataset:
         timeouts=arrays["timeouts"].astype(bool).reshape(steps),
         attrs=attrs,
     )
+    check_finite_steps(dataset, path)
+    check_normalizer_attrs(attrs, dataset.observations.shape[1], path)
+    return dataset
+
+
+def check_finite_steps(dataset: Dataset, path: Path) -> None:
+    """A NaN or inf in one row would turn every BC loss (and any normaliser fit on it) into NaN."""
+    for key in ("observations", "next_observations", "actions", "rewards", "costs"):
+        array = getattr(dataset, key)  # after the float32 cast, which also turns values beyond 3e38 into inf
+        bad = int((~np.isfinite(array.reshape(len(array), -1))).any(axis=1).sum())
+        if bad:
+            raise SafeRLError(f"dataset {path}: '{key}' holds NaN or inf in {bad} of {len(array)} rows")
+
+
+def check_normalizer_attrs(attrs: dict, obs_dim: int, path: Path) -> None:
+    """Stored observation statistics (optional; used only when all three are there, see `set_normalizer`) must
+    be usable: finite, var >= 0, count > 0, one entry per observation dimension."""
+    stats = {key: attrs[key] for key in ("obs_mean", "obs_var", "obs_count") if key in attrs}
+    if len(stats) < 3:
+        return
+    try:
+        mean, var, count = (np.asarray(stats[key], dtype=np.float64) for key in ("obs_mean", "obs_var", "obs_count"))
+    except (TypeError, ValueError):
+        raise SafeRLError(f"dataset {path}: normaliser statistics must be numbers") from None
+    for key, value in (("obs_mean", mean), ("obs_var", var), ("obs_count", count)):
+        bad = int((~np.isfinite(value)).sum())
+        if bad:
+            raise SafeRLError(f"dataset {path}: normaliser statistic '{key}' holds NaN or inf in {bad} of "
+                              f"{value.size} values")
+    if mean.shape != (obs_dim,) or var.shape != (obs_dim,) or count.size != 1:
+        raise SafeRLError(f"dataset {path}: normaliser statistics have shapes {mean.shape}, {var.shape}, "
+                          f"{count.shape}; observations have {obs_dim} entries")
+    if (var < 0).any() or count.item() <= 0:
+        raise SafeRLError(f"dataset {path}: normaliser statistics need obs_var >= 0 and obs_count > 0")
 
 
 def _attr_value(value):
@@ -180,6 +221,21 @@ def check_matches_env(dataset: Dataset, obs_dim: int, act_dim: int, env_id: str,
 
 
 # -- collecting demonstrations -----------------------------------------------------------------------------
+RUN_FILES = ("config.yaml", "meta.json", "progress.csv", "eval.json", "members.json")
+
+
+def check_dataset_out(out: Path, run_dir: Path, overwrite: bool = False) -> None:
+    """Where a dataset may be written: never over the source run's own files (its config, checkpoints, logs),
+    even with `overwrite`; over any other existing file only with `overwrite` (`--force`)."""
+    target, run = Path(out).resolve(), Path(run_dir).resolve()
+    checkpoints = run / "checkpoints"
+    if target == checkpoints or checkpoints in target.parents or target in {run / name for name in RUN_FILES}:
+        raise SafeRLError(f"--out {out} would overwrite a file of the run {run_dir}; write the dataset elsewhere "
+                          f"(e.g. {Path(run_dir) / 'demos.h5'})")
+    if target.is_dir():
+        raise SafeRLError(f"--out {out} is a directory; give a file name, e.g. {Path(out) / 'demos.h5'}")
+    if target.exists() and not overwrite:
+        raise SafeRLError(f"--out {out} already exists; pass --force to overwrite it")
 def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: float | None = None,
                            deterministic: bool = False, seed: int | None = None) -> dict:
     """Roll out a run's policy for `episodes` whole episodes and write them as a dataset.
@@ -192,6 +248,7 @@ def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: f
         raise SafeRLError(f"--episodes must be >= 1, got {episodes}")
     if noise_std is not None and (noise_std < 0 or not math.isfinite(noise_std)):
         raise SafeRLError(f"--noise must be a finite std >= 0, got {noise_std}")
+    check_dataset_out(Path(out), Path(run_dir), overwrite=True)  # the run's own files are never a target
     config, policy, _ = load_policy(Path(run_dir))
     seed = evaluation_seed(config.train.seed, DEMO_SEED_OFFSET) if seed is None else seed
     env = make_eval_env(config, episodes)
