@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saferl.config import Config
+from saferl.config import MAX_SEED, Config
 from saferl.errors import SafeRLError
 from saferl.io import write_json
 
 MEMBERS_FILE = "members.json"
-MAX_SEED = 2**31 - 1
 
 
 @dataclass

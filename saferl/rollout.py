@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
 from saferl.io import write_json
 
@@ -83,6 +84,10 @@ def run_episodes(policy, env, episodes: int, deterministic: bool = False, seed: 
                 action = action + noise_std * noise.standard_normal(action.shape)
             action = np.clip(action, low, high)
             next_obs, reward, cost, terminated, truncated, info = env.step(action)
+            found = first_non_finite(next_obs, reward, cost)
+            if found is not None:
+                raise SafeRLError(f"env {found[1]} of {env.env_id} returned a non-finite {found[0]} at step {t}; "
+                                  "the episodes are not usable")
             t += 1
             done = np.asarray(info["episode_done"], bool)
             if record:

@@ -25,6 +25,7 @@ from saferl import envs
 from saferl.algorithms import ALGORITHMS
 from saferl.buffer import RolloutBatch, RolloutBuffer
 from saferl.config import Config, config_from_dict, load_yaml
+from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
 from saferl.io import load_checkpoint, save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
@@ -79,6 +80,11 @@ def check_checkpoint(state, path: Path, keys=("policy", "epoch", "env_steps")) -
     missing = [key for key in keys if key not in state]
     if missing:
         raise SafeRLError(f"checkpoint {path} lacks '{missing[0]}'; not a saferl checkpoint")
+    for counter in ("epoch", "env_steps"):
+        value = state[counter]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SafeRLError(f"checkpoint {path} has {counter}={value!r}; a saferl checkpoint counts with an integer "
+                              ">= 0")
     return state
 
 
@@ -276,15 +282,14 @@ class Runner:
 
     def check_env_output(self, obs: np.ndarray, reward: np.ndarray, cost: np.ndarray, t: int) -> None:
         """A NaN or inf from the env would silently poison the normaliser, the critics and the checkpoint."""
-        for name, values in (("observation", obs), ("reward", reward), ("cost", cost)):
-            finite = np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
-            if not finite.all():
-                env_index = int(np.flatnonzero(~finite)[0])
-                member = self.members[env_index // self.envs_per_member]
-                raise SafeRLError(
-                    f"env {env_index % self.envs_per_member} of {self.config.env.id} (seed {member.seed}) returned a "
-                    f"non-finite {name} at step {t} of epoch {self.epoch + 1}; stopped, the last good checkpoint "
-                    f"(epoch {self.epoch}) is kept in {member.run_dir}")
+        found = first_non_finite(obs, reward, cost)
+        if found is not None:
+            name, env_index = found
+            member = self.members[env_index // self.envs_per_member]
+            raise SafeRLError(
+                f"env {env_index % self.envs_per_member} of {self.config.env.id} (seed {member.seed}) returned a "
+                f"non-finite {name} at step {t} of epoch {self.epoch + 1}; stopped, the last good checkpoint "
+                f"(epoch {self.epoch}) is kept in {member.run_dir}")
 
     def rollout_batch(self) -> RolloutBatch:
         """GAE over the buffer just collected, bootstrapped from the critics' values of the current obs."""

@@ -199,8 +199,6 @@ def test_a_checkpoint_of_the_wrong_structure_is_one_line(capsys, tmp_path, exper
     assert not (tmp_path / "d.h5").exists() and not (tmp_path / "ft").exists()
 
 
-@pytest.mark.xfail(reason="runner rewrite: check_checkpoint should also check that epoch and env_steps are "
-                          "integers >= 0 (int(state['epoch']) and env_steps += ... raise today)", strict=False)
 @pytest.mark.parametrize("key, value", [("epoch", "abc"), ("env_steps", "many"), ("epoch", -1)])
 def test_a_checkpoint_with_wrong_counters_is_one_line_on_resume(capsys, expert, key, value):
     state = torch.load(expert / "checkpoints" / "latest.pt", weights_only=False)
@@ -388,8 +386,6 @@ def test_a_user_env_that_breaks_the_contract_is_named_in_one_line(capsys, tmp_pa
     assert_one_line_error(code, err, message)
 
 
-@pytest.mark.xfail(reason="runner rewrite: saferl/rollout.py run_episodes should check env output (NaN/inf obs, "
-                          "reward, cost) like Runner.check_env_output", strict=False)
 @pytest.mark.parametrize("command", ["eval", "collect"])
 def test_a_non_finite_cost_during_eval_or_collect_is_one_line(capsys, tmp_path, user_envs, command):
     run = tmp_path / "run"

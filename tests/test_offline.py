@@ -221,40 +221,50 @@ def test_starting_log_std_rules():
 def test_multiplier_warm_start():
     np.testing.assert_allclose(initial_multiplier([20.0, 5.0], 10.0), [1.0, 0.0])
     np.testing.assert_allclose(initial_multiplier([3.0], 0.0), [3.0])
-    gradient = LagrangeMultiplier(1, 10.0, 0.001, 0.035)
-    set_multiplier(gradient, np.array([1.5]))
-    assert gradient.value[0] == pytest.approx(1.5)
-    pid = PIDLagrangeMultiplier(1, 10.0, 0.1, 0.01, 0.05)
-    set_multiplier(pid, np.array([1.5]))
-    assert pid.value[0] == pytest.approx(1.5)
-    assert pid.update([10.0])[0] == pytest.approx(1.5)  # at the limit, the integral alone keeps lambda0
+    np.testing.assert_allclose(initial_multiplier([[20.0], [5.0]], [[10.0], [10.0]]), [[1.0], [0.0]])
+    gradient = LagrangeMultiplier(np.array([[10.0], [10.0]]), 0.001, 0.035)
+    set_multiplier(gradient, np.array([[1.5], [0.5]]))
+    np.testing.assert_allclose(gradient.value, [[1.5], [0.5]])
+    pid = PIDLagrangeMultiplier(np.array([[10.0]]), 0.1, 0.01, 0.05)
+    set_multiplier(pid, np.array([[1.5]]))
+    assert pid.value[0, 0] == pytest.approx(1.5)
+    assert pid.update([[10.0]])[0, 0] == pytest.approx(1.5)  # at the limit, the integral alone keeps lambda0
 
 
 def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_path):
     """The hand-written gradient knows nothing of the KL term, so it must be off while the term is on."""
-    runner = Runner(toy_config("ppo_lag", ["train.steps_per_epoch=400", *QUIET]), tmp_path / "run")
-    algorithm = runner.algorithm
-    reference = copy.deepcopy(runner.policy.actor)
+    from saferl.algorithms import ppo as ppo_module
+    from saferl.algorithms.common import BehaviourReference
+    from saferl.launch import new_members
+
+    config = toy_config("ppo_lag", ["train.steps_per_epoch=400", *QUIET])
+    runner = Runner(new_members(config, None, None, tmp_path / "run"))
+    algorithm, policy = runner.algorithm, runner.policy
+    shifted = copy.deepcopy(policy)
     with torch.no_grad():
-        reference.mean_net[-1].bias.add_(0.3)
+        shifted.actor.biases[-1].add_(0.3)
+    reference = BehaviourReference(shifted, policy.log_std.detach())
     algorithm.set_behaviour_reference(reference, coef=2.0, decay=0.5)
     runner.collect()
     batch = runner.rollout_batch()
     size = 64  # on one minibatch the loss grows by exactly coef * KL(reference || policy)
-    args = [batch.obs[:size], batch.actions[:size], batch.log_probs[:size], torch.zeros(size, 1),
-            torch.zeros(size), batch.reward_returns[:size], batch.cost_returns[:size], batch.reward_values[:size],
-            batch.cost_values[:size], torch.tensor(1.0)]
+    minibatch = [t[:, :size] for t in (batch.obs, batch.actions, batch.log_probs)]
+    minibatch += [torch.zeros(1, size, 1), torch.zeros(1, size), batch.reward_returns[:, :size],
+                  batch.cost_returns[:, :size], batch.reward_values[:, :size], batch.cost_values[:, :size]]
+    old_log_std = policy.log_std_per_member().detach()
     with torch.no_grad():
-        plain = algorithm.minibatch_loss(*args)
-        penalised = algorithm.minibatch_loss(*args, reference(batch.obs[:size]), torch.tensor(2.0))
-    assert float(penalised - plain) == pytest.approx(2.0 * algorithm.behaviour_kl(batch.obs[:size]), rel=1e-4)
+        plain = algorithm.loss(minibatch, old_log_std, torch.ones(1), torch.zeros(1))
+        penalised = algorithm.loss(minibatch + [reference.means(batch.obs[:, :size])], old_log_std, torch.ones(1),
+                                   torch.tensor([2.0]))
+    expected = 2.0 * algorithm.behaviour_kl(batch.obs[:, :size])[0]
+    assert float(penalised[0] - plain[0]) == pytest.approx(float(expected), rel=1e-4)
 
-    def forbidden(*_):
-        raise AssertionError("manual gradients used while the KL-to-BC term is on")
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("hand-written gradient used while the KL-to-BC term is on")
 
-    monkeypatch.setattr(algorithm, "manual_gradients", forbidden)
-    stats = algorithm.update(batch, np.array([0.0]), 50.0)
-    assert stats["bc_kl_coef"] == 2.0 and algorithm.bc_kl_coef == 1.0 and stats["bc_kl"] > 0
+    monkeypatch.setattr(ppo_module, "clip_loss_gradients", forbidden)
+    stats = algorithm.update(batch, np.array([[0.0]]), np.array([50.0]))
+    assert stats["bc_kl_coef"][0] == 2.0 and algorithm.bc_kl_coef[0] == 1.0 and stats["bc_kl"][0] > 0
 
 
 # -- the command line --------------------------------------------------------------------------------------

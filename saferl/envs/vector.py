@@ -357,3 +357,13 @@ def _describe(env) -> str:
     if getattr(spec, "id", None):
         return spec.id
     return type(getattr(env, "unwrapped", env)).__name__
+
+
+def first_non_finite(obs: np.ndarray, reward: np.ndarray, cost: np.ndarray) -> tuple[str, int] | None:
+    """(what, env index) of the first NaN or inf in a step's output, or None: one check for every caller (the
+    trainer and the evaluation rollout), since a non-finite number silently poisons everything downstream."""
+    for name, values in (("observation", obs), ("reward", reward), ("cost", cost)):
+        finite = np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(axis=1)
+        if not finite.all():
+            return name, int(np.flatnonzero(~finite)[0])
+    return None

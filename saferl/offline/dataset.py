@@ -37,6 +37,7 @@ from saferl.config import Config
 from saferl.errors import SafeRLError
 from saferl.io import atomic_write_bytes, save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
+from saferl.maths import gaussian
 from saferl.rollout import DEMO_SEED_OFFSET, evaluate, evaluation_seed, make_eval_env, run_episodes
 from saferl.runner import CHECKPOINT, load_policy, make_env, make_policy
 
@@ -277,14 +278,14 @@ def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: f
             "seed": seed,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "saferl_version": versions()["saferl"],
-            **({"obs_mean": normalizer.mean.numpy(), "obs_var": normalizer.var.numpy(),
-                "obs_count": float(normalizer.count)} if policy.normalize_obs else {}),
+            **({"obs_mean": normalizer.mean[0].numpy(), "obs_var": normalizer.var[0].numpy(),
+                "obs_count": float(normalizer.count[0])} if policy.normalize_obs else {}),
         },
     )
     write_dataset(Path(out), dataset)
     returns, costs = dataset.episode_returns(), dataset.episode_costs()[:, 0]
     return {"out": str(out), "episodes": len(result), "steps": len(dataset), "mean_return": float(returns.mean()),
-            "mean_cost": float(costs.mean()), "cost_limit": config.lagrange.cost_limit}
+            "mean_cost": float(costs.mean()), "cost_limit": config.env.cost_limit}
 
 
 # -- behaviour cloning -------------------------------------------------------------------------------------
@@ -319,36 +320,43 @@ def set_normalizer(policy, dataset: Dataset, train_obs: np.ndarray, mode: str) -
     normalizer = policy.normalizer
     if mode == "dataset" or (mode == "auto" and stored):
         mean, var = np.asarray(dataset.attrs["obs_mean"]), np.asarray(dataset.attrs["obs_var"])
-        if mean.shape != normalizer.mean.shape or var.shape != normalizer.var.shape:
+        if mean.shape != normalizer.mean.shape[1:] or var.shape != normalizer.var.shape[1:]:
             raise SafeRLError(f"dataset normaliser statistics have shape {mean.shape}, the policy needs "
-                              f"{tuple(normalizer.mean.shape)}")
-        normalizer.mean.copy_(torch.as_tensor(mean, dtype=torch.float64))
-        normalizer.var.copy_(torch.as_tensor(var, dtype=torch.float64))
+                              f"{tuple(normalizer.mean.shape[1:])}")
+        normalizer.mean.copy_(torch.as_tensor(mean, dtype=torch.float64).unsqueeze(0))
+        normalizer.var.copy_(torch.as_tensor(var, dtype=torch.float64).unsqueeze(0))
         normalizer.count.fill_(float(dataset.attrs["obs_count"]))
         return "dataset"
-    normalizer.update(torch.from_numpy(train_obs))
+    normalizer.update(torch.from_numpy(train_obs).unsqueeze(0))
     return "data"
 
 
 LOG_STD_FLOOR = -5.0  # a clone of deterministic demos would otherwise get log-std ~ log(fit error) ~ -7 or less
 
 
+def clone_means(policy, obs: torch.Tensor) -> torch.Tensor:
+    """The one-member policy's action means on normalised states [B, D] -> [B, A]."""
+    return policy.actor(obs.unsqueeze(0))[0]
+
+
 @torch.no_grad()
-def fit_log_std(actor, obs: torch.Tensor, actions: torch.Tensor) -> None:
+def fit_log_std(policy, obs: torch.Tensor, actions: torch.Tensor) -> None:
     """Set the state-independent log-std to its maximum-likelihood value given the means: log RMS residual."""
-    residual_var = (actor(obs) - actions).square().mean(0)
-    actor.log_std.copy_((0.5 * residual_var.clamp_min(1e-12).log()).clamp_min(LOG_STD_FLOOR))
+    residual_var = (clone_means(policy, obs) - actions).square().mean(0)
+    policy.log_std[0].copy_((0.5 * residual_var.clamp_min(1e-12).log()).clamp_min(LOG_STD_FLOOR))
 
 
 @torch.no_grad()
-def gaussian_nll(actor, obs: torch.Tensor, actions: torch.Tensor) -> float:
+def gaussian_nll(policy, obs: torch.Tensor, actions: torch.Tensor) -> float:
     """Mean negative log-likelihood of the demonstrated actions under the clone."""
-    return float(-actor.log_prob(actor(obs), actions).mean()) if len(obs) else math.nan
+    if not len(obs):
+        return math.nan
+    return float(-gaussian.log_prob(clone_means(policy, obs), policy.log_std[0], actions).mean())
 
 
 @torch.no_grad()
-def action_mse(actor, obs: torch.Tensor, actions: torch.Tensor) -> float:
-    return float((actor(obs) - actions).square().mean()) if len(obs) else math.nan
+def action_mse(policy, obs: torch.Tensor, actions: torch.Tensor) -> float:
+    return float((clone_means(policy, obs) - actions).square().mean()) if len(obs) else math.nan
 
 
 def prepare_bc_run_dir(run_dir: Path, config: Config, meta: dict) -> None:
@@ -371,13 +379,13 @@ def train_bc(config: Config, run_dir: Path) -> dict:
     policy = make_policy(config, env)
     env.close()
     check_matches_env(dataset, obs_dim, act_dim, config.env.id, path)
-    kept = select_episodes(dataset, bc.filter, config.lagrange.cost_limit, path)
+    kept = select_episodes(dataset, bc.filter, config.env.cost_limit, path)
     train_episodes, val_episodes = split_episodes(kept, bc.val_fraction, config.train.seed)
     train_set, val_set = dataset.select(train_episodes), dataset.select(val_episodes)
     normalizer_source = set_normalizer(policy, dataset, train_set.observations, bc.normalizer)
     summary = {
         "dataset": str(path.resolve()), "dataset_env_id": dataset.attrs.get("env_id"), "filter": bc.filter,
-        "cost_limit": config.lagrange.cost_limit, "episodes_total": len(dataset.episode_slices()),
+        "cost_limit": config.env.cost_limit, "episodes_total": len(dataset.episode_slices()),
         "episodes_kept": len(kept), "train_episodes": len(train_episodes), "val_episodes": len(val_episodes),
         "train_steps": len(train_set), "normalizer": normalizer_source,
         "kept_mean_return": float(dataset.episode_returns()[kept].mean()),
@@ -387,17 +395,16 @@ def train_bc(config: Config, run_dir: Path) -> dict:
 
     def tensors(part: Dataset):
         with torch.no_grad():
-            return policy.normalise(torch.from_numpy(part.observations)), torch.from_numpy(part.actions)
+            return policy.normalise(torch.from_numpy(part.observations).unsqueeze(0))[0], torch.from_numpy(part.actions)
 
     train_obs, train_actions = tensors(train_set)
     val_obs, val_actions = tensors(val_set)
-    actor = policy.actor
     # With a state-independent std the likelihood separates: the means by least squares (exactly the MLE for
     # one action dim; with several, the dims weigh equally), the std in closed form as the RMS residual.
     # Learning log-std by gradient instead lets it chase ever-smaller fit errors on near-deterministic demos.
-    optimizer = torch.optim.Adam(actor.mean_net.parameters(), lr=bc.lr)
+    optimizer = torch.optim.Adam(policy.actor.parameters(), lr=bc.lr)
     logger = ProgressLogger(run_dir, tensorboard=False)  # BC has no env steps to index TensorBoard by
-    best = {"loss": math.inf, "epoch": 0, "actor": copy.deepcopy(actor.state_dict())}
+    best = {"loss": math.inf, "epoch": 0, "policy": copy.deepcopy(policy.state_dict())}
     progress = None
     if config.train.progress_bar:
         from tqdm import tqdm
@@ -410,19 +417,20 @@ def train_bc(config: Config, run_dir: Path) -> dict:
             permutation = torch.randperm(len(train_obs))
             for first in range(0, len(permutation), bc.batch_size):
                 index = permutation[first:first + bc.batch_size]
-                loss = (actor(train_obs[index]) - train_actions[index]).square().mean()
+                loss = (clone_means(policy, train_obs[index]) - train_actions[index]).square().mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            fit_log_std(actor, train_obs, train_actions)
-            train_loss, val_loss = action_mse(actor, train_obs, train_actions), action_mse(actor, val_obs, val_actions)
+            fit_log_std(policy, train_obs, train_actions)
+            train_loss = action_mse(policy, train_obs, train_actions)
+            val_loss = action_mse(policy, val_obs, val_actions)
             criterion = val_loss if len(val_obs) else train_loss  # a one-episode dataset has no held-out part
             if criterion < best["loss"]:
-                best = {"loss": criterion, "epoch": epoch, "actor": copy.deepcopy(actor.state_dict())}
+                best = {"loss": criterion, "epoch": epoch, "policy": copy.deepcopy(policy.state_dict())}
             logger.log({"epoch": epoch, "env_steps": 0, "train_loss": train_loss, "val_loss": val_loss,
-                        "train_nll": gaussian_nll(actor, train_obs, train_actions),
-                        "val_nll": gaussian_nll(actor, val_obs, val_actions), "best_epoch": best["epoch"],
-                        "log_std": float(actor.log_std.detach().mean()), "seconds": time.perf_counter() - start})
+                        "train_nll": gaussian_nll(policy, train_obs, train_actions),
+                        "val_nll": gaussian_nll(policy, val_obs, val_actions), "best_epoch": best["epoch"],
+                        "log_std": float(policy.log_std.detach().mean()), "seconds": time.perf_counter() - start})
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(train=f"{train_loss:.2e}", val=f"{val_loss:.2e}")
@@ -432,12 +440,13 @@ def train_bc(config: Config, run_dir: Path) -> dict:
         if progress is not None:
             progress.close()
         logger.close()
-    actor.load_state_dict(best["actor"])
+    policy.load_state_dict(best["policy"])
     summary.update(epochs_run=epoch, best_epoch=best["epoch"], best_val_loss=best["loss"],
-                   log_std=[float(x) for x in actor.log_std.detach()])
-    save_checkpoint(run_dir / CHECKPOINT, {"policy": policy.state_dict(), "epoch": epoch, "env_steps": 0,
+                   log_std=[float(x) for x in policy.log_std.detach()[0]])
+    save_checkpoint(run_dir / CHECKPOINT, {"policy": policy.member_state_dict(0), "epoch": epoch, "env_steps": 0,
                                            "bc": summary})
     if bc.eval_episodes > 0:
         result = evaluate(run_dir, bc.eval_episodes, deterministic=True)
-        summary.update(eval_return=result["mean_return"], eval_cost=result["mean_cost"])
+        summary.update(eval_return=result["mean_return"], eval_cost=result["mean_cost"],
+                       eval_success_rate=result.get("success_rate"))
     return summary
