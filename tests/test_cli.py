@@ -75,6 +75,7 @@ def test_train_eval_and_refuse_to_overwrite(capsys, tmp_path):
     assert code == 2 and "no checkpoint" in err
 
 
+@pytest.mark.slow
 def test_kill_then_resume_continues_the_run(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "saferl", *TRAIN, "--steps", "40000", "--run-dir", str(run_dir)]

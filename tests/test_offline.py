@@ -174,6 +174,7 @@ def test_bc_clone_reaches_the_demonstrators_return(pipeline):
 
 
 # -- fine-tuning -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_recipe_keeps_the_clones_return_and_its_absence_dips(pipeline):
     """Same budget (10 epochs) from the same clone: with warm-up, small log-std, KL-to-BC and the multiplier
     warm start every epoch stays near the clone's return; a naive start (log-std 0, no warm-up, no KL) is
