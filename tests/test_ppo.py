@@ -3,7 +3,6 @@ computation (plain torch ops, torch.optim.Adam, torch's clip_grad_norm_), the ne
 sampling and normalisation per member, collection consistency, determinism, checkpoints, and learning on the toy.
 """
 
-import copy
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from saferl.algorithms.common import BehaviourReference
 from saferl.algorithms.ppo import PPOLag
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
+from saferl.launch import new_members
 from saferl.logger import read_progress
-from saferl.members import Member
 from saferl.policies.actor_critic import ActorCritic
 from saferl.runner import Runner, load_policy
 
@@ -303,14 +302,7 @@ def test_normaliser_and_predict_use_each_members_own_statistics():
 # -- through the runner on the toy task ----------------------------------------------------------------------
 def make_runner(config, run_dir, seeds=None, resume=False):
     """A Runner of one member in run_dir, or of one member per seed in run_dir/seed-<s>."""
-    if seeds is None:
-        return Runner([Member(config.train.seed, config.env.cost_limit, run_dir, config)], resume=resume)
-    members = []
-    for seed in seeds:
-        member_config = copy.deepcopy(config)
-        member_config.train.seed = seed
-        members.append(Member(seed, config.env.cost_limit, run_dir / f"seed-{seed}", member_config))
-    return Runner(members, resume=resume)
+    return Runner(new_members(config, seeds, None, run_dir), resume=resume)
 
 
 def final_row(run_dir):

@@ -21,10 +21,10 @@ from saferl.algorithms.policy_gradient import (
 )
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
+from saferl.launch import new_members
 from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier, make_multiplier
 from saferl.maths.trust_region import fisher_vector_product
-from saferl.members import Member
 from saferl.policies.actor_critic import ActorCritic
 from saferl.runner import Runner
 
@@ -320,14 +320,7 @@ def test_cpo_uses_the_runner_episode_length_for_c():
 # -- through the runner on the toy task ----------------------------------------------------------------------
 def make_runner(config, run_dir, seeds=None, resume=False):
     """A Runner of one member in run_dir, or of one member per seed in run_dir/seed-<s>."""
-    if seeds is None:
-        return Runner([Member(config.train.seed, config.env.cost_limit, run_dir, config)], resume=resume)
-    members = []
-    for seed in seeds:
-        member_config = copy.deepcopy(config)
-        member_config.train.seed = seed
-        members.append(Member(seed, config.env.cost_limit, run_dir / f"seed-{seed}", member_config))
-    return Runner(members, resume=resume)
+    return Runner(new_members(config, seeds, None, run_dir), resume=resume)
 
 
 def rows_of(run_dir):
