@@ -8,7 +8,6 @@ import pytest
 from saferl.maths import cpo_dual
 from saferl.maths.cpo_dual import (
     CPODualSolution,
-    benchmark_dual,
     cpo_recovery_weights,
     cpo_step,
     dual_program,
@@ -181,8 +180,6 @@ def test_dual_program_is_dpp_and_cached():
     solve_cpo_dual(*dual_inputs_from_seed(2))
     assert dual_program(2) is first and first.problem.is_dpp()
     assert dual_program(3) is not first
-    for k in (1, 2):
-        print(f"median solve_cpo_dual time K={k}: {benchmark_dual(k, n_calls=30):.2f} ms")
 
 
 def dual_inputs_from_seed(num_constraints):

@@ -1,72 +1,15 @@
 """CPO's linearised subproblem, solved through its (K + 1)-dimensional Lagrangian dual.
 
-Each CPO update (Achiam et al., 2017) solves, in policy-parameter space,
+Each CPO update (Achiam et al., 2017) maximises g'x subject to b_i'x + c_i <= 0 (i = 1..K) and
+(1/2) x'Hx <= delta. The dual needs H only through q = g'H^-1 g, r = B'H^-1 g and S = B'H^-1 B, which conjugate
+gradient supplies; its cvxpy form is DPP (built once per K, re-solved), on data normalised to a unit-diagonal
+Gram and delta = 1/2. When the constraints cannot be met inside the trust region the step recovers (reduces
+the summed normalised violation); with no reward gradient it takes the shortest feasible step. Solver failures
+fall back Clarabel -> SCS -> exact KKT point of an active set -> shrunk radius -> recovery, each logged once and
+named in the solution's `solver` field.
 
-    maximise    g'x
-    subject to  b_i'x + c_i <= 0    for i = 1..K     (linearised cost constraints, B = [b_1 .. b_K])
-                (1/2) x'Hx <= delta                  (trust region, H = Fisher of the mean KL)
-
-x has as many entries as the policy, the dual only K + 1, and it needs H only through
-q = g'H^-1 g, r = B'H^-1 g (K) and S = B'H^-1 B (K x K), which conjugate gradient supplies.
-
-Dual (signs). This is a maximisation, so the multipliers lam >= 0, nu >= 0 enter with a minus sign:
-
-    L(x, lam, nu) = g'x - lam ((1/2) x'Hx - delta) - nu'(B'x + c).
-
-Stationarity g - lam Hx - B nu = 0 gives x = H^-1 (g - B nu) / lam; substituting back,
-
-    max_x L = (q - 2 r'nu + nu'S nu) / (2 lam) + lam delta - nu'c,
-
-an upper bound on the primal optimum for every lam, nu >= 0. Minimising it over the multipliers is the dual
-
-    maximise_{lam >= 0, nu >= 0}  -(q - 2 r'nu + nu'S nu) / (2 lam) + nu'c - lam delta,
-
-and with strong duality (the linearised constraints strictly feasible inside the trust region) the step is
-x* = (H^-1 g - H^-1 B nu*) / lam*. With this convention the K = 1 multiplier at a given lam is
-nu = max(0, (lam c + r) / s); formulas quoted as (lam c - r) / s use the opposite sign for r.
-
-DPP form. 1 / lam * (quadratic) is not DCP. Let G = [[q, r'], [r, S]] = M'H^-1 M with M = [g, B]: a Gram
-matrix, so PSD. With any factor F'F = G, q - 2 r'nu + nu'S nu = ||F [1; -nu]||^2, so the first term is
-quad_over_lin(F[:, 0] - F[:, 1:] nu, lam) / 2: a perspective (DCP) in which the parameter F multiplies the
-variable nu (DPP). The cvxpy problem is therefore built once per K and only re-solved.
-
-Normalisation. Solving the rescaled problem g -> g / sqrt(q), b_i -> b_i / sqrt(s_i), x -> x / sqrt(2 delta)
-makes G unit-diagonal and delta = 1/2, so the conic solver always sees O(1) data however the batch is scaled.
-Its offsets become c_i / sqrt(2 delta s_i): c_i in units of the largest change one trust-region step can make
-to constraint i. The multipliers map back as lam = lam~ sqrt(q / (2 delta)), nu_i = nu~_i sqrt(q / s_i).
-
-Feasibility. The constraints can be met inside the trust region iff the shortest point satisfying them does.
-In whitened coordinates y = H^(1/2) x, A = H^(-1/2) B (A'A = S):
-
-    min (1/2)||y||^2 s.t. A'y + c <= 0   has dual   max_{mu >= 0} mu'c - (1/2) mu'S mu,
-
-so the set is nonempty iff that maximum is <= delta (an unbounded maximum means the half-spaces alone are
-inconsistent). For K = 1 the maximiser is mu = c/s when c > 0: infeasible iff c > 0 and c^2/s - 2 delta > 0.
-Two exact shortcuts skip the solver: a normalised offset > 1 can never be met (infeasible), and one < -1 can
-never bind inside the trust region (its nu is exactly 0, so it is dropped from the solve).
-
-Recovery. When infeasible, CPO steps purely to reduce the violation: x = -H^-1 B w. For K = 1 that is the
-full trust-region step along -H^-1 b, w = sqrt(2 delta / s). For K > 1 we take the step inside the trust
-region that minimises the summed positive violation, each measured in the normalised units above (so costs of
-different scales count alike): min_w sum_i max(0, c_i - (S w)_i) s.t. (1/2) w'S w <= delta, w >= 0. Steps
-outside span(H^-1 B) cannot change any constraint, and its KKT conditions give x = -H^-1 B t / lam with
-t in [0, 1]^K, so restricting to this form and to w >= 0 loses nothing. A tiny ||step||^2 penalty breaks ties
-towards the shortest step; for K = 1 it leaves the answer exactly at the boundary.
-
-No reward gradient. Conjugate gradient returns H^-1 g = 0 when ||g||^2 < 1e-10, so q = 0 (and a tiny q is
-noise). With g = 0 every feasible point is optimal; we take the shortest one, x = -H^-1 B mu with mu the
-maximiser of the feasibility dual above: no step when nothing is violated, else the least change that meets
-the linearised constraints (case "no_reward_gradient"), or the recovery step when none exists.
-
-Solver failures. Clarabel can fail outright when the feasible set degenerates, e.g. two nearly collinear
-constraints meeting the trust region in a single boundary point (no Slater point, the dual optimum is not
-attained). Each conic sub-solve then falls back to SCS; the dual and the shortest step further to the exact
-KKT point of an enumerated active set (closed form, see polish_on_active_set); if that fails too the whole
-problem is re-solved with a trust region shrunk by SHRUNK_DELTA, and as a last resort the update recovers.
-Recovery itself falls back to CPO's K = 1 step along the most violated constraint. Every fallback is logged
-once (logging.warning) and named in the solution's `solver` field (SOLVER_CODES gives the log's number).
-
-The cached cvxpy problems carry parameter state: these functions are not thread-safe.
+docs/cpo-dual.md derives each of these (signs, the DPP perspective, normalisation, feasibility, recovery, the
+zero-gradient case, the fallbacks). The cached cvxpy problems carry parameter state: not thread-safe.
 """
 
 from __future__ import annotations
@@ -74,7 +17,6 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-import time
 from typing import NamedTuple
 
 import cvxpy as cp
@@ -513,25 +455,3 @@ def cpo_step(q: float, r, S, c, delta: float, hinv_g: np.ndarray, hinv_b: np.nda
     hinv_b = np.asarray(hinv_b).reshape(len(hinv_g), -1)
     return solution._replace(solver=solver), -hinv_b @ weights
 
-
-def random_dual_inputs(rng: np.random.Generator, num_constraints: int, dim: int = 8):
-    """Random (q, r, S, c, delta) from a whitened [g, B] with offsets inside the trust region's reach."""
-    directions = rng.standard_normal((dim, num_constraints + 1)) * rng.uniform(0.1, 10.0, num_constraints + 1)
-    gram = directions.T @ directions
-    delta = rng.uniform(0.005, 0.05)
-    S = gram[1:, 1:]
-    c = rng.uniform(-0.8, 0.5, num_constraints) * np.sqrt(2.0 * delta * np.diag(S))
-    return gram[0, 0], gram[0, 1:], S, c, delta
-
-
-def benchmark_dual(num_constraints: int, n_calls: int = 100, seed: int = 0) -> float:
-    """Median wall time (ms) of solve_cpo_dual on random instances; a warm-up call builds the cache first."""
-    rng = np.random.default_rng(seed)
-    instances = [random_dual_inputs(rng, num_constraints) for _ in range(n_calls + 1)]
-    solve_cpo_dual(*instances[0])
-    times = []
-    for instance in instances[1:]:
-        start = time.perf_counter()
-        solve_cpo_dual(*instance)
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
