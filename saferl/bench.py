@@ -12,6 +12,7 @@ Prints (and writes as JSON, to compare across commits):
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -100,7 +101,7 @@ def sb3_rate(env_id: str, steps: int, num_envs: int = 1) -> float | None:
 
 
 def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained_steps: int = 40_000,
-              with_sb3: bool = True, out: Path | None = None, log=print) -> dict:
+              with_sb3: bool = True, out: Path | None = None, log=print, repeats: int = 1) -> dict:
     from saferl import envs
 
     torch.set_num_threads(1)
@@ -125,28 +126,52 @@ def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained
         log(f"collection, policy in the loop ({collect_envs} envs): {collect:,.0f} steps/s "
             f"= {collect / ceiling:.0%} of ceiling")
 
-    ours = train_rate("ppo", env_id, steps, num_envs, SB3_EQUIVALENT)
-    results["ppo_sb3_settings"] = ours
-    log(f"PPO end-to-end, SB3 settings ({num_envs} envs x {2048 // num_envs} steps): "
-        f"{ours['steps_per_s']:,.0f} steps/s ({ours['seconds']:.1f} s for {ours['steps']} steps)")
-    for sb3_envs in (1, num_envs) if with_sb3 else ():
-        sb3 = sb3_rate(env_id, steps, sb3_envs)
-        if sb3 is None:
-            log("Stable-Baselines3 not installed (pip install -e .[bench]): no side-by-side ratio")
-            break
-        results[f"sb3_ppo_steps_per_s_{sb3_envs}_envs"] = sb3
-        results[f"ratio_vs_sb3_{sb3_envs}_envs"] = ours["steps_per_s"] / sb3
-        layout = "its default, 1 env x 2048 steps" if sb3_envs == 1 else f"same layout, {sb3_envs} DummyVecEnv envs"
-        log(f"Stable-Baselines3 PPO ({layout}): {sb3:,.0f} steps/s -> ratio {ours['steps_per_s'] / sb3:.2f}x")
+    # The side-by-side rates run interleaved `repeats` times (the machine is shared and noisy): each line is one
+    # repeat, the summary lines give the median and the minimum, and the ratios are of medians.
+    rates: dict[str, list[float]] = {}
 
-    scaling = {}
-    for members in (1, 4, 8):
-        rate = train_rate("ppo_lag", env_id, constrained_steps, num_envs, [], members=members)
-        scaling[members] = rate
-        log(f"ppo_lag end-to-end, project defaults, K={members} members: {rate['steps_per_s']:,.0f} steps/s "
-            f"aggregate ({rate['steps']} steps, {rate['seconds']:.1f} s) = "
-            f"{rate['steps_per_s'] / scaling[1]['steps_per_s']:.2f}x K=1")
-    results["ppo_lag_members"] = scaling
+    def measured(name: str, rate: float) -> float:
+        rates.setdefault(name, []).append(rate)
+        return rate
+
+    for repeat in range(1, repeats + 1):
+        tag = f"[{repeat}/{repeats}] " if repeats > 1 else ""
+        ours = train_rate("ppo", env_id, steps, num_envs, SB3_EQUIVALENT)
+        measured("ppo_sb3_settings", ours["steps_per_s"])
+        log(f"{tag}PPO end-to-end, SB3 settings ({num_envs} envs x {2048 // num_envs} steps): "
+            f"{ours['steps_per_s']:,.0f} steps/s ({ours['seconds']:.1f} s for {ours['steps']} steps)")
+        for sb3_envs in (1, num_envs) if with_sb3 else ():
+            sb3 = sb3_rate(env_id, steps, sb3_envs)
+            if sb3 is None:
+                log("Stable-Baselines3 not installed (pip install -e .[bench]): no side-by-side ratio")
+                with_sb3 = False
+                break
+            measured(f"sb3_ppo_{sb3_envs}_envs", sb3)
+            layout = "its default, 1 env x 2048 steps" if sb3_envs == 1 else f"same layout, {sb3_envs} DummyVecEnv envs"
+            log(f"{tag}Stable-Baselines3 PPO ({layout}): {sb3:,.0f} steps/s -> ratio {ours['steps_per_s'] / sb3:.2f}x")
+        for members in (1, 4, 8):
+            rate = train_rate("ppo_lag", env_id, constrained_steps, num_envs, [], members=members)
+            measured(f"ppo_lag_{members}_members", rate["steps_per_s"])
+            log(f"{tag}ppo_lag end-to-end, project defaults, K={members} members: {rate['steps_per_s']:,.0f} steps/s "
+                f"aggregate ({rate['steps']} steps, {rate['seconds']:.1f} s) = "
+                f"{rate['steps_per_s'] / rates['ppo_lag_1_members'][-1]:.2f}x K=1")
+    summary = {name: {"runs": runs, "median": statistics.median(runs), "min": min(runs)}
+               for name, runs in rates.items()}
+    results["rates_steps_per_s"] = summary
+    median = {name: entry["median"] for name, entry in summary.items()}
+    if repeats > 1:
+        log(f"medians of {repeats} interleaved repeats (min in brackets):")
+        for name, entry in summary.items():
+            log(f"  {name}: {entry['median']:,.0f} steps/s ({entry['min']:,.0f})")
+    for sb3_envs in (1, num_envs):
+        if f"sb3_ppo_{sb3_envs}_envs" in median:
+            ratio = median["ppo_sb3_settings"] / median[f"sb3_ppo_{sb3_envs}_envs"]
+            results[f"ratio_vs_sb3_{sb3_envs}_envs"] = ratio
+            log(f"ratio to Stable-Baselines3 with {sb3_envs} env(s): {ratio:.2f}x")
+    for members in (4, 8):
+        ratio = median[f"ppo_lag_{members}_members"] / median["ppo_lag_1_members"]
+        results[f"ppo_lag_{members}_members_over_1"] = ratio
+        log(f"ppo_lag members: K={members} gives {ratio:.2f}x the aggregate steps/s of K=1")
     rate = train_rate("cpo", env_id, constrained_steps, num_envs, [])
     results["cpo_defaults"] = rate
     log(f"cpo end-to-end, project defaults: {rate['steps_per_s']:,.0f} steps/s "

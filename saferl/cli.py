@@ -53,6 +53,8 @@ def parse_args(argv):
     bench.add_argument("--constrained-steps", type=int, default=40_000, help="steps for PPO-Lag and CPO")
     bench.add_argument("--num-envs", type=int, default=16)
     bench.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 run")
+    bench.add_argument("--repeats", type=int, default=1,
+                       help="run the side-by-side rates this many times, interleaved; report median and min")
     bench.add_argument("--out", help="JSON file (default bench-results/<env>-<time>.json)")
 
     report = sub.add_parser("report", help="constraint-violation report of runs: report.html, report.md, report.json")
@@ -225,12 +227,13 @@ def cmd_bench(args) -> int:
     from saferl.bench import run_bench
 
     check_env_id(args.env)
-    for name in ("steps", "constrained_steps", "num_envs"):
+    for name in ("steps", "constrained_steps", "num_envs", "repeats"):
         if getattr(args, name) < 1:
             raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1")
     out = Path(args.out) if args.out else Path("bench-results") / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     check_json_out(out)
-    run_bench(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out)
+    run_bench(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out,
+              repeats=args.repeats)
     return 0
 
 
