@@ -368,22 +368,24 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
              f"Grid: {', '.join(grid.algos)} on {', '.join(grid.envs)}; seeds {', '.join(map(str, grid.seeds))}; "
              f"{grid.steps} steps" + (f"; set {' '.join(grid.sets)}" if grid.sets else "") + ".", "",
              "Return and cost: the mean of the last 100 training episodes (progress.csv), mean ± std over seeds; "
-             f"eval: {EVAL_EPISODES} deterministic episodes per seed, mean over seeds. Wall time: the Ray task's "
-             "last attempt (training from where it resumed, and evaluation); steps/s: env steps of all seeds per "
-             "second of training epochs (every attempt). OmniSafe: its published Table 2 "
+             f"eval: {EVAL_EPISODES} deterministic episodes per seed, mean over seeds. Train s: seconds of training "
+             "epochs over every attempt (all seeds in one process); wall s: the Ray task's last attempt (training "
+             "from where it resumed, and evaluation; a few seconds when the cell was already trained); steps/s: "
+             "env steps of all seeds per train second. OmniSafe: its published Table 2 "
              "(1e7 steps, cost limit 25, 5 seeds).", "",
-             "| task | algo | steps | seeds | return | cost | eval return | eval cost | wall s | steps/s "
-             "| OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 12]
+             "| task | algo | steps | seeds | return | cost | eval return | eval cost | train s | wall s | steps/s "
+             "| OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 13]
     for cell in cells:
         if not cell["ok"]:
             lines.append(f"| {cell['env']} | {cell['algo']} | failed: {cell['error'].replace('|', '/')} |"
-                         + " |" * 9)
+                         + " |" * 10)
             continue
         ref = cell.get("omnisafe") or {}
         lines.append(" | ".join([
             f"| {cell['env']}", cell["algo"], str(cell["steps"]), str(len(cell["seeds"])), _pm(cell["return"]),
             _pm(cell["cost"]), _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
-            _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0), _fmt(ref.get("return"), 1),
+            _fmt(cell.get("train_s"), 0), _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0),
+            _fmt(ref.get("return"), 1),
             _fmt(ref.get("cost"), 1)]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -72,10 +72,11 @@ def test_omnisafe_table_and_markdown():
     cell = {"ok": True, "env": "SafetyHopperVelocity-v1", "algo": "cpo", "steps": 1000, "seeds": [0, 1],
             "return": {"mean": 10.0, "std": 1.0}, "cost": {"mean": 2.0, "std": 0.5},
             "eval_return": {"mean": 11.0, "std": 0.0}, "eval_cost": {"mean": 3.0, "std": 0.0}, "wall_s": 12.0,
-            "steps_per_s": 166.7, "omnisafe": benchmark.omnisafe_entry("SafetyHopperVelocity-v1", "cpo")}
+            "train_s": 6.0, "steps_per_s": 166.7,
+            "omnisafe": benchmark.omnisafe_entry("SafetyHopperVelocity-v1", "cpo")}
     row = results_markdown(Grid(["cpo"], ["SafetyHopperVelocity-v1"], [0, 1], 1000, []), [cell]).splitlines()[-1]
-    assert row == ("| SafetyHopperVelocity-v1 | cpo | 1000 | 2 | 10.00 ± 1.00 | 2.00 ± 0.50 | 11.00 | 3.00 | 12 | 167 "
-                   "| 1714.0 | 13.4 |")
+    assert row == ("| SafetyHopperVelocity-v1 | cpo | 1000 | 2 | 10.00 ± 1.00 | 2.00 ± 0.50 | 11.00 | 3.00 | 6 | 12 "
+                   "| 167 | 1714.0 | 13.4 |")
 
 
 def test_cell_without_ray_one_seed_resumes_and_changed_settings_fail(tmp_path):
