@@ -28,7 +28,7 @@ def parse_args(argv):
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a policy; writes a run directory")
-    train.add_argument("--algo", required=True, help="ppo, ppo_lag, ...")
+    train.add_argument("--algo", help="ppo, ppo_lag, ... (with --resume: the run's own, when left out)")
     train.add_argument("--env", help="task id, e.g. SafetyHalfCheetahVelocity-v1")
     train.add_argument("--steps", type=int, help="total environment steps")
     train.add_argument("--seed", type=int)
@@ -147,7 +147,9 @@ def cmd_train(args) -> int:
     from saferl.members import parse_int_list
     from saferl.runner import Runner
 
-    if args.algo not in ALGORITHMS:
+    if args.algo is None and not args.resume:
+        raise SafeRLError(f"--algo is required; choose from {', '.join(ALGORITHMS)}")
+    if args.algo is not None and args.algo not in ALGORITHMS:
         close = difflib.get_close_matches(args.algo, ALGORITHMS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise SafeRLError(f"unknown algorithm '{args.algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
@@ -159,6 +161,7 @@ def cmd_train(args) -> int:
         if not args.run_dir:
             raise SafeRLError("--resume needs --run-dir")
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
+        args.algo = members[0].config.train.algo
         check_resume_flags(members, args.env, args.num_envs, args.seed, seeds, args.config, args.set)
         if args.steps:
             print(f"note: --resume with --steps {args.steps}: the run now trains to {args.steps} steps per member")
@@ -408,6 +411,7 @@ def cmd_finetune(args) -> int:
         if not args.run_dir:
             raise SafeRLError("--resume needs --run-dir")
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
+        args.algo = members[0].config.train.algo
         check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set)
         run_dir, config = members[0].run_dir, members[0].config
     else:

@@ -72,9 +72,9 @@ def start_members(members: list[Member]) -> None:
         write_members_file(root, members)
 
 
-def resumed_members(run_dir: Path, algo: str, total_steps: int | None) -> list[Member]:
+def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) -> list[Member]:
     """The members of the run in run_dir (a plain run or a multi-seed root), their saved configs checked against
-    `algo`; `total_steps` is the one setting a resumed run may change (how far to train)."""
+    `algo` when given; `total_steps` is the one setting a resumed run may change (how far to train)."""
     from saferl.runner import load_run_config
 
     run_dir = Path(run_dir)
@@ -86,7 +86,7 @@ def resumed_members(run_dir: Path, algo: str, total_steps: int | None) -> list[M
     members = []
     for directory in dirs:
         config = load_run_config(directory)
-        if config.train.algo != algo:
+        if algo is not None and config.train.algo != algo:
             raise SafeRLError(f"{directory} holds a '{config.train.algo}' run, not '{algo}'")
         if total_steps:
             config.train.total_steps = total_steps

@@ -26,6 +26,7 @@ def run_cli(capsys, args):
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["train", "--env", "SafetyHalfCheetahVelocity-v1"], "--algo is required; choose from ppo, "),
         (["train", "--algo", "ppo_lagg"], "unknown algorithm 'ppo_lagg' (did you mean 'ppo_lag'?)"),
         (["train", "--algo", "ppo", "--env", "SafetyHalfCheetahVelocty-v1", "--steps", "10"],
          "SafetyHalfCheetahVelocity-v1"),

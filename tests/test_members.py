@@ -111,13 +111,16 @@ def test_member_directories_work_with_eval_report_and_resume(tmp_path, capsys):
     assert main(["report", str(root / "seed-3"), str(root / "seed-4"), "--out", str(tmp_path / "report"),
                  "--eval-episodes", "0"]) == 0
     assert (tmp_path / "report" / "report.html").exists()
-    # Resume the whole multi-seed run further: every member continues, no epoch repeated or skipped.
-    assert main(["train", "--algo", "ppo_lag", "--run-dir", str(root), "--resume", "--steps", "1600"]) == 0
+    # Resume the whole multi-seed run further (the algorithm read from the run): every member continues, no epoch
+    # repeated or skipped.
+    assert main(["train", "--run-dir", str(root), "--resume", "--steps", "1600"]) == 0
     for seed in (3, 4):
         assert progress_epochs(root / f"seed-{seed}" / "progress.csv") == [1, 2, 3, 4]
     capsys.readouterr()
     assert train_cli("--resume", "--run-dir", str(root), "--env", "SafetyAntVelocity-v1") == 2
     assert "conflicts" in capsys.readouterr().err
+    assert main(["train", "--algo", "cpo", "--run-dir", str(root), "--resume"]) == 2
+    assert "holds a 'ppo_lag' run, not 'cpo'" in capsys.readouterr().err
 
 
 def test_cost_limit_list_gives_one_member_per_budget(tmp_path):
