@@ -162,7 +162,8 @@ def cmd_train(args) -> int:
             raise SafeRLError("--resume needs --run-dir")
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
         args.algo = members[0].config.train.algo
-        check_resume_flags(members, args.env, args.num_envs, args.seed, seeds, args.config, args.set)
+        for note in check_resume_flags(members, args.env, args.num_envs, args.seed, seeds, args.config, args.set):
+            print(note)
         if args.steps:
             print(f"note: --resume with --steps {args.steps}: the run now trains to {args.steps} steps per member")
     else:
@@ -412,7 +413,8 @@ def cmd_finetune(args) -> int:
             raise SafeRLError("--resume needs --run-dir")
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
         args.algo = members[0].config.train.algo
-        check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set)
+        for note in check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set):
+            print(note)
         run_dir, config = members[0].run_dir, members[0].config
     else:
         config = build_finetune_config(bc_config, args.algo, args.config, args.set, flag_overrides(args))

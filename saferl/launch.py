@@ -99,9 +99,10 @@ RESUME_MAY_CHANGE = {("train", "total_steps"), ("train", "progress_bar")}
 
 
 def check_resume_flags(members: list[Member], env: str | None, num_envs: int | None, seed: int | None,
-                       seeds: list[int] | None, config_file: str | None, sets: list[str] | None) -> None:
+                       seeds: list[int] | None, config_file: str | None, sets: list[str] | None) -> list[str]:
     """A resumed run keeps the settings it was started with: flags that repeat them are fine, a flag that would
-    change one is refused, naming it."""
+    change one is refused, naming it. The settings in RESUME_MAY_CHANGE are applied to every member; returns a
+    note for each."""
     config = members[0].config
     overrides: dict = {}
     if config_file:
@@ -128,6 +129,14 @@ def check_resume_flags(members: list[Member], env: str | None, num_envs: int | N
         raise SafeRLError(f"--resume: the run's seed is {','.join(map(str, run_seeds))}; --seed {seed} conflicts")
     if seeds is not None and sorted(set(seeds)) != sorted(set(run_seeds)):
         raise SafeRLError(f"--resume: the run's seeds are {','.join(map(str, run_seeds))}; --seeds conflicts")
+    notes = []
+    for section, key in sorted(RESUME_MAY_CHANGE):
+        value = wanted[section][key]
+        if value != saved[section][key]:
+            for member in members:
+                setattr(getattr(member.config, section), key, value)
+            notes.append(f"note: --resume with {section}.{key}={value!r} (was {saved[section][key]!r})")
+    return notes
 
 
 def merge_dicts(base: dict, extra: dict) -> dict:

@@ -11,6 +11,7 @@ import torch
 from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
+from saferl.launch import check_resume_flags, resumed_members
 from saferl.members import Member, plan_members, slice_member, stack_members
 from saferl.runner import CHECKPOINT, PREVIOUS_CHECKPOINT, Runner, load_policy
 
@@ -121,6 +122,11 @@ def test_member_directories_work_with_eval_report_and_resume(tmp_path, capsys):
     assert "conflicts" in capsys.readouterr().err
     assert main(["train", "--algo", "cpo", "--run-dir", str(root), "--resume"]) == 2
     assert "holds a 'ppo_lag' run, not 'cpo'" in capsys.readouterr().err
+    # What a resumed run may change is applied to every member and said, not silently dropped.
+    members = resumed_members(root, None, None)
+    notes = check_resume_flags(members, None, None, None, None, None, ["train.progress_bar=true"])
+    assert notes == ["note: --resume with train.progress_bar=True (was False)"]
+    assert all(member.config.train.progress_bar for member in members)
 
 
 def test_cost_limit_list_gives_one_member_per_budget(tmp_path):
