@@ -59,6 +59,19 @@ class Dataset:
     timeouts: np.ndarray  # [T] bool: the episode was cut by the time limit
     attrs: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_steps(cls, steps: dict, attrs: dict) -> Dataset:
+        """A dataset from per-step arrays named as STEP_KEYS (any dtypes), in the file's dtypes."""
+        return cls(
+            observations=steps["observations"].astype(np.float32),
+            next_observations=steps["next_observations"].astype(np.float32),
+            actions=steps["actions"].astype(np.float32),
+            rewards=steps["rewards"].astype(np.float32),
+            costs=steps["costs"].astype(np.float32).reshape(len(steps["rewards"]), -1),
+            terminals=steps["terminals"].astype(bool),
+            timeouts=steps["timeouts"].astype(bool),
+            attrs=attrs)
+
     def __len__(self) -> int:
         return len(self.rewards)
 
@@ -260,14 +273,8 @@ def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: f
         env.close()
     columns = {key: np.concatenate([steps[key] for steps in result.steps]) for key in STEP_KEYS}
     normalizer = policy.normalizer
-    dataset = Dataset(
-        observations=columns["observations"].astype(np.float32),
-        next_observations=columns["next_observations"].astype(np.float32),
-        actions=columns["actions"].astype(np.float32),
-        rewards=columns["rewards"].astype(np.float32),
-        costs=columns["costs"].astype(np.float32).reshape(len(columns["costs"]), -1),
-        terminals=columns["terminals"].astype(bool),
-        timeouts=columns["timeouts"].astype(bool),
+    dataset = Dataset.from_steps(
+        columns,
         attrs={
             "env_id": config.env.id,
             "cost_names": cost_names,

@@ -46,14 +46,8 @@ def collect_scripted(env_id: str, episodes: int, out: Path, noise_std: float = 0
     rollouts = [run_scripted(env_id, count, seed + SCRIPTED_SEED_OFFSET + 7919 * variant, noise_std, variant)
                 for count, variant in parts if count > 0]
     joined = {key: np.concatenate([r[key] for r in rollouts]) for key in rollouts[0]}
-    dataset = Dataset(
-        observations=joined["observations"].astype(np.float32),
-        next_observations=joined["next_observations"].astype(np.float32),
-        actions=joined["actions"].astype(np.float32),
-        rewards=joined["rewards"].astype(np.float32),
-        costs=joined["costs_per_step"].astype(np.float32).reshape(len(joined["rewards"]), -1),
-        terminals=joined["terminals"].astype(bool),
-        timeouts=joined["timeouts"].astype(bool),
+    dataset = Dataset.from_steps(
+        dict(joined, costs=joined["costs_per_step"]),
         attrs={"env_id": env_id, "cost_names": ["keepout", "speed"], "source_algo": "scripted",
                "policy_mode": "scripted", "noise_std": float(noise_std), "unsafe_fraction": float(unsafe_fraction),
                "seed": seed, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
