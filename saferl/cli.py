@@ -355,14 +355,11 @@ def cmd_collect(args) -> int:
 
 
 def collect_scripted_cli(args) -> int:
+    from saferl.offline.dataset import check_dataset_out
     from saferl.offline.scripted import collect_scripted
 
-    out = Path(args.out)
-    if out.is_dir():
-        raise SafeRLError(f"--out {out} is a directory; give a file name, e.g. {out / 'demos.h5'}")
-    if out.exists() and not args.force:
-        raise SafeRLError(f"--out {out} already exists; pass --force to overwrite it")
-    summary = collect_scripted(args.scripted, args.episodes, out, args.noise or 0.0, args.unsafe_fraction,
+    check_dataset_out(Path(args.out), None, overwrite=args.force)
+    summary = collect_scripted(args.scripted, args.episodes, Path(args.out), args.noise or 0.0, args.unsafe_fraction,
                                args.seed or 0)
     print(f"{summary['episodes']} scripted episodes ({summary['steps']} steps, {summary['unsafe_episodes']} unsafe): "
           f"success {summary['success_rate']:.0%}, return {summary['mean_return']:.2f}, cost "

@@ -241,3 +241,15 @@ def test_dict_observations_round_trip_through_collect_bc_and_eval(tmp_path, caps
     np.testing.assert_array_equal(policy.predict(obs), policy.predict(flat))
     env.close()
     capsys.readouterr()
+
+
+def test_scripted_collect_never_overwrites_without_force(tmp_path, capsys):
+    from saferl.cli import main
+
+    existing = tmp_path / "kept.h5"
+    existing.write_bytes(b"not to be lost")
+    args = ["collect", "--scripted", "SafetyFetchReach-v0", "--episodes", "1"]
+    assert main([*args, "--out", str(existing)]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err and existing.read_bytes() == b"not to be lost"
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err

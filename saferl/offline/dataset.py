@@ -163,16 +163,9 @@ def _checked_dataset(path: Path, arrays: dict, attrs: dict) -> Dataset:
     for key in ("terminals", "timeouts"):
         if not np.isin(arrays[key], (0, 1)).all():
             raise SafeRLError(f"dataset {path}: '{key}' must hold only 0/1 (false/true)")
-    dataset = Dataset(
-        observations=arrays["observations"].astype(np.float32),
-        next_observations=arrays["next_observations"].astype(np.float32),
-        actions=actions.astype(np.float32),
-        rewards=arrays["rewards"].astype(np.float32),
-        costs=costs.astype(np.float32),
-        terminals=arrays["terminals"].astype(bool).reshape(steps),
-        timeouts=arrays["timeouts"].astype(bool).reshape(steps),
-        attrs=attrs,
-    )
+    shaped = dict(arrays, actions=actions, costs=costs, terminals=arrays["terminals"].reshape(steps),
+                  timeouts=arrays["timeouts"].reshape(steps))
+    dataset = Dataset.from_steps(shaped, attrs)
     check_finite_steps(dataset, path)
     check_normalizer_attrs(attrs, dataset.observations.shape[1], path)
     return dataset
@@ -238,18 +231,23 @@ def check_matches_env(dataset: Dataset, obs_dim: int, act_dim: int, env_id: str,
 RUN_FILES = ("config.yaml", "meta.json", "progress.csv", "eval.json", "members.json")
 
 
-def check_dataset_out(out: Path, run_dir: Path, overwrite: bool = False) -> None:
+def check_dataset_out(out: Path, run_dir: Path | None, overwrite: bool = False) -> None:
     """Where a dataset may be written: never over the source run's own files (its config, checkpoints, logs),
-    even with `overwrite`; over any other existing file only with `overwrite` (`--force`)."""
-    target, run = Path(out).resolve(), Path(run_dir).resolve()
-    checkpoints = run / "checkpoints"
-    if target == checkpoints or checkpoints in target.parents or target in {run / name for name in RUN_FILES}:
-        raise SafeRLError(f"--out {out} would overwrite a file of the run {run_dir}; write the dataset elsewhere "
-                          f"(e.g. {Path(run_dir) / 'demos.h5'})")
+    even with `overwrite`; over any other existing file only with `overwrite` (`--force`). `run_dir` is None
+    for a scripted demonstrator, which has no run."""
+    target = Path(out).resolve()
+    if run_dir is not None:
+        run = Path(run_dir).resolve()
+        checkpoints = run / "checkpoints"
+        if target == checkpoints or checkpoints in target.parents or target in {run / name for name in RUN_FILES}:
+            raise SafeRLError(f"--out {out} would overwrite a file of the run {run_dir}; write the dataset "
+                              f"elsewhere (e.g. {Path(run_dir) / 'demos.h5'})")
     if target.is_dir():
         raise SafeRLError(f"--out {out} is a directory; give a file name, e.g. {Path(out) / 'demos.h5'}")
     if target.exists() and not overwrite:
         raise SafeRLError(f"--out {out} already exists; pass --force to overwrite it")
+
+
 def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: float | None = None,
                            deterministic: bool = False, seed: int | None = None) -> dict:
     """Roll out a run's policy for `episodes` whole episodes and write them as a dataset.
