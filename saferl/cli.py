@@ -409,7 +409,6 @@ def cmd_finetune(args) -> int:
         if not args.run_dir:
             raise SafeRLError("--resume needs --run-dir")
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
-        args.algo = members[0].config.train.algo
         for note in check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set):
             print(note)
         run_dir, config = members[0].run_dir, members[0].config
