@@ -1,13 +1,15 @@
-"""`saferl benchmark GRID.yaml --out DIR`: every (algorithm, task) cell of a grid trained as one multi-seed
-process in a Ray task, then results.json, results.md and report.html beside OmniSafe's published numbers.
+"""`saferl benchmark GRID.yaml --out DIR`: every (algorithm, task) cell of a grid trained as one multi-seed process in
+a Ray task, then results.json, results.md and report.html beside OmniSafe's published numbers.
 
-The grid is a YAML mapping: `algos` (list), `envs` (list of task ids), `seeds` (list of ints), `steps` (int)
-and optionally `set` (list of `key=value`, as `saferl train --set`). Cell (algo, env) is the ordinary
-multi-seed run directory DIR/<env>/<algo>/ (members seed-<s>/), so `saferl eval`, `saferl report` and
-`saferl train --resume` work on it by hand too. A cell whose DIR/<env>/<algo>/cell.json matches the grid is
-skipped; any other cell with a run directory resumes from its checkpoints. Ray does the scheduling: each cell
-asks for `cpus_per_cell` CPUs, and at most `max_parallel` cells are in flight. With `--address` the cells run
-on an existing cluster, which needs saferl installed on every node and DIR on a filesystem they share.
+The grid is a YAML mapping: `algos` (list), `envs` (list of task ids), `seeds` (list of ints), `steps` (int) and
+optionally `set` (list of `key=value`, as `saferl train --set`) and `variants` (a list of `{name, set, algos}`: each
+variant adds its `set` to the grid's, for the algorithms it names or for all; an ablation). Cell (algo, env[,
+variant]) is the ordinary multi-seed run directory DIR/<env>/<algo>[-<variant>]/ (members seed-<s>/), so `saferl
+eval`, `saferl report` and `saferl train --resume` work on it by hand too. results.json holds every epoch's return
+and cost per seed (`curve`), and curves-<env>.png draws them. A cell whose cell.json matches the grid is skipped;
+any other cell with a run directory resumes from its checkpoints. Ray does the scheduling: each cell asks for
+`cpus_per_cell` CPUs, and at most `max_parallel` cells are in flight. With `--address` the cells run on an existing
+cluster, which needs saferl installed on every node and DIR on a filesystem they share.
 """
 
 from __future__ import annotations
@@ -50,12 +52,20 @@ OMNISAFE_TABLE2 = {
 }
 OMNISAFE_STEPS = 10_000_000
 
-GRID_KEYS = ("algos", "envs", "seeds", "steps", "set")
+GRID_KEYS = ("algos", "envs", "seeds", "steps", "set", "variants")
+VARIANT_KEYS = ("name", "set", "algos")
 GRID_OWNS = ("env.id", "train.total_steps", "train.seed")  # set by the grid's own keys, not by `set`
 QUIET = ["train.progress_bar=false"]  # nobody watches a Ray worker's terminal (a resumed run may change it)
 CELL_FILE = "cell.json"
 EVAL_EPISODES = 10
 OBJECT_STORE_BYTES = 100 * 1024**2  # cells return small dicts; Ray's default reserves 30% of the RAM
+
+
+@dataclass
+class Variant:
+    name: str
+    sets: list[str]
+    algos: list[str] | None = None  # None: every algorithm of the grid
 
 
 @dataclass
@@ -65,6 +75,13 @@ class Grid:
     seeds: list[int]
     steps: int
     sets: list[str]
+    variants: list[Variant] | None = None
+
+    def cells(self) -> list[tuple[str, str, Variant | None]]:
+        """(env, algo, variant) in run order: env by env, then algorithm, then variant."""
+        variants = self.variants or [None]
+        return [(env, algo, variant) for env in self.envs for algo in self.algos for variant in variants
+                if variant is None or variant.algos is None or algo in variant.algos]
 
 
 # -- the grid --------------------------------------------------------------------------------------------------
@@ -117,15 +134,51 @@ def load_grid(path: Path) -> Grid:
         raise SafeRLError(f"{path}: a cell trains seeds of one setting; use one grid per cost limit")
     for env_id in env_ids:
         check_env_id(env_id)
+    variants = load_variants(path, data.get("variants"), algos)
     for algo in algos:
-        build_config(algo, sets=sets, extra={"env": {"id": env_ids[0]}, "train": {"total_steps": steps}})
-    return Grid(algos, env_ids, seeds, steps, sets)
+        for variant in variants or [None]:
+            extra_sets = variant.sets if variant else []
+            build_config(algo, sets=sets + extra_sets, extra={"env": {"id": env_ids[0]},
+                                                              "train": {"total_steps": steps}})
+    return Grid(algos, env_ids, seeds, steps, sets, variants)
 
 
-def cell_spec(grid: Grid, algo: str, env_id: str, out: Path) -> dict:
+def load_variants(path: Path, data, algos: list[str]) -> list[Variant] | None:
+    """The grid's `variants` (None when it has none), each checked like the grid's own `set`."""
+    if data is None:
+        return None
+    if not isinstance(data, list) or not data or not all(isinstance(v, dict) for v in data):
+        raise SafeRLError(f"{path}: 'variants' must be a list of mappings with keys {', '.join(VARIANT_KEYS)}")
+    variants = []
+    for entry in data:
+        unknown = sorted(set(entry) - set(VARIANT_KEYS))
+        name, sets, only = entry.get("name"), entry.get("set") or [], entry.get("algos")
+        if unknown or not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise SafeRLError(f"{path}: each variant needs a 'name' of letters, digits, '-' and '_' (and only keys "
+                              f"{', '.join(VARIANT_KEYS)})")
+        if not isinstance(sets, list) or not all(isinstance(item, str) and "=" in item for item in sets):
+            raise SafeRLError(f"{path}: variant '{name}': 'set' must be a list of key=value")
+        if any(item.partition("=")[0].strip() in GRID_OWNS for item in sets):
+            raise SafeRLError(f"{path}: variant '{name}' sets one of {', '.join(GRID_OWNS)} (the grid's own keys)")
+        if only is not None and (not isinstance(only, list) or not set(only) <= set(algos)):
+            raise SafeRLError(f"{path}: variant '{name}': 'algos' must list algorithms of the grid")
+        variants.append(Variant(name, sets, only))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise SafeRLError(f"{path}: two variants are called the same")
+    return variants
+
+
+def cell_spec(grid: Grid, algo: str, env_id: str, out: Path, variant: Variant | None = None) -> dict:
     """All a Ray task needs to train one cell (plain data: it crosses to another process or node)."""
-    return {"algo": algo, "env": env_id, "seeds": grid.seeds, "steps": grid.steps, "set": grid.sets,
-            "dir": str((out / env_id / algo).resolve())}
+    name = f"{algo}-{variant.name}" if variant else algo
+    return {"algo": algo, "env": env_id, "seeds": grid.seeds, "steps": grid.steps,
+            "set": grid.sets + (variant.sets if variant else []), "variant": variant.name if variant else None,
+            "dir": str((out / env_id / name).resolve())}
+
+
+def cell_key(spec_or_result: dict) -> tuple:
+    return spec_or_result["env"], spec_or_result["algo"], spec_or_result.get("variant")
 
 
 def member_dirs(root: Path, seeds: list[int]) -> list[Path]:
@@ -145,6 +198,12 @@ def trained(root: Path, seeds: list[int], steps: int) -> bool:
     return all(_number(last_row(d).get("env_steps")) >= steps for d in member_dirs(root, seeds))
 
 
+def spec_identity(spec: dict) -> dict:
+    """What makes a cell the same cell (the variant only when there is one: older cell.json files have none)."""
+    keys = ("algo", "env", "seeds", "steps", "set") + (("variant",) if spec.get("variant") else ())
+    return {k: spec[k] for k in keys}
+
+
 def stored_cell(spec: dict) -> dict | None:
     """The cell's result from an earlier call when it still describes the grid's cell and its files."""
     root = Path(spec["dir"])
@@ -152,8 +211,7 @@ def stored_cell(spec: dict) -> dict | None:
         stored = json.loads((root / CELL_FILE).read_text())
     except (OSError, ValueError):
         return None
-    same = isinstance(stored, dict) and stored.get("spec") == {k: spec[k] for k in ("algo", "env", "seeds", "steps",
-                                                                                      "set")}
+    same = isinstance(stored, dict) and stored.get("spec") == spec_identity(spec)
     return stored if same and trained(root, spec["seeds"], spec["steps"]) else None
 
 
@@ -182,20 +240,24 @@ def run_cell(spec: dict) -> dict:
             code = saferl_main(argv)
         if code != 0:
             errors = [line for line in log.read_text().splitlines() if line.startswith("saferl: error")]
-            return {"algo": spec["algo"], "env": spec["env"], "ok": False,
+            return {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": False,
                     "error": errors[-1].removeprefix("saferl: error: ") if errors else
                     f"saferl train exited with {code}; see {log}"}
     per_seed = []
     for seed, directory in zip(seeds, dirs, strict=True):
         row = last_row(directory)
         evaluation = evaluate(directory, EVAL_EPISODES, deterministic=True)
+        curve = learning_curve(directory)
         per_seed.append({"seed": seed, "dir": str(directory), "env_steps": int(_number(row.get("env_steps"), 0)),
                          "return": _number(row.get("ep_return")), "cost": _number(row.get("ep_cost")),
-                         "eval_return": evaluation["mean_return"], "eval_cost": evaluation["mean_cost"]})
+                         "eval_return": evaluation["mean_return"], "eval_cost": evaluation["mean_cost"],
+                         "cost_limit": _number(row.get("cost_limit")),
+                         "stays_under_limit_from": stays_under_from(curve, _number(row.get("cost_limit"))),
+                         "curve": curve})
     train_s = training_seconds(dirs[0])
     total_steps = sum(s["env_steps"] for s in per_seed)
-    result = {"algo": spec["algo"], "env": spec["env"], "ok": True, "action": action,
-              "spec": {k: spec[k] for k in ("algo", "env", "seeds", "steps", "set")}, "dir": spec["dir"],
+    result = {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": True,
+              "action": action, "spec": spec_identity(spec), "dir": spec["dir"],
               "steps": steps, "seeds": seeds, "per_seed": per_seed,
               **{key: mean_std([s[key] for s in per_seed]) for key in ("return", "cost", "eval_return", "eval_cost")},
               "resumed_at_steps": int(started_at) if action == "resumed" else 0,
@@ -205,6 +267,29 @@ def run_cell(spec: dict) -> dict:
     result = clean(result)
     write_json(root / CELL_FILE, result)
     return result
+
+
+CURVE_COLUMNS = ("env_steps", "ep_return", "ep_cost", "epoch_ep_return", "epoch_ep_cost")
+
+
+def learning_curve(run_dir: Path) -> dict:
+    """Every epoch's env steps, windowed return and cost (last 100 episodes) and this epoch's own means."""
+    from saferl.logger import read_progress
+
+    rows = read_progress(run_dir / "progress.csv", notes=[])
+    return {column: [_number(row.get(column)) for row in rows] for column in CURVE_COLUMNS}
+
+
+def stays_under_from(curve: dict, limit: float) -> int | None:
+    """The env steps from which the windowed cost stays at or under the limit to the end (None: it ends over)."""
+    steps, costs = curve["env_steps"], curve["ep_cost"]
+    first = None
+    for step, cost in zip(steps, costs, strict=True):
+        if not math.isfinite(cost) or cost > limit:
+            first = None
+        elif first is None:
+            first = step
+    return None if first is None else int(first)
 
 
 def training_seconds(run_dir: Path) -> float:
@@ -290,7 +375,7 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
     Exit status: 0, 1 when a cell failed, 130 when interrupted (run it again to resume)."""
     grid = load_grid(grid_path)
     out = Path(out)
-    specs = [cell_spec(grid, algo, env_id, out) for env_id in grid.envs for algo in grid.algos]
+    specs = [cell_spec(grid, algo, env_id, out, variant) for env_id, algo, variant in grid.cells()]
     results: dict[tuple, dict] = {}
     todo = []
     for spec in specs:
@@ -298,8 +383,8 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
         if stored is None:
             todo.append(spec)
         else:
-            results[(spec["env"], spec["algo"])] = {**stored, "action": "skipped"}
-            print(progress_line(len(results), len(specs), results[(spec["env"], spec["algo"])]), flush=True)
+            results[cell_key(spec)] = {**stored, "variant": spec.get("variant"), "action": "skipped"}
+            print(progress_line(len(results), len(specs), results[cell_key(spec)]), flush=True)
     info = {"address": address, "cells_run": len(todo)}
     code = 0
     if todo:
@@ -324,9 +409,10 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
                 try:
                     result = ray.get(done[0])
                 except ray.exceptions.RayError as exc:
-                    result = {"algo": spec["algo"], "env": spec["env"], "ok": False,
+                    result = {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": False,
                               "error": f"{type(exc).__name__}: {_last_line(exc)}"}
-                results[(spec["env"], spec["algo"])] = result
+                results[cell_key(spec)] = result
+                write_results(out, grid, [results[cell_key(s)] for s in specs if cell_key(s) in results], info)
                 code = code or (0 if result["ok"] else 1)
                 print(progress_line(len(results), len(specs), result), flush=True)
         except KeyboardInterrupt:
@@ -336,8 +422,9 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
         finally:
             if started:
                 ray.shutdown()
-    ordered = [results[(s["env"], s["algo"])] for s in specs if (s["env"], s["algo"]) in results]
+    ordered = [results[cell_key(s)] for s in specs if cell_key(s) in results]
     write_results(out, grid, ordered, info)
+    write_curve_figures(out, grid, ordered)
     reported = code != 130 and any(r["ok"] for r in ordered)
     if reported:
         write_report(out, ordered)
@@ -346,7 +433,7 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
 
 
 def progress_line(index: int, total: int, result: dict) -> str:
-    head = f"[{index}/{total}] {result['algo']} {result['env']}"
+    head = f"[{index}/{total}] {cell_name(result)} {result['env']}"
     if not result["ok"]:
         return f"{head}: FAILED: {result['error']}"
     rate = f", {result['steps_per_s']:.0f} steps/s" if result.get("steps_per_s") else ""
@@ -355,9 +442,14 @@ def progress_line(index: int, total: int, result: dict) -> str:
             f"{result['wall_s']:.0f} s{rate} [{result['action']}]")
 
 
+def cell_name(cell: dict) -> str:
+    return f"{cell['algo']}-{cell['variant']}" if cell.get("variant") else cell["algo"]
+
+
 def write_results(out: Path, grid: Grid, cells: list[dict], info: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    grid_data = {"algos": grid.algos, "envs": grid.envs, "seeds": grid.seeds, "steps": grid.steps, "set": grid.sets}
+    grid_data = {"algos": grid.algos, "envs": grid.envs, "seeds": grid.seeds, "steps": grid.steps, "set": grid.sets,
+                 "variants": [vars(v) for v in grid.variants] if grid.variants else None}
     write_json(out / "results.json", clean({"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "grid": grid_data,
                                             "run": info, "cells": cells}))
     atomic_write_text(out / "results.md", results_markdown(grid, cells))
@@ -373,17 +465,21 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
              "from where it resumed, and evaluation; a few seconds when the cell was already trained); steps/s: "
              "env steps of all seeds per train second. OmniSafe: its published Table 2 "
              "(1e7 steps, cost limit 25, 5 seeds).", "",
-             "| task | algo | steps | seeds | return | cost | eval return | eval cost | train s | wall s | steps/s "
-             "| OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 13]
+             "Under from: the env steps from which each seed's windowed cost stays at or under its limit to the "
+             "end (– when it ends over).", "",
+             "| task | algo | steps | seeds | return | cost | under from | eval return | eval cost | train s | wall s "
+             "| steps/s | OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 14]
     for cell in cells:
         if not cell["ok"]:
-            lines.append(f"| {cell['env']} | {cell['algo']} | failed: {cell['error'].replace('|', '/')} |"
-                         + " |" * 10)
+            lines.append(f"| {cell['env']} | {cell_name(cell)} | failed: {cell['error'].replace('|', '/')} |"
+                         + " |" * 11)
             continue
         ref = cell.get("omnisafe") or {}
+        under = ", ".join("–" if s.get("stays_under_limit_from") is None else _steps(s["stays_under_limit_from"])
+                          for s in cell["per_seed"])
         lines.append(" | ".join([
-            f"| {cell['env']}", cell["algo"], str(cell["steps"]), str(len(cell["seeds"])), _pm(cell["return"]),
-            _pm(cell["cost"]), _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
+            f"| {cell['env']}", cell_name(cell), str(cell["steps"]), str(len(cell["seeds"])), _pm(cell["return"]),
+            _pm(cell["cost"]), under, _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
             _fmt(cell.get("train_s"), 0), _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0),
             _fmt(ref.get("return"), 1),
             _fmt(ref.get("cost"), 1)]) + " |")
@@ -399,7 +495,7 @@ def write_report(out: Path, cells: list[dict]) -> None:
     done = [c for c in cells if c["ok"]]
     paths = build_report([s["dir"] for c in done for s in c["per_seed"]], out, eval_episodes=0, video=False,
                          deterministic=True)
-    rows = [[c["env"], c["algo"], str(c["steps"]), _pm(c["return"]), _pm(c["cost"]),
+    rows = [[c["env"], cell_name(c), str(c["steps"]), _pm(c["return"]), _pm(c["cost"]),
              f"{_fmt(c['eval_return']['mean'])} / {_fmt(c['eval_cost']['mean'])}",
              _fmt((c.get("omnisafe") or {}).get("return"), 1), _fmt((c.get("omnisafe") or {}).get("cost"), 1)]
             for c in done]
@@ -416,6 +512,22 @@ def write_report(out: Path, cells: list[dict]) -> None:
     atomic_write_text(paths["html"], page[:cut] + html_part + page[cut:])
     md_part = to_markdown([section], [], "")
     atomic_write_text(paths["md"], paths["md"].read_text() + "\n" + md_part[md_part.index("## "):])
+
+
+def write_curve_figures(out: Path, grid: Grid, cells: list[dict]) -> None:
+    """curves-<env>.png: return and cost against env steps per cell (mean and min-max band over seeds), the cost
+    limit, and OmniSafe's final 1e7-step numbers as markers."""
+    from saferl.report.figures import benchmark_curves_figure
+
+    for env_id in grid.envs:
+        done = [c for c in cells if c["ok"] and c["env"] == env_id and c.get("per_seed")]
+        if any("curve" in s for c in done for s in c["per_seed"]):
+            png = benchmark_curves_figure(env_id, [(cell_name(c), c) for c in done])
+            (out / f"curves-{env_id}.png").write_bytes(png)
+
+
+def _steps(value: float) -> str:
+    return f"{value / 1e6:.2g}M" if value >= 1e6 else f"{value / 1e3:.3g}k"
 
 
 def _fmt(value, digits: int = 2) -> str:

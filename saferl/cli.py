@@ -40,6 +40,8 @@ def parse_args(argv):
                        help="e.g. ppo.clip_ratio=0.1; env.cost_limit=10,25,50 trains one member per limit")
     train.add_argument("--run-dir", help="default: runs/<env>/<algo>-seed<seed>-<time>")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    train.add_argument("--replan-schedule", action="store_true",
+                       help="with --resume --steps beyond the run's plan: re-plan the learning-rate schedule")
 
     evaluate = sub.add_parser("eval", help="evaluate a run's policy; writes eval.json")
     evaluate.add_argument("run_dir")
@@ -157,12 +159,15 @@ def cmd_train(args) -> int:
     seeds = parse_int_list(args.seeds, "--seeds") if args.seeds else None
     if seeds is not None and args.seed is not None:
         raise SafeRLError("give --seed or --seeds, not both")
+    if args.replan_schedule and not args.resume:
+        raise SafeRLError("--replan-schedule goes with --resume (a new run's schedule spans its --steps)")
     if args.resume:
         if not args.run_dir:
             raise SafeRLError("--resume needs --run-dir")
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
         args.algo = members[0].config.train.algo
-        for note in check_resume_flags(members, args.env, args.num_envs, args.seed, seeds, args.config, args.set):
+        for note in check_resume_flags(members, args.env, args.num_envs, args.seed, seeds, args.config, args.set,
+                                       args.replan_schedule):
             print(note)
         if args.steps:
             print(f"note: --resume with --steps {args.steps}: the run now trains to {args.steps} steps per member")

@@ -26,7 +26,10 @@ LOG_STD_RANGE = (-20.0, 2.0)  # std ~2e-9 (log-probs stay finite) to ~7 times an
 @dataclass
 class EnvConfig:
     id: str = "SafetyHalfCheetahVelocity-v1"
-    num_envs: int = 16  # batched stepping amortises the per-step policy call; see `saferl bench`
+    # 20 envs x 1,000 steps = one 20,000-step epoch of 20 whole 1,000-step episodes (velocity and navigation
+    # tasks), as OmniSafe's epoch of 20 episodes: the constraint then reads episodes of the current policy only,
+    # and no episode is cut by the epoch boundary. Batched stepping amortises the per-step policy call.
+    num_envs: int = 20
     max_episode_steps: int | None = None  # None: the task's own limit (1000 for velocity tasks)
     # The budget on the expected episode cost, per constraint: part of the task, read by every constrained
     # algorithm (the Lagrangian methods' multipliers, CPO's constraint) and by reports and BC-Safe.
@@ -43,6 +46,9 @@ class TrainConfig:
     algo: str = "ppo_lag"
     seed: int = 0
     total_steps: int = 10_000_000  # OmniSafe's benchmark budget
+    # The horizon of the learning-rate schedule, fixed when the run is created (null: total_steps then): a
+    # `--resume --steps N` that trains further never re-plans it silently (docs/safety.md).
+    schedule_steps: int | None = None
     steps_per_epoch: int = 20_000  # rollout size, summed over envs
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -52,7 +58,10 @@ class TrainConfig:
     center_cost_adv: bool = True  # cost advantages are centred, not scaled (OmniSafe's choice)
     torch_threads: int = 1  # minibatches of 64 gain nothing from intra-op threads; the envs use the cores
     checkpoint_every: int = 1  # epochs
-    episode_window: int = 100  # recent episodes averaged for logging and the multiplier
+    episode_window: int = 100  # recent episodes averaged for logging (ep_return, ep_cost)
+    # The episodes whose mean cost J_c the multiplier and CPO's constraint read: null, the episodes that finished
+    # in this epoch (the current policy's; the last episode_window when none finished); N, the last N episodes.
+    constraint_window: int | None = None
     progress_bar: bool = True
     tensorboard: bool = True
 
@@ -65,6 +74,9 @@ class TrainConfig:
         _check(self.torch_threads >= 1, "train.torch_threads must be >= 1")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1")
         _check(self.episode_window >= 1, "train.episode_window must be >= 1")
+        _check(self.schedule_steps is None or self.schedule_steps >= 1, "train.schedule_steps must be >= 1 or null")
+        _check(self.constraint_window is None or self.constraint_window >= 1,
+               "train.constraint_window must be >= 1 or null")
 
 
 @dataclass
@@ -172,6 +184,10 @@ class TrustRegionConfig:
     `trpo`), and the base of `cpo`'s."""
 
     target_kl: float = 0.01  # delta: the bound on the mean KL(old || new) of one update
+    # What the bound measures (Fisher and line search alike): "per_dim", the KL averaged over states and action
+    # dimensions (OmniSafe 0.5.0, whose Table 2 we compare with: a joint KL of target_kl x act_dim); "joint",
+    # the KL of the whole action distribution averaged over states (the TRPO paper's). docs/safety.md.
+    kl: str = "per_dim"
     cg_iters: int = 15
     cg_damping: float = 0.1  # F + damping I: keeps CG stable where the Fisher is nearly singular
     backtrack_coef: float = 0.8  # the line search tries step fractions backtrack_coef**k (not npg)
@@ -182,6 +198,7 @@ class TrustRegionConfig:
 
     def validate(self, section: str = "trpo"):
         _check(self.target_kl > 0, f"{section}.target_kl must be > 0")
+        _check(self.kl in ("per_dim", "joint"), f"{section}.kl must be 'per_dim' or 'joint'")
         _check(self.cg_iters >= 1 and self.max_backtracks >= 1,
                f"{section}.cg_iters and {section}.max_backtracks must be >= 1")
         _check(self.cg_damping >= 0, f"{section}.cg_damping must be >= 0")
@@ -196,10 +213,19 @@ class CPOConfig(TrustRegionConfig):
     # Slack in the line search's cost test, as a fraction of the most one full trust-region step can change
     # each cost surrogate (sqrt(2 delta s_i)): absorbs the second-order terms the linearisation ignores.
     cost_tolerance: float = 0.05
+    # The units of the constraint's gap c against the per-step cost surrogate (docs/safety.md): "episode",
+    # c = J_c - limit (OmniSafe 0.5.0: over the limit the step is the pure cost descent, under it TRPO's);
+    # "per_step", c = (J_c - limit) / T (safety-starter-agents: the linearised cost brought exactly to the limit).
+    cost_scale: str = "episode"
+    # safety-starter-agents' learned margin: m += margin_lr * (J_c - limit) each epoch, m >= 0, and the
+    # constraint reads J_c + m. 0 disables it.
+    margin_lr: float = 0.0
 
     def validate(self, section: str = "cpo"):
         super().validate(section)
         _check(self.cost_tolerance >= 0, "cpo.cost_tolerance must be >= 0")
+        _check(self.cost_scale in ("episode", "per_step"), "cpo.cost_scale must be 'episode' or 'per_step'")
+        _check(self.margin_lr >= 0, "cpo.margin_lr must be >= 0")
 
 
 def _check_critic_fit(section_config, section: str) -> None:

@@ -88,6 +88,8 @@ def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) ->
         config = load_run_config(directory)
         if algo is not None and config.train.algo != algo:
             raise SafeRLError(f"{directory} holds a '{config.train.algo}' run, not '{algo}'")
+        if config.train.schedule_steps is None:  # a run from before schedules: its plan was its saved budget
+            config.train.schedule_steps = config.train.total_steps
         if total_steps:
             config.train.total_steps = total_steps
         members.append(Member(config.train.seed, config.env.cost_limit, directory, config))
@@ -95,11 +97,12 @@ def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) ->
 
 
 # Settings a resumed run may change: how far it trains and how it reports progress.
-RESUME_MAY_CHANGE = {("train", "total_steps"), ("train", "progress_bar")}
+RESUME_MAY_CHANGE = {("train", "total_steps"), ("train", "progress_bar")}  # beyond the plan: check_schedule
 
 
 def check_resume_flags(members: list[Member], env: str | None, num_envs: int | None, seed: int | None,
-                       seeds: list[int] | None, config_file: str | None, sets: list[str] | None) -> list[str]:
+                       seeds: list[int] | None, config_file: str | None, sets: list[str] | None,
+                       replan: bool = False) -> list[str]:
     """A resumed run keeps the settings it was started with: flags that repeat them are fine, a flag that would
     change one is refused, naming it. The settings in RESUME_MAY_CHANGE are applied to every member; returns a
     note for each."""
@@ -136,7 +139,33 @@ def check_resume_flags(members: list[Member], env: str | None, num_envs: int | N
             for member in members:
                 setattr(getattr(member.config, section), key, value)
             notes.append(f"note: --resume with {section}.{key}={value!r} (was {saved[section][key]!r})")
-    return notes
+    return notes + check_schedule(members, replan)
+
+
+def has_schedule(config: Config) -> bool:
+    """Whether the algorithm anneals over the run's plan (PPO's actor learning rate)."""
+    return config.train.algo in ("ppo", "ppo_lag") and config.ppo.anneal_lr
+
+
+def check_schedule(members: list[Member], replan: bool) -> list[str]:
+    """A resumed run trains beyond the plan it was created with only on request: its annealing horizon
+    (`train.schedule_steps`) is part of the experiment, and re-planning it mid-run makes a saw-tooth schedule."""
+    config = members[0].config
+    plan = config.train.schedule_steps or config.train.total_steps  # runs from before schedules: the saved budget
+    steps = config.train.total_steps
+    if steps <= plan:
+        return []
+    if not has_schedule(config):
+        return [f"note: training to {steps} steps, beyond the plan of {plan}; {config.train.algo} has no "
+                "learning-rate schedule to keep"]
+    if not replan:
+        raise SafeRLError(f"--resume: the run was planned for {plan} steps and its learning rate anneals to 0 there; "
+                          f"training to {steps} needs --replan-schedule (the schedule is then re-planned from the "
+                          "current epoch, a different experiment) or a new run with the larger budget")
+    for member in members:
+        member.config.train.schedule_steps = steps
+    return [f"note: --replan-schedule: the learning-rate schedule now anneals over {steps} steps instead of {plan} "
+            "(re-planned mid-run)"]
 
 
 def merge_dicts(base: dict, extra: dict) -> dict:

@@ -104,6 +104,26 @@ def load_policy(run_dir: Path) -> tuple[Config, ActorCritic, dict]:
     return config, policy, checkpoint
 
 
+def epochs_for(steps: int, steps_per_epoch: int) -> int:
+    """Epochs of a budget of `steps` per member (the last one may overshoot; at least one)."""
+    return max(1, math.ceil(steps / steps_per_epoch))
+
+
+def episode_means(per_member: list[list], num_costs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Means over each member's episodes (return, costs [C], length, success): [K], [K, C], [K], [K]; NaN where a
+    member has none."""
+    k = len(per_member)
+    returns, lengths, success = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
+    costs = np.full((k, num_costs), np.nan)
+    for member, episodes in enumerate(per_member):
+        if episodes:
+            returns[member] = np.mean([e[0] for e in episodes])
+            costs[member] = np.mean(np.stack([e[1] for e in episodes]), axis=0)
+            lengths[member] = np.mean([e[2] for e in episodes])
+            success[member] = np.mean([e[3] for e in episodes])
+    return returns, costs, lengths, success
+
+
 def update_step(runner: Runner, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
     """The default learning step of an epoch: the algorithm's update."""
     return runner.algorithm.update(batch, episode_cost, episode_length)
@@ -129,23 +149,32 @@ class Runner:
         self.num_costs = self.env.num_costs
         self.rollout_length = cfg.train.steps_per_epoch // self.envs_per_member
         self.steps_per_epoch = self.rollout_length * self.envs_per_member  # per member
-        self.total_epochs = max(1, math.ceil(cfg.train.total_steps / self.steps_per_epoch))
+        self.total_epochs = epochs_for(cfg.train.total_steps, self.steps_per_epoch)
+        if cfg.train.schedule_steps is None:  # a new run (or one from before schedules): the plan is its budget
+            for member in members:
+                member.config.train.schedule_steps = member.config.train.total_steps
+        self.schedule_epochs = epochs_for(cfg.train.schedule_steps, self.steps_per_epoch)
         self.generators = [torch.Generator().manual_seed(m.seed) for m in members]
         self.policy = make_policy(cfg, self.env, k, self.generators)
         self.cost_limits = np.array([[m.cost_limit] * self.num_costs for m in members], dtype=np.float64)
-        self.algorithm = ALGORITHMS[cfg.train.algo](self.policy, cfg, self.total_epochs, self.generators,
+        self.algorithm = ALGORITHMS[cfg.train.algo](self.policy, cfg, self.schedule_epochs, self.generators,
                                                     self.cost_limits)
         obs_dim = self.env.single_observation_space.shape[0]
         act_dim = self.env.single_action_space.shape[0]
         self.buffer = RolloutBuffer(self.rollout_length, k, self.envs_per_member, obs_dim, act_dim, self.num_costs)
-        # Per member: (return, costs [C], length, success or nan) of the last `episode_window` episodes.
-        self.episodes = [collections.deque(maxlen=cfg.train.episode_window) for _ in members]
+        # Per member: (return, costs [C], length, success or nan) of the last episodes (as many as the logging
+        # window or the constraint's window needs).
+        kept = max(cfg.train.episode_window, cfg.train.constraint_window or 0)
+        self.episodes = [collections.deque(maxlen=kept) for _ in members]
         self.epoch_episodes: list[list] = [[] for _ in members]
         self.epoch, self.env_steps = 0, 0
         self.total_violations = np.zeros(k, dtype=np.int64)
         resumed = self.restore() if resume else False
         if not resume:
             self.prepare_run_dirs()
+        else:  # what --resume changed (--steps, a re-planned schedule) is part of the run from now on
+            for member in members:
+                write_yaml(member.run_dir / "config.yaml", member.config.to_dict())
         self.loggers = [ProgressLogger(m.run_dir, cfg.train.tensorboard, self.epoch if resume else None)
                         for m in members]
         offset = RESUME_SEED_STRIDE * self.epoch if resumed else 0
@@ -303,17 +332,24 @@ class Runner:
                                    cfg.center_cost_adv)
 
     def episode_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per member, means over the recent episodes: return [K], costs [K, C], length [K], success [K]."""
-        k, c = self.num_members, self.num_costs
-        returns, lengths, success = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
-        costs = np.full((k, c), np.nan)
-        for member, episodes in enumerate(self.episodes):
-            if episodes:
-                returns[member] = np.mean([e[0] for e in episodes])
-                costs[member] = np.mean(np.stack([e[1] for e in episodes]), axis=0)
-                lengths[member] = np.mean([e[2] for e in episodes])
-                success[member] = np.mean([e[3] for e in episodes])
-        return returns, costs, lengths, success
+        """Per member, means over the last `episode_window` episodes (logging): return [K], costs [K, C],
+        length [K], success [K]."""
+        window = self.config.train.episode_window
+        return episode_means([list(episodes)[-window:] for episodes in self.episodes], self.num_costs)
+
+    def constraint_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per member, the J_c [K, C] and mean episode length [K] the multiplier and CPO read
+        (`train.constraint_window`): this epoch's finished episodes, or the last N."""
+        window, fallback = self.config.train.constraint_window, self.config.train.episode_window
+        chosen = []
+        for episodes, this_epoch in zip(self.episodes, self.epoch_episodes, strict=True):
+            if window is None:
+                chosen.append(this_epoch or list(episodes)[-fallback:])
+            else:
+                chosen.append(list(episodes)[-window:])
+        _, costs, lengths, _ = episode_means(chosen, self.num_costs)
+        return costs, lengths
+
 
     def check_update(self) -> None:
         """The update must leave every member's parameters finite; otherwise stop before saving."""
@@ -344,8 +380,9 @@ class Runner:
                 collect_seconds = time.perf_counter() - start
                 batch = self.rollout_batch()
                 ep_return, ep_costs, ep_length, ep_success = self.episode_stats()
+                constraint_costs, constraint_lengths = self.constraint_stats()
                 update_start = time.perf_counter()
-                stats = self.learn(self, batch, ep_costs, ep_length)
+                stats = self.learn(self, batch, constraint_costs, constraint_lengths)
                 update_seconds = time.perf_counter() - update_start
                 self.check_update()
                 self.policy.normalizer.update(self.buffer.raw_obs_per_member())
@@ -354,6 +391,7 @@ class Runner:
                 timing = {"elapsed": time.perf_counter() - start, "collect": collect_seconds, "update": update_seconds}
                 for k in range(self.num_members):
                     rows[k] = self.progress_row(k, ep_return, ep_costs, ep_length, ep_success, stats, timing)
+                    rows[k]["constraint_cost"] = float(constraint_costs[k, 0])
                     self.loggers[k].log(rows[k])
                 if self.epoch % cfg.checkpoint_every == 0 or self.epoch == self.total_epochs:
                     self.save()

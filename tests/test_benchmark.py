@@ -72,26 +72,60 @@ def test_omnisafe_table_and_markdown():
     cell = {"ok": True, "env": "SafetyHopperVelocity-v1", "algo": "cpo", "steps": 1000, "seeds": [0, 1],
             "return": {"mean": 10.0, "std": 1.0}, "cost": {"mean": 2.0, "std": 0.5},
             "eval_return": {"mean": 11.0, "std": 0.0}, "eval_cost": {"mean": 3.0, "std": 0.0}, "wall_s": 12.0,
-            "train_s": 6.0, "steps_per_s": 166.7,
+            "train_s": 6.0, "steps_per_s": 166.7, "variant": "episode",
+            "per_seed": [{"stays_under_limit_from": 400}, {"stays_under_limit_from": None}],
             "omnisafe": benchmark.omnisafe_entry("SafetyHopperVelocity-v1", "cpo")}
     row = results_markdown(Grid(["cpo"], ["SafetyHopperVelocity-v1"], [0, 1], 1000, []), [cell]).splitlines()[-1]
-    assert row == ("| SafetyHopperVelocity-v1 | cpo | 1000 | 2 | 10.00 ± 1.00 | 2.00 ± 0.50 | 11.00 | 3.00 | 6 | 12 "
-                   "| 167 | 1714.0 | 13.4 |")
+    assert row == ("| SafetyHopperVelocity-v1 | cpo-episode | 1000 | 2 | 10.00 ± 1.00 | 2.00 ± 0.50 | 0.4k, – | 11.00 "
+                   "| 3.00 | 6 | 12 | 167 | 1714.0 | 13.4 |")
+
+
+def test_stays_under_from_is_where_the_cost_last_came_under_the_limit():
+    curve = {"env_steps": [1, 2, 3, 4, 5], "ep_cost": [30.0, 20.0, 26.0, 25.0, 10.0]}
+    assert benchmark.stays_under_from(curve, 25.0) == 4
+    assert benchmark.stays_under_from({**curve, "ep_cost": [1.0, 1.0, 1.0, 1.0, 30.0]}, 25.0) is None
+
+
+def test_variants_make_one_cell_each_for_the_algorithms_they_name(tmp_path):
+    data = {**GRID, "variants": [{"name": "episode", "set": ["cpo.cost_scale=episode"], "algos": ["cpo"]},
+                                 {"name": "per-step", "set": ["cpo.cost_scale=per_step"], "algos": ["cpo"]},
+                                 {"name": "window100", "set": ["train.constraint_window=100"]}]}
+    grid = benchmark.load_grid(write_grid(tmp_path, data))
+    cells = [(algo, variant.name) for _, algo, variant in grid.cells()]
+    assert cells == [("ppo_lag", "window100"), ("cpo", "episode"), ("cpo", "per-step"), ("cpo", "window100")]
+    spec = benchmark.cell_spec(grid, "cpo", TOY_ID, tmp_path, grid.variants[1])
+    assert spec["dir"].endswith("cpo-per-step") and spec["set"][-1] == "cpo.cost_scale=per_step"
+    for bad, message in (([{"name": "a b"}], "'name'"), ([{"name": "x", "set": ["train.seed=3"]}], "grid's own"),
+                         ([{"name": "x", "algos": ["trpo"]}], "'algos'"), ([{"name": "x"}, {"name": "x"}], "same"),
+                         ([{"name": "x", "set": ["cpo.cost_scal=episode"]}], "cpo.cost_scal")):
+        with pytest.raises(benchmark.SafeRLError, match=message):
+            benchmark.load_grid(write_grid(tmp_path, {**GRID, "variants": bad}))
 
 
 def test_cell_without_ray_one_seed_resumes_and_changed_settings_fail(tmp_path):
     """`run_cell` is a plain function (Ray only ships it): a one-seed cell (no members.json) resumes from its
     member directory; a cell whose grid changed a setting fails with the one-line reason, the files intact."""
     out = tmp_path / "out"
+    short = benchmark.cell_spec(Grid(["cpo"], [TOY_ID], [3], 400, TINY_SETS), "cpo", TOY_ID, out)
+    assert benchmark.run_cell(short)["action"] == "trained"
+    longer = benchmark.run_cell({**short, "steps": 800})  # CPO has no schedule to keep: a longer grid trains on
+    assert longer["ok"] and longer["action"] == "resumed" and longer["resumed_at_steps"] == 400
+    assert [s["env_steps"] for s in longer["per_seed"]] == [800]
+    assert json.loads((out / TOY_ID / "cpo" / "cell.json").read_text())["steps"] == 800
+    changed = benchmark.run_cell({**short, "steps": 1200, "set": [*TINY_SETS, "cpo.target_kl=0.02"]})
+    assert not changed["ok"] and "cpo.target_kl" in changed["error"] and "\n" not in changed["error"]
+    assert read_progress(out / TOY_ID / "cpo" / "seed-3" / "progress.csv")[-1]["env_steps"] == "800"
+
+
+def test_a_longer_grid_never_replans_a_cells_learning_rate_schedule(tmp_path):
+    """PPO-Lag anneals over the plan it was created with: a grid that asks for more steps fails the cell in one
+    line (a new --out, or a by-hand --replan-schedule, is the way on), its progress untouched."""
+    out = tmp_path / "out"
     short = benchmark.cell_spec(Grid(["ppo_lag"], [TOY_ID], [3], 400, TINY_SETS), "ppo_lag", TOY_ID, out)
     assert benchmark.run_cell(short)["action"] == "trained"
     longer = benchmark.run_cell({**short, "steps": 800})
-    assert longer["ok"] and longer["action"] == "resumed" and longer["resumed_at_steps"] == 400
-    assert [s["env_steps"] for s in longer["per_seed"]] == [800]
-    assert json.loads((out / TOY_ID / "ppo_lag" / "cell.json").read_text())["steps"] == 800
-    changed = benchmark.run_cell({**short, "steps": 1200, "set": [*TINY_SETS, "ppo.clip_ratio=0.1"]})
-    assert not changed["ok"] and "ppo.clip_ratio" in changed["error"] and "\n" not in changed["error"]
-    assert read_progress(out / TOY_ID / "ppo_lag" / "seed-3" / "progress.csv")[-1]["env_steps"] == "800"
+    assert not longer["ok"] and "planned for 400 steps" in longer["error"] and "\n" not in longer["error"]
+    assert read_progress(out / TOY_ID / "ppo_lag" / "seed-3" / "progress.csv")[-1]["env_steps"] == "400"
 
 
 @pytest.mark.slow
@@ -100,7 +134,7 @@ def test_grid_on_local_ray_skips_finished_cells_and_resumes_interrupted_ones(cap
     # An interrupted cell: ppo_lag trained its first epoch (of two) in the cell's directory, then stopped.
     ppo_lag_dir = out / TOY_ID / "ppo_lag"
     assert main(["train", "--algo", "ppo_lag", "--env", TOY_ID, "--seeds", "0,1", "--steps", "400",
-                 "--run-dir", str(ppo_lag_dir), "--set", *TINY_SETS]) == 0
+                 "--run-dir", str(ppo_lag_dir), "--set", *TINY_SETS, "train.schedule_steps=800"]) == 0
     first_row = read_progress(ppo_lag_dir / "seed-0" / "progress.csv")[0]
     capsys.readouterr()
 

@@ -249,8 +249,9 @@ def test_cpo_update_with_all_zero_reward_advantages(episode_cost):
     from saferl.algorithms.cpo import CASE_CODES
 
     policy = make_policy()
+    # per_step: a gap of 1 in 50 steps is within one step's reach (in episode units it would be infeasible).
     algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
-                                               "cpo.critic_epochs=1"], cost_limit=20.0)
+                                               "cpo.critic_epochs=1", "cpo.cost_scale=per_step"], cost_limit=20.0)
     batch = synthetic_batch(policy)
     batch.reward_advantages.zero_()
     stats = {key: value[0] for key, value in algorithm.update(batch, np.array([[episode_cost]]), NO_EPISODE).items()}

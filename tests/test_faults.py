@@ -204,8 +204,7 @@ def test_a_checkpoint_with_wrong_counters_is_one_line_on_resume(capsys, expert, 
     state = torch.load(expert / "checkpoints" / "latest.pt", weights_only=False)
     state[key] = value
     save_checkpoint(expert / "checkpoints" / "latest.pt", state)
-    code, _, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--run-dir", expert, "--resume", "--steps", "400",
-                                    "--set", *QUICK])
+    code, _, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--run-dir", expert, "--resume", "--set", *QUICK])
     assert_one_line_error(code, err, "latest.pt", key)
 
 

@@ -104,7 +104,9 @@ def train_cli(*args):
 
 def test_member_directories_work_with_eval_report_and_resume(tmp_path, capsys):
     root = tmp_path / "multi"
-    assert train_cli("--seeds", "3,4", "--steps", "800", "--run-dir", str(root)) == 0
+    # planned for 1600 steps (the schedule's horizon), trained to 800 first
+    assert train_cli("--seeds", "3,4", "--steps", "800", "--run-dir", str(root),
+                     "--set", "train.schedule_steps=1600") == 0
     assert sorted(p.name for p in root.iterdir()) == ["members.json", "seed-3", "seed-4"]
     config, policy, checkpoint = load_policy(root / "seed-4")
     assert config.train.seed == 4 and checkpoint["epoch"] == 2 and policy.members == 1
@@ -141,7 +143,8 @@ def test_resume_finds_the_epoch_every_member_reached(tmp_path):
     """A process killed between two members' checkpoint writes leaves them one epoch apart; resuming goes back to
     the epoch both have (each member keeps its previous checkpoint for this)."""
     root = tmp_path / "multi"
-    assert train_cli("--seeds", "0,1", "--steps", "1200", "--run-dir", str(root)) == 0
+    assert train_cli("--seeds", "0,1", "--steps", "1200", "--run-dir", str(root),
+                     "--set", "train.schedule_steps=1600") == 0
     lagging = root / "seed-1" / "checkpoints"
     (lagging / PREVIOUS_CHECKPOINT.split("/")[1]).replace(lagging / CHECKPOINT.split("/")[1])  # seed-1 at epoch 2
     assert main(["train", "--algo", "ppo_lag", "--run-dir", str(root), "--resume", "--steps", "1600"]) == 0
@@ -151,7 +154,8 @@ def test_resume_finds_the_epoch_every_member_reached(tmp_path):
 
 def test_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path):
     run = tmp_path / "run"
-    assert train_cli("--seed", "0", "--steps", "400", "--run-dir", str(run)) == 0
+    assert train_cli("--seed", "0", "--steps", "400", "--run-dir", str(run),
+                     "--set", "train.schedule_steps=800") == 0
     (run / CHECKPOINT).unlink()
     (run / "progress.csv").unlink()
     assert train_cli("--resume", "--run-dir", str(run), "--steps", "800") == 0

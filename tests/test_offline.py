@@ -322,8 +322,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, pipeline, tmp_path, args, 
 def test_finetune_resumes_with_its_kl_reference_and_decayed_coefficient(capsys, pipeline, tmp_path):
     run_dir = tmp_path / "ft"
     common = ["finetune", str(pipeline["bc"]), "--algo", "ppo_lag", "--run-dir", str(run_dir)]
-    sets = ["--set", *TOY_BUDGET, "finetune.critic_warmup_epochs=1", "finetune.bc_kl_decay=0.5"]
-    code, _, err = run_cli(capsys, [*common, "--steps", "6000", *sets])  # stands for a run killed at epoch 3
+    sets = ["--set", *TOY_BUDGET, "finetune.critic_warmup_epochs=1", "finetune.bc_kl_decay=0.5",
+            "train.schedule_steps=12000"]  # the plan; 6000 stands for a run killed at epoch 3
+    code, _, err = run_cli(capsys, [*common, "--steps", "6000", *sets])
     assert code == 0, err
     code, _, err = run_cli(capsys, [*common, "--steps", "10000", "--resume"])
     assert code == 0, err

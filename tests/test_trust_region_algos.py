@@ -76,25 +76,28 @@ def actor_flat(policy: ActorCritic, k: int) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in MemberActor(policy, k).params])
 
 
-def true_mean_kl(old: ActorCritic, new: ActorCritic, obs: torch.Tensor, k: int = 0) -> float:
-    """Mean KL(old || new) of member k over states obs [B, D], with torch.distributions."""
+def true_mean_kl(old: ActorCritic, new: ActorCritic, obs: torch.Tensor, k: int = 0, kl: str = "joint") -> float:
+    """Mean KL(old || new) of member k over states obs [B, D], with torch.distributions: of the joint Gaussian
+    ("joint"), or OmniSafe's mean over [batch, action dims] of its factorised Normal ("per_dim")."""
     with torch.no_grad():
         x = obs.expand(old.members, -1, -1)
         before = Normal(old.actor(x)[k], old.log_std[k].exp())
         after = Normal(new.actor(x)[k], new.log_std[k].exp())
-        return float(kl_divergence(before, after).sum(-1).mean())
+        per_dim = kl_divergence(before, after)
+        return float(per_dim.mean() if kl == "per_dim" else per_dim.sum(-1).mean())
 
 
 # -- step rules --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kl", ["joint", "per_dim"])
 @pytest.mark.parametrize("target_kl, damping", [(0.01, 0.1), (0.2, 0.01)])
-def test_trpo_accepted_step_never_exceeds_the_kl_bound(target_kl, damping):
-    """Eight members (eight initialisations, eight batches) in one TRPO: each member's step is within its bound.
-    With little damping and a large delta the quadratic KL model is often too optimistic, so the line search
-    has to do the work."""
+def test_trpo_accepted_step_never_exceeds_the_kl_bound(target_kl, damping, kl):
+    """Eight members (eight initialisations, eight batches) in one TRPO: each member's step is within its bound,
+    the KL measured as `trpo.kl` says. With little damping and a large delta the quadratic KL model is often too
+    optimistic, so the line search has to do the work."""
     members = 8
     policy = make_policy(members=members)
     algorithm = make_algorithm("trpo", policy, [f"trpo.target_kl={target_kl}", f"trpo.cg_damping={damping}",
-                                                "trpo.critic_epochs=1"])
+                                                "trpo.critic_epochs=1", f"trpo.kl={kl}"])
     assert isinstance(algorithm, TRPO) and algorithm.multiplier is None
     backtracked = []
     for epoch in range(2):  # the second update starts away from the initialisation
@@ -102,10 +105,10 @@ def test_trpo_accepted_step_never_exceeds_the_kl_bound(target_kl, damping):
         old = copy.deepcopy(policy)
         stats = algorithm.update(batch, np.zeros((members, 1)), np.full(members, 50.0))
         for k in range(members):
-            kl = true_mean_kl(old, policy, batch.obs[k], k)
-            assert kl <= target_kl * (1 + 1e-5)
-            assert stats["approx_kl"][k] == pytest.approx(kl, rel=1e-4, abs=1e-9)
-            assert stats["line_search_accepted"][k] == 1.0 and kl > 0.0  # a real step, not a vacuous pass
+            measured = true_mean_kl(old, policy, batch.obs[k], k, kl)
+            assert measured <= target_kl * (1 + 1e-5)
+            assert stats["approx_kl"][k] == pytest.approx(measured, rel=1e-4, abs=1e-9)
+            assert stats["line_search_accepted"][k] == 1.0 and measured > 0.0  # a real step, not a vacuous pass
             backtracked.append(stats["step_fraction"][k] < 1.0)
     if target_kl == 0.2:
         assert sum(backtracked) >= 2  # the quadratic model was too optimistic: the KL test did the work
@@ -127,7 +130,7 @@ def test_npg_step_meets_the_kl_bound_to_second_order():
     policy = make_policy()
     delta, damping = 1e-3, 1e-3
     algorithm = make_algorithm("npg", policy, [f"npg.target_kl={delta}", f"npg.cg_damping={damping}",
-                                               "npg.cg_iters=30", "npg.critic_epochs=1"])
+                                               "npg.cg_iters=30", "npg.critic_epochs=1", "npg.kl=joint"])
     assert isinstance(algorithm, NPG)
     batch = synthetic_batch(policy, size=1024)
     old = copy.deepcopy(policy)
@@ -182,6 +185,8 @@ def test_member_of_a_k_member_update_equals_a_one_member_update(algo):
     """Three members with their own seeds, batches and episode costs (CPO: one per case, TRPO-Lag: one
     multiplier each) update exactly as three separate one-member runs: actor, critics and statistics."""
     sets = ["env.max_episode_steps=50", f"{'trpo' if algo == 'trpo_lag' else algo}.critic_epochs=2"]
+    if algo == "cpo":  # per step, the three costs fall in the three cases
+        sets.append("cpo.cost_scale=per_step")
     costs = np.array([[5.0], [21.0], [400.0]])  # under, just over, far over the limit of 20
     lengths = np.array([50.0, np.nan, 40.0])
     policy = make_policy(seed=3, members=3)
@@ -268,10 +273,12 @@ def test_make_multiplier_follows_the_config_and_pid_state_round_trips():
     ([400.0, 400.0], "infeasible"),
 ])
 def test_cpo_with_two_constraints(costs, case):
-    """The synthetic batch's one-step reach is about 2 episode-cost units per constraint (limit 20, T = 50)."""
+    """The synthetic batch's one-step reach is about 2 episode-cost units per constraint (limit 20, T = 50, c
+    per step)."""
     policy = make_policy(num_costs=2)
     algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
-                                               "cpo.critic_epochs=1"], cost_limit=20.0)
+                                               "cpo.critic_epochs=1", "cpo.cost_scale=per_step", "cpo.kl=joint"],
+                               cost_limit=20.0)
     assert isinstance(algorithm, CPO)
     batch = synthetic_batch(policy, size=1024)
     old = copy.deepcopy(policy)
@@ -301,7 +308,7 @@ def test_cpo_uses_the_runner_episode_length_for_c():
     """c = (J_c - limit) / T: the measured T when the runner has one, else env.max_episode_steps, else 1000."""
     def update(sets, length):
         policy = make_policy()
-        algorithm = make_algorithm("cpo", policy, ["cpo.critic_epochs=1", *sets])
+        algorithm = make_algorithm("cpo", policy, ["cpo.critic_epochs=1", "cpo.cost_scale=per_step", *sets])
         stats = algorithm.update(synthetic_batch(policy, size=1024), np.array([[30.0]]), np.array([length]))
         return algorithm, policy, {key: value[0] for key, value in stats.items()}
 
@@ -371,9 +378,10 @@ def toy_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     torch.set_num_threads(1)
     runs = {}
-    for algo in ("trpo", "trpo_lag", "cpo"):
-        make_runner(build_config(algo, sets=TOY_SETS + ["env.max_episode_steps=50"]), root / algo).train()
-        runs[algo] = rows_of(root / algo)
+    for name, algo, extra in (("trpo", "trpo", []), ("trpo_lag", "trpo_lag", []), ("cpo", "cpo", []),
+                              ("cpo_per_step", "cpo", ["cpo.cost_scale=per_step", "cpo.kl=joint"])):
+        make_runner(build_config(algo, sets=TOY_SETS + ["env.max_episode_steps=50", *extra]), root / name).train()
+        runs[name] = rows_of(root / name)
     return runs
 
 
@@ -386,14 +394,29 @@ def test_trpo_lag_ends_under_the_cost_limit_where_trpo_does_not(toy_runs):
 
 
 @pytest.mark.slow
-def test_cpo_ends_at_the_cost_limit_and_stays_feasible(toy_runs):
-    """CPO steers the linearised cost onto the limit, so it ends at 10 up to sampling noise.
+def test_cpo_brings_the_cost_under_the_limit_from_far_above(toy_runs):
+    """The default (c in episode units): over the limit every update is the recovery step, under it TRPO's; from
+    an initial cost near 25 (limit 10) the cost comes down within a few epochs and ends at or under the limit."""
+    rows = toy_runs["cpo"]
+    costs = np.array([float(r["epoch_ep_cost"]) for r in rows])
+    assert costs[0] > 20.0  # the initial policy is well above the limit
+    over = [r for r in rows if float(r["constraint_cost"]) > 10.0]
+    assert all(int(float(r["cpo_case"])) == CASE_CODES["infeasible"] for r in over)  # the switch
+    assert costs[-5:].mean() < 11.0
+    returns = np.array([float(r["ep_return"]) for r in rows])
+    assert returns[-1] > returns.min() + 5.0
+
+
+@pytest.mark.slow
+def test_cpo_per_step_ends_at_the_cost_limit_and_stays_feasible(toy_runs):
+    """c per step (cpo.cost_scale=per_step) steers the linearised cost onto the limit, so it ends at 10 up to
+    sampling noise.
 
     The final 40-episode mean has a standard error of about 0.45 at the limit (per-step cost rate 0.2 over
     50 steps), so a run that met the constraint may read slightly above 10: we allow 10 %, and ask the last
     five epochs together to be under 10.5. Unconstrained TRPO ends near 50 on the same settings.
     """
-    rows = toy_runs["cpo"]
+    rows = toy_runs["cpo_per_step"]
     costs = np.array([float(r["ep_cost"]) for r in rows])
     assert costs[-1] < 11.0
     assert costs[-5:].mean() < 10.5
@@ -405,3 +428,67 @@ def test_cpo_ends_at_the_cost_limit_and_stays_feasible(toy_runs):
     feasible = [r for r in settled if int(float(r["cpo_case"])) in (CASE_CODES["normal"], CASE_CODES["reward_only"])]
     assert len(settled) >= 10 and len(feasible) >= 0.9 * len(settled)
     assert int(float(rows[-1]["cpo_case_infeasible_count"])) < len(rows) / 2
+
+
+# -- issue 17: the KL semantics, CPO's c scale and margin ------------------------------------------------------
+def test_each_kl_semantics_gives_its_value_on_a_hand_computed_gaussian_pair():
+    """p = N((0, 1), diag(1, 2^2)), q = N((1, 1), I): per dimension KL = log(s_q/s_p) + (s_p^2 + dm^2)/(2 s_q^2) -
+    1/2, i.e. 0.5 and 2 - 0.5 - log 2; "joint" is their sum (the TRPO paper's KL), "per_dim" their mean
+    (OmniSafe 0.5.0's `.mean()` over action dimensions)."""
+    from saferl.algorithms.policy_gradient import kl_scale, mean_kl
+
+    joint = 0.5 + (1.5 - np.log(2.0))
+    actor = MemberActor(make_policy(), 0)  # obs_dim 3, act_dim 2; its mean is replaced by q's
+    with torch.no_grad():
+        for weight, bias in actor.layers:
+            weight.zero_(), bias.zero_()
+        actor.layers[-1][1].copy_(torch.tensor([1.0, 1.0]))
+        actor.log_std.zero_()
+    obs = torch.zeros(4, 3)
+    old_mean, old_log_std = torch.tensor([[0.0, 1.0]]).expand(4, 2), torch.tensor([0.0, np.log(2.0)])
+    assert kl_scale("joint", 2) == 1.0 and kl_scale("per_dim", 2) == 0.5
+    with torch.no_grad():
+        assert float(mean_kl(actor, obs, old_mean, old_log_std, kl_scale("joint", 2))) == pytest.approx(joint)
+        assert float(mean_kl(actor, obs, old_mean, old_log_std, kl_scale("per_dim", 2))) == pytest.approx(joint / 2)
+    p, q = Normal(old_mean, old_log_std.exp()), Normal(torch.ones(4, 2), torch.ones(2))
+    assert float(kl_divergence(p, q).mean()) == pytest.approx(joint / 2)  # torch.distributions agrees
+
+
+@pytest.mark.parametrize("cost, case", [(5.0, "reward_only"), (20.5, "infeasible"), (21.0, "infeasible"),
+                                        (400.0, "infeasible")])
+def test_cpo_in_episode_units_recovers_whenever_the_cost_is_over_the_limit(cost, case):
+    """With c = J_c - limit (the default), even half a cost unit over the limit is beyond one step's reach of the
+    per-step surrogate: the update is the pure cost descent, which lowers the cost surrogate; under the limit it
+    is TRPO's step. Per step the same 21.0 is a `normal` step (test_member_of_a_k_member_update...)."""
+    policy = make_policy()
+    algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
+                                               "cpo.critic_epochs=1"], cost_limit=20.0)
+    assert algorithm.cfg.cost_scale == "episode" and algorithm.cfg.kl == "per_dim"
+    batch = synthetic_batch(policy, size=1024)
+    old = copy.deepcopy(policy)
+    stats = {key: value[0] for key, value in algorithm.update(batch, np.array([[cost]]), NO_EPISODE).items()}
+    assert stats["cpo_case"] == CASE_CODES[case] and stats["cpo_c_0"] == pytest.approx(cost - 20.0)
+    assert true_mean_kl(old, policy, batch.obs[0], kl="per_dim") <= algorithm.cfg.target_kl * (1 + 1e-5)
+    if case == "infeasible":
+        assert stats["cpo_cost_change_0"] < 0.0
+
+
+def test_cpo_learned_margin_integrates_the_violation_and_tightens_the_constraint():
+    """safety-starter-agents' learn_margin: m <- max(0, m + lr (J_c - limit)); the constraint reads J_c + m, so a
+    run that has been over the limit treats a cost just under it as still violated."""
+    policy = make_policy()
+    algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
+                                               "cpo.critic_epochs=1", "cpo.margin_lr=0.5"], cost_limit=20.0)
+    batch = synthetic_batch(policy, size=1024)
+    algorithm.update(batch, np.array([[30.0]]), NO_EPISODE)
+    assert algorithm.margin.tolist() == [[5.0]]
+    stats = {key: value[0] for key, value in algorithm.update(batch, np.array([[18.0]]), NO_EPISODE).items()}
+    assert algorithm.margin.tolist() == [[4.0]]  # 5 + 0.5 (18 - 20)
+    assert stats["cpo_c_0"] == pytest.approx(18.0 + 4.0 - 20.0) and stats["cpo_margin_0"] == 4.0
+    assert stats["cpo_case"] == CASE_CODES["infeasible"]  # 2 over, in episode units
+    clone = make_algorithm("cpo", make_policy(), ["cpo.margin_lr=0.5"], cost_limit=20.0)
+    clone.load_state_dict(algorithm.state_dict())
+    assert clone.margin.tolist() == [[4.0]]
+    for _ in range(10):  # long under the limit: never below zero
+        algorithm.update(batch, np.array([[0.0]]), NO_EPISODE)
+    assert algorithm.margin.tolist() == [[0.0]]

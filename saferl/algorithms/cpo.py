@@ -7,20 +7,16 @@ Each update linearises reward and costs around pi_old and solves, in parameter s
 through its (K + 1)-dimensional dual (saferl/maths/cpo_dual.py), with g and b_i the gradients of the per-step
 reward and cost surrogates mean(pi / pi_old * A) and H the Fisher of the mean KL (CG solves give q, r, S).
 
-The scale of c (one choice, documented). The constraint is on the expected episode cost J_c, but b_i is
-the gradient of a per-step average: cost advantages are per-step GAE values, and the surrogate averages
-them over all samples. Summed over the T steps of an episode, those per-step advantages estimate the
-change of the episode cost, so J_c(pi_new) - J_c(pi_old) ~ T b_i'x. The linearised constraint
-J_c + T b_i'x <= limit is therefore b_i'x + (J_c - limit) / T <= 0:
-
-    c_i = (mean episode cost_i - limit_i) / T,   T = mean episode length,
-
-the scale of safety-starter-agents (the original CPO code). Leaving c in episode units (OmniSafe) makes
-the constraint T times too tight or too loose relative to b, so the dual sees violations that one trust
-region step could never fix (spurious "infeasible" updates) or slack it cannot use. T is the measured mean
-episode length when the runner passes it to update(), else `env.max_episode_steps`, else 1000 (the
-velocity and navigation tasks' time limit); the same T converts line-search changes back to episode units
-for logging. Discounting is ignored here, as in every CPO implementation: samples weigh all steps alike.
+The scale of c (`cpo.cost_scale`, docs/safety.md). The constraint is on the expected episode cost J_c, but
+b_i is the gradient of a per-step average. "episode" (the default, OmniSafe 0.5.0) keeps c_i = J_c - limit_i
+in episode units: any violation beyond a few hundredths of a cost unit makes the linearised constraints
+infeasible inside the trust region, so over the limit the update is the pure cost descent (recovery) and
+under it TRPO's step, a switch that measurably brings the episode cost down. "per_step" (safety-starter-agents)
+divides by the mean episode length T, J_c + T b_i'x <= limit, so the step is built to bring the linearised
+cost exactly to the limit; measured, the linearisation over-promised (about -31 episode-cost units per epoch
+promised, -0.03 delivered on SafetyPointGoal1-v0) and the cost stayed at twice the limit. `cpo.margin_lr`
+adds safety-starter-agents' learned margin (an integral term on J_c - limit). T (the measured mean episode
+length, else `env.max_episode_steps`, else 1000) also converts line-search changes to episode units in logs.
 
 Cases (`cpo_case` in the logs): 0 "reward_only" (no constraint binds: the TRPO step), 1 "normal" (some
 constraint binds: x = (H^-1 g - H^-1 B nu) / lam), 2 "infeasible" (no point of the trust region satisfies
@@ -45,7 +41,7 @@ import time
 import numpy as np
 import torch
 
-from saferl.algorithms.policy_gradient import PG, MemberActor, kl_to_detached_self, mean_kl, surrogate
+from saferl.algorithms.policy_gradient import PG, MemberActor, kl_scale, kl_to_detached_self, mean_kl, surrogate
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths.cpo_dual import CASE_CODES, SOLVER_CODES, cpo_step
@@ -64,10 +60,14 @@ class CPO(PG):
         self.cost_limits = np.asarray(cost_limits, dtype=np.float64)  # [K, C]
         self.episode_length = config.env.max_episode_steps or DEFAULT_EPISODE_LENGTH
         self.case_counts = np.zeros((policy.members, len(CASE_CODES)), dtype=np.int64)
+        self.margin = np.zeros_like(self.cost_limits)  # the learned margin per member and constraint (cpo.margin_lr)
 
     def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
         self._episode_cost = np.asarray(episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
         self._episode_length = np.asarray(episode_length, dtype=np.float64).reshape(-1)
+        if self.cfg.margin_lr > 0:  # safety-starter-agents' learn_margin: m <- max(0, m + lr (J_c - limit))
+            gap = np.where(np.isfinite(self._episode_cost), self._episode_cost - self.cost_limits, 0.0)
+            self.margin = np.maximum(0.0, self.margin + self.cfg.margin_lr * gap)
         return super().update(batch, episode_cost, episode_length)
 
     def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
@@ -78,6 +78,7 @@ class CPO(PG):
         params = actor.params
         num_costs = batch.cost_advantages.shape[1]
         delta = cfg.target_kl
+        scale = kl_scale(cfg.kl, batch.actions.shape[-1])
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
 
@@ -89,7 +90,7 @@ class CPO(PG):
                                   for i in range(num_costs)], dim=1)  # [n, C]
 
         # 2. H^-1 g and H^-1 B by conjugate gradient, hence the dual's q = g'H^-1 g, r = B'H^-1 g, S = B'H^-1 B.
-        fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), params, cfg.cg_damping)
+        fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs, scale), params, cfg.cg_damping)
         hinv_grad = conjugate_gradient(fisher, grad, cfg.cg_iters)
         hinv_cost_grads = torch.stack([conjugate_gradient(fisher, cost_grads[:, i], cfg.cg_iters)
                                        for i in range(num_costs)], dim=1)
@@ -99,12 +100,13 @@ class CPO(PG):
         S = (cost_grads.T.double() @ hinv_cost_grads.double()).numpy()
         S = 0.5 * (S + S.T)  # CG makes it slightly asymmetric
 
-        # 3. c = (J_c - limit) / T: the episode-cost gap per step, the scale of the per-step surrogate.
+        # 3. c = J_c + margin - limit, in episode units or per step (cpo.cost_scale; the module docstring).
         length = self._episode_length[member]
         episode_length = float(length) if np.isfinite(length) else float(self.episode_length)
         limits = self.cost_limits[member]
         episode_cost = np.where(np.isfinite(self._episode_cost[member]), self._episode_cost[member], limits)
-        c = (episode_cost - limits) / episode_length  # no finished episode yet: c = 0
+        gap = episode_cost + self.margin[member] - limits  # no finished episode yet: 0 (plus the margin)
+        c = gap if cfg.cost_scale == "episode" else gap / episode_length
 
         # 4. The dual, then the step: primal when feasible, recovery otherwise (every case: cpo_dual.cpo_step).
         dual_start = time.perf_counter()
@@ -119,7 +121,7 @@ class CPO(PG):
         reward_old, costs_old = float(reward_surrogate.detach()), cost_surrogates.detach()
 
         def evaluate() -> dict:
-            return {"kl": float(mean_kl(actor, batch.obs, old_mean, old_log_std)),
+            return {"kl": float(mean_kl(actor, batch.obs, old_mean, old_log_std, scale)),
                     "reward": float(surrogate(actor, batch, batch.reward_advantages)),
                     "cost_change": surrogate(actor, batch, batch.cost_advantages) - costs_old}
 
@@ -134,7 +136,7 @@ class CPO(PG):
                                           cfg.backtrack_coef)
 
         with torch.no_grad():
-            kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
+            kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std, scale))
             reward_change = float(surrogate(actor, batch, batch.reward_advantages)) - reward_old
             cost_change = (surrogate(actor, batch, batch.cost_advantages) - costs_old).numpy()
         self.case_counts[member, CASE_CODES[solution.case]] += 1
@@ -146,7 +148,8 @@ class CPO(PG):
         stats.update({f"cpo_case_{case}_count": self.case_counts[member, code] for case, code in CASE_CODES.items()})
         for i in range(num_costs):
             stats[f"cpo_nu_{i}"] = float(solution.nu[i])
-            stats[f"cpo_c_{i}"] = float(c[i] * episode_length)  # in episode-cost units, as logged costs
+            stats[f"cpo_c_{i}"] = float(gap[i])  # in episode-cost units, as logged costs
+            stats[f"cpo_margin_{i}"] = float(self.margin[member, i])
             # Linearised and measured change of the episode cost from the accepted step, in episode units.
             stats[f"cpo_predicted_cost_change_{i}"] = float(search.step_fraction * predicted_cost_change[i]
                                                             * episode_length)
@@ -155,10 +158,12 @@ class CPO(PG):
         return stats
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "case_counts": self.case_counts.copy()}
+        return {**super().state_dict(), "case_counts": self.case_counts.copy(), "margin": self.margin.copy()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         counts = np.asarray(state["case_counts"], dtype=np.int64)
         self.case_counts = np.zeros((counts.shape[0], len(CASE_CODES)), dtype=np.int64)
         self.case_counts[:, : counts.shape[1]] = counts  # checkpoints from before a case was added have fewer
+        if "margin" in state:  # checkpoints from before the learned margin have none (margin 0)
+            self.margin = np.asarray(state["margin"], dtype=np.float64).reshape(self.cost_limits.shape)

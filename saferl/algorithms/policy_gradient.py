@@ -79,17 +79,26 @@ def surrogate(actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor)
     return (ratio * advantages).mean(0)
 
 
-def mean_kl(actor: MemberActor, obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor):
-    """Mean KL(pi_old || pi) over the batch states: the quantity the trust region bounds (exact for Gaussians)."""
-    return gaussian.kl(old_mean, old_log_std, actor(obs), actor.log_std).mean()
+def kl_scale(mode: str, act_dim: int) -> float:
+    """The factor from the joint KL to the one the trust region bounds: 1 for "joint", 1 / act_dim for
+    "per_dim" (OmniSafe's mean over action dimensions of its factorised Normal)."""
+    return 1.0 / act_dim if mode == "per_dim" else 1.0
 
 
-def kl_to_detached_self(actor: MemberActor, obs: torch.Tensor):
-    """kl_fn for the Fisher-vector product: KL from a frozen copy of the current policy (value 0, Hessian F)."""
+def mean_kl(actor: MemberActor, obs: torch.Tensor, old_mean: torch.Tensor, old_log_std: torch.Tensor,
+            scale: float = 1.0):
+    """Mean KL(pi_old || pi) over the batch states, times `kl_scale`: the quantity the trust region bounds
+    (exact for Gaussians)."""
+    return scale * gaussian.kl(old_mean, old_log_std, actor(obs), actor.log_std).mean()
+
+
+def kl_to_detached_self(actor: MemberActor, obs: torch.Tensor, scale: float = 1.0):
+    """kl_fn for the Fisher-vector product: KL from a frozen copy of the current policy (value 0, Hessian F,
+    times `kl_scale`)."""
 
     def kl_fn() -> torch.Tensor:
         mean = actor(obs)
-        return gaussian.kl(mean.detach(), actor.log_std.detach(), mean, actor.log_std).mean()
+        return scale * gaussian.kl(mean.detach(), actor.log_std.detach(), mean, actor.log_std).mean()
 
     return kl_fn
 
@@ -113,7 +122,8 @@ def natural_gradient_step(actor: MemberActor, batch: RolloutBatch, advantages: t
     """
     surrogate_old = surrogate(actor, batch, advantages)
     grad = flat_grad(surrogate_old, actor.params)
-    fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs), actor.params, cfg.cg_damping)
+    scale = kl_scale(cfg.kl, batch.actions.shape[-1])
+    fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs, scale), actor.params, cfg.cg_damping)
     direction = conjugate_gradient(fisher, grad, cfg.cg_iters)  # u ~ F^-1 g
     quadratic_form = max(float(direction @ fisher(direction)), MIN_QUADRATIC_FORM)  # u'Fu
     return surrogate_old, grad, math.sqrt(2.0 * cfg.target_kl / quadratic_form) * direction
@@ -217,7 +227,7 @@ class NPG(PG):
         surrogate_old, grad, step = natural_gradient_step(actor, batch, advantages, self.cfg)
         set_flat_params(actor.params, flat_params(actor.params) + step)
         with torch.no_grad():
-            kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
+            kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std, kl_scale(self.cfg.kl, batch.actions.shape[-1])))
             surrogate_new = float(surrogate(actor, batch, advantages))
         return {"approx_kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(step.norm()),
                 "expected_improvement": float(grad @ step),
@@ -238,9 +248,10 @@ class TRPO(PG):
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
         surrogate_old, grad, full_step = natural_gradient_step(actor, batch, advantages, cfg)
         surrogate_old = float(surrogate_old.detach())
+        scale = kl_scale(cfg.kl, batch.actions.shape[-1])
 
         def evaluate() -> dict:
-            return {"kl": float(mean_kl(actor, batch.obs, old_mean, old_log_std)),
+            return {"kl": float(mean_kl(actor, batch.obs, old_mean, old_log_std, scale)),
                     "surrogate": float(surrogate(actor, batch, advantages))}
 
         def accept(info: dict, step_fraction: float) -> bool:
@@ -249,7 +260,7 @@ class TRPO(PG):
         search = backtracking_line_search(actor.params, full_step, evaluate, accept, cfg.max_backtracks,
                                           cfg.backtrack_coef)
         with torch.no_grad():
-            kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
+            kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std, scale))
             surrogate_new = float(surrogate(actor, batch, advantages))
         return {"approx_kl": kl, "step_fraction": search.step_fraction,
                 "line_search_accepted": float(search.accepted), "grad_norm": float(grad.norm()),

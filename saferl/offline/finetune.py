@@ -148,7 +148,8 @@ def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: boo
         with torch.no_grad():
             policy.log_std.copy_(start_log_std)
     policy.normalizer.frozen = cfg.freeze_normalizer or not policy.normalize_obs
-    algorithm.total_epochs = total_epochs - cfg.critic_warmup_epochs  # lr annealing spans the updates only
+    # lr annealing spans the updates of the run's plan (train.schedule_steps, fixed at creation) only
+    algorithm.total_epochs = max(1, runner.schedule_epochs - cfg.critic_warmup_epochs)
     if cfg.bc_kl_coef > 0 and algorithm.supports_behaviour_reference:
         bc_policy.log_std.data.copy_(start_log_std)
         coef = cfg.bc_kl_coef if starting else algorithm.bc_kl_coef

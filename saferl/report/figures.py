@@ -204,3 +204,38 @@ def _velocity(ax, velocities, threshold) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("velocity")
     ax.set_ylabel("steps")
+
+
+def benchmark_curves_figure(env_id: str, cells: list[tuple[str, dict]]) -> bytes:
+    """Two panels for one task of a benchmark grid: windowed return and cost against env steps, one line per cell
+    (mean over seeds, min-max band), the cost limit dashed, OmniSafe's final (1e7-step) numbers as stars."""
+    fig, (ret_ax, cost_ax) = _grid(2, ncols=2, width=6.0, height=3.8)
+    limits = set()
+    for index, (name, cell) in enumerate(cells):
+        curves = [s["curve"] for s in cell["per_seed"] if s.get("curve") and s["curve"]["env_steps"]]
+        if not curves:
+            continue
+        length = min(len(c["env_steps"]) for c in curves)
+        steps = np.asarray(curves[0]["env_steps"][:length], dtype=float)
+        for ax, key in ((ret_ax, "ep_return"), (cost_ax, "ep_cost")):
+            values = np.array([c[key][:length] for c in curves], dtype=float)
+            ax.plot(steps, np.nanmean(values, axis=0), color=color(index), label=f"{name} ({len(curves)} seeds)")
+            ax.fill_between(steps, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color(index),
+                            alpha=0.15, linewidth=0)
+        reference = cell.get("omnisafe")
+        if reference:
+            for ax, key in ((ret_ax, "return"), (cost_ax, "cost")):
+                ax.plot([reference["steps"]], [reference[key]], marker="*", markersize=11, color=color(index),
+                        linestyle="none", markeredgecolor="black")
+        limits.update(s.get("cost_limit") for s in cell["per_seed"] if s.get("cost_limit") is not None)
+    for limit in limits:
+        cost_ax.axhline(limit, **LIMIT_STYLE)
+    for ax, label in ((ret_ax, "episode return (last 100)"), (cost_ax, "episode cost (last 100)")):
+        ax.set_xlabel(STEPS_LABEL)
+        ax.set_ylabel(label)
+        steps_axis(ax.xaxis)
+        ax.grid(alpha=0.3)
+    ret_ax.set_title(f"{env_id}: return (stars: OmniSafe at 1e7)")
+    cost_ax.set_title(f"{env_id}: cost (dashed: limit)")
+    ret_ax.legend(fontsize=7)
+    return to_png(fig)
