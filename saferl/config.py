@@ -86,10 +86,19 @@ class ModelConfig:
     activation: str = "tanh"
     init_log_std: float = 0.0
     normalize_obs: bool = True
-    obs_clip: float = 10.0
+    obs_clip: float = 10.0  # OmniSafe clips at 5
+    # When the observation statistics move: "epoch", after each update from the whole rollout (frozen while
+    # collecting, so one epoch's data share one scale); "step", before every env step, as OmniSafe's wrapper.
+    normalizer_update: str = "epoch"
+    # Weight initialisation: "orthogonal" (gain sqrt 2, output gain 0.01 for the actor's mean and 1 for the critics,
+    # zero biases: CleanRL, SB3); "kaiming_uniform" (weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), every
+    # layer: torch's nn.Linear default, what OmniSafe uses).
+    init: str = "orthogonal"
 
     def validate(self):
         _check(self.activation in ("tanh", "relu", "elu"), "model.activation must be one of tanh, relu, elu")
+        _check(self.normalizer_update in ("epoch", "step"), "model.normalizer_update must be 'epoch' or 'step'")
+        _check(self.init in ("orthogonal", "kaiming_uniform"), "model.init must be 'orthogonal' or 'kaiming_uniform'")
         _check(all(w >= 1 for w in self.actor_hidden + self.critic_hidden), "model hidden widths must be >= 1")
         _check(self.obs_clip > 0, "model.obs_clip must be > 0")
         _check_log_std(self.init_log_std, "model.init_log_std")
@@ -101,6 +110,9 @@ class PPOConfig:
     minibatch_size: int = 64
     clip_ratio: float = 0.2
     target_kl: float | None = 0.02  # early stop when the epoch's mean KL exceeds it; None disables
+    # The KL the early stop reads: "k3", the sample estimate mean((r - 1) - log r); "exact", the Gaussians' KL
+    # averaged over the batch's states (OmniSafe).
+    kl_estimate: str = "k3"
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     anneal_lr: bool = True  # actor lr decays linearly to 0 over the run
@@ -114,6 +126,7 @@ class PPOConfig:
     compile: bool = False
     entropy_coef: float = 0.0
     value_coef: float = 1.0
+    critic_l2: float = 0.0  # + critic_l2 x (sum of the critics' squared weights) in their loss; OmniSafe 0.001
     objective: str = "clip"  # "clip" (PPO-Clip) or "kl_penalty" (PPO-KL, adaptive beta)
     clip_low: float | None = None  # decoupled lower bound epsilon_low; None: clip_ratio
     clip_high: float | None = None  # decoupled upper bound epsilon_high; None: clip_ratio
@@ -135,6 +148,8 @@ class PPOConfig:
             _check(value is None or 0.0 < value < 1.0, f"ppo.{name} must be in (0, 1) or null, got {value}")
         _check(self.entropy_coef >= 0, "ppo.entropy_coef must be >= 0")
         _check(self.value_coef >= 0, "ppo.value_coef must be >= 0")
+        _check(self.critic_l2 >= 0, "ppo.critic_l2 must be >= 0")
+        _check(self.kl_estimate in ("k3", "exact"), "ppo.kl_estimate must be 'k3' or 'exact'")
         _check(self.kl_penalty_target > 0, "ppo.kl_penalty_target must be > 0")
         _check(self.kl_penalty_init_beta >= 0, "ppo.kl_penalty_init_beta must be >= 0")
         _check(self.value_clip > 0, "ppo.value_clip must be > 0")
@@ -170,6 +185,8 @@ class PGConfig:
     critic_lr: float = 1e-3
     critic_epochs: int = 10
     critic_minibatch_size: int = 128
+    critic_l2: float = 0.0  # + critic_l2 x (sum of the critics' squared weights); OmniSafe 0.001
+    critic_max_grad_norm: float | None = None  # each critic's gradient clipped to this norm; OmniSafe 40
 
     def validate(self):
         _check(self.lr > 0, "pg.lr must be > 0")
@@ -195,6 +212,8 @@ class TrustRegionConfig:
     critic_lr: float = 1e-3
     critic_epochs: int = 10
     critic_minibatch_size: int = 128
+    critic_l2: float = 0.0  # + critic_l2 x (sum of the critics' squared weights); OmniSafe 0.001
+    critic_max_grad_norm: float | None = None  # each critic's gradient clipped to this norm; OmniSafe 40
 
     def validate(self, section: str = "trpo"):
         _check(self.target_kl > 0, f"{section}.target_kl must be > 0")
@@ -232,6 +251,9 @@ def _check_critic_fit(section_config, section: str) -> None:
     _check(section_config.critic_lr > 0, f"{section}.critic_lr must be > 0")
     _check(section_config.critic_epochs >= 1 and section_config.critic_minibatch_size >= 1,
            f"{section}.critic_epochs and {section}.critic_minibatch_size must be >= 1")
+    _check(section_config.critic_l2 >= 0, f"{section}.critic_l2 must be >= 0")
+    _check(section_config.critic_max_grad_norm is None or section_config.critic_max_grad_norm > 0,
+           f"{section}.critic_max_grad_norm must be > 0 or null")
 
 
 @dataclass

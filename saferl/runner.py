@@ -61,6 +61,7 @@ def make_policy(config: Config, env, members: int = 1, generators: list[torch.Ge
         obs_clip=m.obs_clip,
         observation_keys=env.observation_keys,
         generators=generators,
+        init=m.init,
     )
 
 
@@ -264,9 +265,11 @@ class Runner:
 
     # -- collection ----------------------------------------------------------------------------------------
     def collect(self) -> None:
-        """Fill the buffer with `rollout_length` batched steps; normaliser and weights are fixed meanwhile."""
+        """Fill the buffer with `rollout_length` batched steps; the weights are fixed meanwhile, and so is the
+        normaliser unless `model.normalizer_update` is "step"."""
         buf, policy, env = self.buffer, self.policy, self.env
         k, n = self.num_members, self.envs_per_member
+        update_each_step = self.config.model.normalizer_update == "step"
         with_cost = self.algorithm.uses_cost_critic
         obs = self.obs
         self.epoch_episodes = [[] for _ in self.members]
@@ -275,6 +278,8 @@ class Runner:
             for t in range(self.rollout_length):
                 raw = obs.reshape(k, n, -1)
                 buf.raw_obs[t] = raw
+                if update_each_step:
+                    policy.normalizer.update(torch.from_numpy(buf.raw_obs[t]))
                 x = policy.normalise(torch.from_numpy(buf.raw_obs[t]).float())
                 mean, value, cost_value = policy.evaluate(x, with_cost, layers)
                 action, log_prob = policy.sample(mean, self.generators)
@@ -385,7 +390,8 @@ class Runner:
                 stats = self.learn(self, batch, constraint_costs, constraint_lengths)
                 update_seconds = time.perf_counter() - update_start
                 self.check_update()
-                self.policy.normalizer.update(self.buffer.raw_obs_per_member())
+                if self.config.model.normalizer_update == "epoch":
+                    self.policy.normalizer.update(self.buffer.raw_obs_per_member())
                 self.epoch += 1
                 self.env_steps += self.steps_per_epoch
                 timing = {"elapsed": time.perf_counter() - start, "collect": collect_seconds, "update": update_seconds}

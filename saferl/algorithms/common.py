@@ -83,12 +83,15 @@ def value_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def fit_critics(policy: ActorCritic, optimizer: MemberAdam, batch: RolloutBatch, epochs: int,
                 minibatch_size: int, generators: list[torch.Generator], fit_cost: bool,
-                active_groups: torch.Tensor | None = None) -> dict:
+                active_groups: torch.Tensor | None = None, l2: float = 0.0,
+                max_grad_norm: float | None = None) -> dict:
     """MSE regression of V_r (and V_c) on the GAE returns: `epochs` passes of shuffled minibatches, all members
     at once. `optimizer` holds the critics' parameters (and, for PPO, the actor's, which `active_groups` [K, G]
-    then freezes)."""
+    then freezes). Optionally OmniSafe's two extras: + l2 x (sum of squared critic weights) in the loss, and
+    each critic's gradient clipped to `max_grad_norm` per member."""
     critics = [policy.reward_critic] + ([policy.cost_critic] if fit_cost else [])
     params = [p for critic in critics for p in critic.parameters()]
+    sizes = [len(list(critic.parameters())) for critic in critics]
     position = {id(p): i for i, p in enumerate(optimizer.params)}
     data = [batch.obs, batch.reward_returns, batch.cost_returns]
     for _ in range(epochs):
@@ -99,12 +102,31 @@ def fit_critics(policy: ActorCritic, optimizer: MemberAdam, batch: RolloutBatch,
             loss = value_loss(policy.reward_critic(x).squeeze(-1), reward_returns[:, start:end])
             if fit_cost:
                 loss = loss + value_loss(policy.cost_critic(x), cost_returns[:, start:end])
+            critic_grads = list(torch.autograd.grad(loss.sum(), params))
+            if l2 > 0:
+                critic_grads = [g + 2.0 * l2 * p.detach() for p, g in zip(params, critic_grads, strict=True)]
+            if max_grad_norm is not None:
+                critic_grads = clip_per_member(critic_grads, sizes, max_grad_norm)
             grads: list[torch.Tensor | None] = [None] * len(optimizer.params)
-            for p, g in zip(params, torch.autograd.grad(loss.sum(), params), strict=True):
+            for p, g in zip(params, critic_grads, strict=True):
                 grads[position[id(p)]] = g
             optimizer.flatten(grads)
             optimizer.step(active_groups)
     return critic_stats(policy, batch, fit_cost)
+
+
+@torch.no_grad()
+def clip_per_member(grads: list[torch.Tensor], sizes: list[int], max_norm: float) -> list[torch.Tensor]:
+    """Gradients [K, ...] in consecutive runs of `sizes` tensors (one run per network), each member's run scaled
+    to a norm of at most max_norm (as torch's clip_grad_norm_ for each member's network)."""
+    clipped, start = [], 0
+    for size in sizes:
+        run = grads[start:start + size]
+        norm = torch.sqrt(sum(g.reshape(g.shape[0], -1).square().sum(1) for g in run))
+        scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+        clipped += [g * scale.reshape(-1, *[1] * (g.ndim - 1)) for g in run]
+        start += size
+    return clipped
 
 
 @torch.no_grad()

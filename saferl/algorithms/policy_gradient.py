@@ -170,7 +170,8 @@ class PG:
 
     def fit_critics(self, batch: RolloutBatch) -> dict:
         return fit_critics(self.policy, self.critic_optimizer, batch, self.cfg.critic_epochs,
-                           self.cfg.critic_minibatch_size, self.generators, self.uses_cost_critic)
+                           self.cfg.critic_minibatch_size, self.generators, self.uses_cost_critic,
+                           l2=self.cfg.critic_l2, max_grad_norm=self.cfg.critic_max_grad_norm)
 
     def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
         lambdas, stats = self.update_multiplier(episode_cost)

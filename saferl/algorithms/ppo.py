@@ -170,12 +170,14 @@ class PPO:
                 else:
                     loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
                     self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))
+                if cfg.critic_l2 > 0:  # the critics' weight penalty, added to the gradient either path computed
+                    self.optimizer.add_l2_gradient(list(range(CRITICS, len(self.networks))), cfg.critic_l2)
                 if cfg.max_grad_norm is not None:  # per member, and per network unless clip_per_network is off
                     self.optimizer.clip_grad_norm_(cfg.max_grad_norm, per_group=cfg.clip_per_network)
                 self.optimizer.step(active)
             ran = active.numpy().copy()
             epochs_run += ran
-            kl, fraction = self.policy_shift(batch)
+            kl, fraction = self.policy_shift(batch, old_means, old_log_std)
             approx_kl = np.where(ran, kl, approx_kl)
             clip_fraction = np.where(ran, fraction, clip_fraction)
             if cfg.target_kl is not None:  # early stop: the policy moved too far from the one that collected
@@ -201,7 +203,8 @@ class PPO:
         frozen_actor = torch.tensor([[network > 0 for network in range(len(self.networks))]]).expand(
             self.policy.members, -1)
         return fit_critics(self.policy, self.optimizer, batch, self.cfg.update_epochs, self.cfg.minibatch_size,
-                           self.generators, self.uses_cost_critic, active_groups=frozen_actor)
+                           self.generators, self.uses_cost_critic, active_groups=frozen_actor,
+                           l2=self.cfg.critic_l2)
 
     @torch.no_grad()
     def behaviour_kl(self, obs: torch.Tensor) -> np.ndarray:
@@ -211,15 +214,20 @@ class PPO:
                            self.policy.log_std_per_member()).mean(1).numpy()
 
     @torch.no_grad()
-    def policy_shift(self, batch: RolloutBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Per member, over its whole batch after an epoch: approx KL(old || new) as mean((r - 1) - log r),
-        unbiased and non-negative, and the fraction of samples whose ratio left the clip range."""
-        log_ratio = gaussian.log_prob(self.policy.actor(batch.obs), self.policy.log_std_per_member(),
-                                      batch.actions) - batch.log_probs
+    def policy_shift(self, batch: RolloutBatch, old_means: torch.Tensor,
+                     old_log_std: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Per member, over its whole batch after an epoch: KL(old || new), by default the estimate
+        mean((r - 1) - log r) (unbiased, non-negative; `ppo.kl_estimate=exact`: the Gaussians' exact KL averaged
+        over states), and the fraction of samples whose ratio left the clip range."""
+        mean, log_std = self.policy.actor(batch.obs), self.policy.log_std_per_member()
+        log_ratio = gaussian.log_prob(mean, log_std, batch.actions) - batch.log_probs
         ratio = log_ratio.exp()
-        approx_kl = ((ratio - 1.0) - log_ratio).mean(1)
+        if self.cfg.kl_estimate == "exact":
+            kl = gaussian.kl(old_means, old_log_std, mean, log_std).mean(1)
+        else:
+            kl = ((ratio - 1.0) - log_ratio).mean(1)
         outside = (ratio < 1.0 - self.clip_low) | (ratio > 1.0 + self.clip_high)
-        return approx_kl.double().numpy(), outside.float().mean(1).double().numpy()
+        return kl.double().numpy(), outside.float().mean(1).double().numpy()
 
     def state_dict(self) -> dict:
         state = {"optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "kl_beta": self.kl_beta.copy(),

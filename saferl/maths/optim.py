@@ -65,6 +65,14 @@ class MemberAdam:
         return self.grad
 
     @torch.no_grad()
+    def add_l2_gradient(self, groups: list[int], coef: float) -> None:
+        """Add the gradient of coef * (sum of squared parameters) of `groups`, 2 coef p, to the flat gradient:
+        OmniSafe's critic_norm_coef term of the critics' loss, for a gradient computed without it."""
+        for group in groups:
+            for p in self.groups[group]:
+                self.grad_of[id(p)].add_(p, alpha=2.0 * coef)
+
+    @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float, per_group: bool = True) -> torch.Tensor:
         """Scale each member's gradient (in the flat buffer) to a norm of at most max_norm, per group or over all
         groups; returns the norms before clipping, [K, G] or [K, 1].

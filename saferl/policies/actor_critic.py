@@ -32,6 +32,7 @@ class ActorCritic(nn.Module):
         obs_clip: float = 10.0,
         observation_keys: list[tuple[str, int]] | None = None,
         generators: list[torch.Generator] | None = None,
+        init: str = "orthogonal",
     ):
         super().__init__()
         self.members, self.obs_dim, self.act_dim, self.num_costs = members, obs_dim, act_dim, num_costs
@@ -41,10 +42,11 @@ class ActorCritic(nn.Module):
         self.normalizer = RunningNormalizer(members, obs_dim, clip=obs_clip)
         self.normalizer.frozen = not normalize_obs
         # Initialised network by network, member k from generators[k] only (see EnsembleMLP).
-        self.actor = EnsembleMLP(members, obs_dim, tuple(actor_hidden), act_dim, activation, 0.01, generators)
+        self.actor = EnsembleMLP(members, obs_dim, tuple(actor_hidden), act_dim, activation, 0.01, generators, init)
         self.log_std = nn.Parameter(torch.full((members, act_dim), float(init_log_std)))
-        self.reward_critic = EnsembleMLP(members, obs_dim, tuple(critic_hidden), 1, activation, 1.0, generators)
-        self.cost_critic = EnsembleMLP(members, obs_dim, tuple(critic_hidden), num_costs, activation, 1.0, generators)
+        self.reward_critic = EnsembleMLP(members, obs_dim, tuple(critic_hidden), 1, activation, 1.0, generators, init)
+        self.cost_critic = EnsembleMLP(members, obs_dim, tuple(critic_hidden), num_costs, activation, 1.0, generators,
+                                       init)
         self._stackable: dict[bool, bool] | None = None  # the shapes never change: checked once
 
     # -- parameters by job -------------------------------------------------------------------------------

@@ -46,13 +46,15 @@ def mlp_forward(layers: Layers, x: torch.Tensor, activation) -> torch.Tensor:
 
 
 class EnsembleMLP(nn.Module):
-    """K MLPs with orthogonal init (gain sqrt(2) hidden, `out_gain` output) and zero biases, as PPO codebases do.
+    """K MLPs. init "orthogonal": orthogonal weights (gain sqrt(2) hidden, `out_gain` output) and zero biases, as
+    PPO codebases do; "kaiming_uniform": weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) in every layer,
+    torch's nn.Linear default (OmniSafe's choice; `out_gain` unused).
 
     Member k is initialised from `generators[k]` alone, so member k of a K-member run starts exactly like a
     one-member run with the same generator seed."""
 
     def __init__(self, members: int, in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str,
-                 out_gain: float, generators: list[torch.Generator] | None = None):
+                 out_gain: float, generators: list[torch.Generator] | None = None, init: str = "orthogonal"):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unsupported activation {activation!r}; choose from {', '.join(ACTIVATIONS)}")
@@ -67,10 +69,17 @@ class EnsembleMLP(nn.Module):
         self._layers = list(zip(self.weights, self.biases, strict=True))  # plain list: ParameterList lookups are slow
         generators = generators or [None] * members
         with torch.no_grad():
-            for index, weight in enumerate(self.weights):
+            for index, (weight, bias) in enumerate(self._layers):
                 gain = out_gain if index == len(self.weights) - 1 else math.sqrt(2)
+                bound = 1.0 / math.sqrt(weight.shape[1])  # weights are [K, fan_in, fan_out]
                 for member, generator in enumerate(generators):
-                    nn.init.orthogonal_(weight[member], gain=gain, generator=generator)
+                    if init == "orthogonal":
+                        nn.init.orthogonal_(weight[member], gain=gain, generator=generator)
+                    elif init == "kaiming_uniform":
+                        weight[member].uniform_(-bound, bound, generator=generator)
+                        bias[member].uniform_(-bound, bound, generator=generator)
+                    else:
+                        raise ValueError(f"unsupported init {init!r}; choose orthogonal or kaiming_uniform")
 
     def layers(self) -> Layers:
         return self._layers
