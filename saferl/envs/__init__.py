@@ -39,7 +39,7 @@ import gymnasium
 from saferl.envs.batched import BatchedVelocityEnv, physics_ceiling
 from saferl.envs.fetch import FETCH_IDS, make_fetch_vec
 from saferl.envs.navigation import NAVIGATION_IDS, NavigationVectorEnv
-from saferl.envs.toy import TOY_ID, ToyVelocityVecEnv
+from saferl.envs.toy import NOISY_TOY_BACKGROUND_COST, NOISY_TOY_ID, NOISY_TOY_NOISE_DIMS, TOY_ID, ToyVelocityVecEnv
 from saferl.envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv, flatten_observation
 from saferl.envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
 
@@ -81,6 +81,8 @@ def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed:
         return SyncVectorEnv(env_id_or_factory, num_envs, seed, max_episode_steps=max_episode_steps)
     if env_id_or_factory == TOY_ID:  # natively vectorised numpy task for fast learning tests
         return ToyVelocityVecEnv(num_envs, seed, max_episode_steps)
+    if env_id_or_factory == NOISY_TOY_ID:
+        return ToyVelocityVecEnv(num_envs, seed, max_episode_steps, NOISY_TOY_NOISE_DIMS, NOISY_TOY_BACKGROUND_COST)
     env_id = _check_env_id(env_id_or_factory)
     if env_id in NAVIGATION_IDS and backend != "sync" and not kwargs:  # natively batched
         return NavigationVectorEnv(env_id, num_envs, seed, max_episode_steps=max_episode_steps,

@@ -23,10 +23,10 @@ def render_video(run_dir: Path, out: Path, env_id: str, deterministic: bool = Fa
 
     MUJOCO_GL defaults to osmesa (software rendering, Debian's libosmesa6) unless the caller chose one.
     """
-    from saferl.envs.toy import TOY_ID
+    from saferl.envs.toy import NOISY_TOY_ID, TOY_ID
 
-    if env_id == TOY_ID:  # numpy-only test task: no child process needed to know there is nothing to draw
-        return {"ok": False, "reason": f"{TOY_ID} is a numpy toy task without a renderer"}
+    if env_id in (TOY_ID, NOISY_TOY_ID):  # numpy-only test tasks: nothing to draw, no child process needed
+        return {"ok": False, "reason": f"{env_id} is a numpy toy task without a renderer"}
     env = dict(os.environ)
     env.setdefault("MUJOCO_GL", "osmesa")
     if env["MUJOCO_GL"] == "osmesa":
