@@ -41,11 +41,11 @@ import time
 import numpy as np
 import torch
 
-from saferl.algorithms.policy_gradient import PG, MemberActor, kl_scale, kl_to_detached_self, mean_kl, surrogate
+from saferl.algorithms.policy_gradient import PG, MemberActor, gaussian_fisher_product_fn, kl_scale, mean_kl, surrogate
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths.cpo_dual import CASE_CODES, SOLVER_CODES, cpo_step
-from saferl.maths.trust_region import backtracking_line_search, conjugate_gradient, fisher_vector_product_fn, flat_grad
+from saferl.maths.trust_region import backtracking_line_search, conjugate_gradient, flat_grad
 
 DEFAULT_EPISODE_LENGTH = 1000  # T when neither the runner nor env.max_episode_steps gives one
 
@@ -90,7 +90,7 @@ class CPO(PG):
                                   for i in range(num_costs)], dim=1)  # [n, C]
 
         # 2. H^-1 g and H^-1 B by conjugate gradient, hence the dual's q = g'H^-1 g, r = B'H^-1 g, S = B'H^-1 B.
-        fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs, scale), params, cfg.cg_damping)
+        fisher = gaussian_fisher_product_fn(actor, batch.obs, scale, cfg.cg_damping)
         hinv_grad = conjugate_gradient(fisher, grad, cfg.cg_iters)
         hinv_cost_grads = torch.stack([conjugate_gradient(fisher, cost_grads[:, i], cfg.cg_iters)
                                        for i in range(num_costs)], dim=1)

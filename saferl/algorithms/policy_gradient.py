@@ -30,12 +30,12 @@ from saferl.maths.optim import MemberAdam
 from saferl.maths.trust_region import (
     backtracking_line_search,
     conjugate_gradient,
-    fisher_vector_product_fn,
     flat_grad,
     flat_params,
     set_flat_params,
 )
 from saferl.policies.actor_critic import ActorCritic
+from saferl.policies.ensemble import DERIVATIVES
 
 MIN_QUADRATIC_FORM = 1e-12  # floor on u'Fu: a zero gradient gives a zero step, not a division by zero
 
@@ -45,7 +45,7 @@ class MemberActor:
     moves the ensemble), a mean function on [B, D] states and its log-std [A]."""
 
     def __init__(self, policy: ActorCritic, member: int):
-        self.activation = policy.actor.activation
+        self.activation, self.activation_name = policy.actor.activation, policy.actor.activation_name
         self.layers = [(w[member], b[member]) for w, b in policy.actor.layers()]
         self.log_std = policy.log_std[member]
         self.params = [t for layer in self.layers for t in layer] + [self.log_std]
@@ -93,14 +93,52 @@ def mean_kl(actor: MemberActor, obs: torch.Tensor, old_mean: torch.Tensor, old_l
 
 
 def kl_to_detached_self(actor: MemberActor, obs: torch.Tensor, scale: float = 1.0):
-    """kl_fn for the Fisher-vector product: KL from a frozen copy of the current policy (value 0, Hessian F,
-    times `kl_scale`)."""
+    """The Fisher's definition, as a kl_fn for maths.trust_region's double-backprop product: the KL from a
+    frozen copy of the current policy (value 0, Hessian F, times `kl_scale`). The updates use the closed form
+    `gaussian_fisher_product_fn`, tested equal to it."""
 
     def kl_fn() -> torch.Tensor:
         mean = actor(obs)
         return scale * gaussian.kl(mean.detach(), actor.log_std.detach(), mean, actor.log_std).mean()
 
     return kl_fn
+
+
+def gaussian_fisher_product_fn(actor: MemberActor, obs: torch.Tensor, scale: float, damping: float):
+    """v -> (F + damping I) v for the Gaussian policy in closed form: the Hessian of the mean KL at the current
+    parameters is `scale` x (mean over states of J' diag(1/std^2) J for the mean's parameters, J the Jacobian
+    of the mean; 2 I for the log-std; no cross term). J v by a forward pass carrying tangents, J'(.) by one
+    backward pass through a graph kept for all CG iterations: the same matrix as double backprop through the KL
+    (`kl_to_detached_self` with `fisher_vector_product_fn`, tested equal), at about half its cost."""
+    derivative = DERIVATIVES[actor.activation_name]
+    inputs, outputs, x = [], [], obs
+    for index, (weight, bias) in enumerate(actor.layers):
+        inputs.append(x)
+        x = torch.addmm(bias, x, weight)
+        if index < len(actor.layers) - 1:
+            x = actor.activation(x)
+        outputs.append(x)
+    mean = x
+    precision = torch.exp(-2.0 * actor.log_std.detach()) * (scale / obs.shape[0])
+    layer_params = [t for layer in actor.layers for t in layer]
+    sizes = [p.numel() for p in actor.params]
+
+    def matvec(vector: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(vector, sizes)
+        with torch.no_grad():
+            tangent = None
+            for index, (weight, _) in enumerate(actor.layers):
+                d_weight = parts[2 * index].view_as(weight)
+                d_bias = parts[2 * index + 1]
+                dz = torch.addmm(d_bias, inputs[index].detach(), d_weight)
+                if tangent is not None:
+                    dz = dz + tangent @ weight
+                tangent = dz * derivative(outputs[index].detach()) if index < len(actor.layers) - 1 else dz
+        grads = torch.autograd.grad(mean, layer_params, grad_outputs=tangent * precision, retain_graph=True)
+        log_std_part = 2.0 * scale * parts[-1]
+        return torch.cat([g.reshape(-1) for g in grads] + [log_std_part]) + damping * vector
+
+    return matvec
 
 
 def scale_to_norm(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
@@ -123,7 +161,7 @@ def natural_gradient_step(actor: MemberActor, batch: RolloutBatch, advantages: t
     surrogate_old = surrogate(actor, batch, advantages)
     grad = flat_grad(surrogate_old, actor.params)
     scale = kl_scale(cfg.kl, batch.actions.shape[-1])
-    fisher = fisher_vector_product_fn(kl_to_detached_self(actor, batch.obs, scale), actor.params, cfg.cg_damping)
+    fisher = gaussian_fisher_product_fn(actor, batch.obs, scale, cfg.cg_damping)
     direction = conjugate_gradient(fisher, grad, cfg.cg_iters)  # u ~ F^-1 g
     quadratic_form = max(float(direction @ fisher(direction)), MIN_QUADRATIC_FORM)  # u'Fu
     return surrogate_old, grad, math.sqrt(2.0 * cfg.target_kl / quadratic_form) * direction
