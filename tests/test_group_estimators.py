@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from saferl import envs
+from saferl import benchmark, envs
 from saferl.algorithms.common import lagrangian_advantages
 from saferl.algorithms.policy_gradient import MemberActor, member_batch, surrogate
 from saferl.cli import main
@@ -33,6 +33,7 @@ from saferl.runner import Runner
 from tests.conftest import TOY_SETS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gae-progress"
+GRIDS = Path(__file__).parent.parent / "benchmarks" / "group-estimators"
 GROUP_SETS = ["train.group_size=4"]
 
 
@@ -263,6 +264,20 @@ def test_config_errors_are_one_line():
         build_config("ppo_lag", sets=["train.group_size=3"])
     with pytest.raises(SafeRLError, match="train.advantage must be one of"):
         build_config("ppo_lag", sets=["train.advantage=ppo"])
+
+
+def test_the_benchmark_grids_load_and_a_tiny_grid_with_a_group_variant_trains(tmp_path):
+    cells = [(env_id, variant.name) for env_id, _, variant in benchmark.load_grid(GRIDS / "grid.yaml").cells()]
+    assert len(cells) == 8 and ("SafetyPointGoal1-v0", "rloo-step") in cells
+    sweep = benchmark.load_grid(GRIDS / "sweep.yaml")
+    assert [variant.name for _, _, variant in sweep.cells()] == ["g2", "g4", "g8", "g16"]
+    tiny_sets = ["train.steps_per_epoch=400", "env.num_envs=4", "train.progress_bar=false", "train.tensorboard=false"]
+    grid = benchmark.Grid(["ppo_lag"], [TOY_ID], [3], 800, tiny_sets,
+                          [benchmark.Variant("grpo", ["train.advantage=grpo", "train.group_size=2"])])
+    result = benchmark.run_cell(benchmark.cell_spec(grid, "ppo_lag", TOY_ID, tmp_path, grid.variants[0]))
+    assert result["ok"] and result["action"] == "trained", result
+    rows = read_progress(tmp_path / TOY_ID / "ppo_lag-grpo" / "seed-3" / "progress.csv")
+    assert [int(r["group_episodes"]) for r in rows] == [4, 4]  # 2 groups x 2 whole 50-step episodes per epoch
 
 
 # -- the GAE path is untouched -----------------------------------------------------------------------------------
