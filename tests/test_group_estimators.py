@@ -35,6 +35,7 @@ from tests.conftest import TOY_SETS
 FIXTURES = Path(__file__).parent / "fixtures" / "gae-progress"
 GRIDS = Path(__file__).parent.parent / "benchmarks" / "group-estimators"
 GROUP_SETS = ["train.group_size=4"]
+SMALL_EPOCH = ["train.steps_per_epoch=800"]  # 8 envs x 100 steps: 2 whole 50-step episodes per group
 
 
 # -- the estimators against hand computations -------------------------------------------------------------------
@@ -159,16 +160,16 @@ def test_an_early_ender_waits_masked_until_its_group_is_done():
     assert env.resets[0][1][0] != env.resets[1][1][0]
 
 
-def group_runner(tmp_path, algo="ppo_lag", extra=(), seeds=None):
-    config = build_config(algo, sets=TOY_SETS + GROUP_SETS + list(extra))
+def group_runner(tmp_path, algo="ppo_lag", extra=(), seeds=None, epoch=SMALL_EPOCH):
+    config = build_config(algo, sets=TOY_SETS + GROUP_SETS + list(epoch) + list(extra))
     return Runner(new_members(config, seeds, None, tmp_path), resume=False)
 
 
 def test_runner_groups_start_alike_per_member_and_a_member_collects_what_it_would_alone(tmp_path):
     together = group_runner(tmp_path / "both", extra=["train.advantage=rloo"], seeds=[0, 1])
     together.collect()
-    raw = together.buffer.raw_obs  # [T, K, N, D]; 50-step episodes: groups restart at t = 0, 50, 100, ...
-    for t in (0, 50, 100):
+    raw = together.buffer.raw_obs  # [T, K, N, D]; 50-step episodes: groups restart at t = 0 and 50
+    for t in (0, 50):
         for k in range(2):
             for g in range(2):
                 np.testing.assert_array_equal(raw[t, k, 4 * g], raw[t, k, 4 * g + 1])
@@ -191,12 +192,12 @@ def test_a_dropped_group_contributes_nothing_to_the_update(tmp_path):
     buffer.rewards[window, 0, envs_of_group] = 1.0
     buffer.costs[window, 0, envs_of_group] = 0.0
     batch, stats = group_batch(buffer, runner.groups, runner.config, with_cost=True)
-    assert stats["dropped_groups"][0] == 1 and stats["group_episodes"][0] == 10
+    assert stats["dropped_groups"][0] == 1 and stats["group_episodes"][0] == 4
     dropped = np.zeros(buffer.rewards.shape, bool)
     dropped[window, 0, envs_of_group] = True
     dropped = torch.from_numpy(dropped.swapaxes(0, 1).reshape(1, -1))
     assert torch.all(batch.reward_advantages[dropped] == 0) and torch.all(batch.cost_advantages[dropped] == 0)
-    assert stats["batch_fraction"][0] == pytest.approx(0.9)  # 1 of the 10 group episodes (5 per group, 2 groups)
+    assert stats["batch_fraction"][0] == pytest.approx(0.75)  # 1 of the 4 group episodes (2 per group, 2 groups)
     # The policy gradient of the (Lagrangian) surrogate does not change when the dropped steps' data does.
     lambdas = np.array([[0.7]])
     gradients = []
@@ -212,7 +213,7 @@ def test_a_dropped_group_contributes_nothing_to_the_update(tmp_path):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # and the kept steps' advantages are rescaled so that a mean over the batch is the mean over kept steps
     assert batch.reward_advantages[~dropped].mean().abs() < 1e-5
-    assert batch.reward_advantages[~dropped].std(correction=0) == pytest.approx(1 / 0.9, rel=1e-4)
+    assert batch.reward_advantages[~dropped].std(correction=0) == pytest.approx(1 / 0.75, rel=1e-4)
 
 
 def test_each_cost_is_normalised_on_its_own_before_the_multipliers_scalarise(tmp_path):
@@ -247,14 +248,14 @@ def test_each_cost_is_normalised_on_its_own_before_the_multipliers_scalarise(tmp
 
 @pytest.mark.parametrize("algo", ["ppo_lag", "trpo_lag", "cpo"])
 def test_no_critic_is_trained_when_the_estimator_needs_none(tmp_path, algo):
-    runner = group_runner(tmp_path, algo, ["train.advantage=grpo", "train.total_steps=2000"])
+    runner = group_runner(tmp_path, algo, ["train.advantage=grpo", "train.total_steps=800"])
     critics = [p.detach().clone() for p in runner.policy.critic_parameters(cost=True)]
     actor = [p.detach().clone() for p in runner.policy.actor_parameters()]
     rows = runner.train()
     for before, after in zip(critics, runner.policy.critic_parameters(cost=True), strict=True):
         torch.testing.assert_close(before, after, rtol=0, atol=0)
     assert any(not torch.equal(b, a) for b, a in zip(actor, runner.policy.actor_parameters(), strict=True))
-    assert "value_loss" not in rows[0] and rows[0]["group_episodes"] == 10
+    assert "value_loss" not in rows[0] and rows[0]["group_episodes"] == 4
 
 
 def test_config_errors_are_one_line():
@@ -266,6 +267,7 @@ def test_config_errors_are_one_line():
         build_config("ppo_lag", sets=["train.advantage=ppo"])
 
 
+@pytest.mark.slow
 def test_the_benchmark_grids_load_and_a_tiny_grid_with_a_group_variant_trains(tmp_path):
     cells = [(env_id, variant.name) for env_id, _, variant in benchmark.load_grid(GRIDS / "grid.yaml").cells()]
     assert len(cells) == 8 and ("SafetyPointGoal1-v0", "rloo-step") in cells
@@ -304,7 +306,7 @@ def test_with_the_estimator_off_a_fixed_seed_run_writes_mains_progress(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["grpo", "rloo"])
 def test_group_estimators_with_ppo_lag_learn_the_toy_task(tmp_path, estimator):
-    runner = group_runner(tmp_path, "ppo_lag", [f"train.advantage={estimator}"])
+    runner = group_runner(tmp_path, "ppo_lag", [f"train.advantage={estimator}"], epoch=())
     runner.train()
     rows = read_progress(tmp_path / "progress.csv")
     costs = [float(r["ep_cost"]) for r in rows]
