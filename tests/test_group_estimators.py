@@ -182,6 +182,18 @@ def test_runner_groups_start_alike_per_member_and_a_member_collects_what_it_woul
     np.testing.assert_array_equal(alone.buffer.actions[:, 0], together.buffer.actions[:, 1])
 
 
+def test_a_resumed_group_run_replays_the_groups_of_an_uninterrupted_one(tmp_path):
+    """The group seeds come from (member seed, epoch, group, episode): an interrupted run, resumed, collects and
+    learns exactly what the uninterrupted run does."""
+    plan = ["train.advantage=rloo", "train.schedule_steps=2400"]
+    group_runner(tmp_path / "whole", extra=plan + ["train.total_steps=2400"]).train()
+    group_runner(tmp_path / "cut", extra=plan + ["train.total_steps=1600"]).train()
+    config = build_config("ppo_lag", sets=TOY_SETS + GROUP_SETS + SMALL_EPOCH + plan + ["train.total_steps=2400"])
+    Runner(new_members(config, None, None, tmp_path / "cut"), resume=True).train()
+    whole = progress_without_timing(tmp_path / "whole" / "progress.csv")
+    assert len(whole) == 3 and progress_without_timing(tmp_path / "cut" / "progress.csv") == whole
+
+
 def test_a_dropped_group_contributes_nothing_to_the_update(tmp_path):
     runner = group_runner(tmp_path, extra=["train.advantage=rloo_step", "train.drop_flat_groups=true",
                                            "train.flat_group_threshold=1e-6"])
