@@ -260,7 +260,8 @@ def test_each_cost_is_normalised_on_its_own_before_the_multipliers_scalarise(tmp
 
 @pytest.mark.parametrize("algo", ["ppo_lag", "trpo_lag", "cpo"])
 def test_no_critic_is_trained_when_the_estimator_needs_none(tmp_path, algo):
-    runner = group_runner(tmp_path, algo, ["train.advantage=grpo", "train.total_steps=800"])
+    l2 = ["ppo.critic_l2=0.001", "trpo.critic_l2=0.001", "cpo.critic_l2=0.001"]  # a weight penalty moves no critic
+    runner = group_runner(tmp_path, algo, ["train.advantage=grpo", "train.total_steps=800", *l2])
     critics = [p.detach().clone() for p in runner.policy.critic_parameters(cost=True)]
     actor = [p.detach().clone() for p in runner.policy.actor_parameters()]
     rows = runner.train()

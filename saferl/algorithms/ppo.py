@@ -174,7 +174,7 @@ class PPO:
                 else:
                     loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
                     self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))
-                if cfg.critic_l2 > 0:  # the critics' weight penalty, added to the gradient either path computed
+                if cfg.critic_l2 > 0 and not self.critic_free:  # the critics' weight penalty, either path's gradient
                     self.optimizer.add_l2_gradient(list(range(CRITICS, len(self.networks))), cfg.critic_l2)
                 if cfg.max_grad_norm is not None:  # per member, and per network unless clip_per_network is off
                     self.optimizer.clip_grad_norm_(cfg.max_grad_norm, per_group=cfg.clip_per_network)
