@@ -18,7 +18,7 @@ from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.errors import SafeRLError
-from saferl.groups import GroupRollout, group_batch
+from saferl.groups import GroupRollout, episode_weights, group_batch
 from saferl.launch import new_members
 from saferl.logger import read_progress
 from saferl.maths.group_advantages import (
@@ -271,7 +271,17 @@ def test_no_critic_is_trained_when_the_estimator_needs_none(tmp_path, algo):
     assert "value_loss" not in rows[0] and rows[0]["group_episodes"] == 4
 
 
-def test_config_errors_are_one_line():
+def test_episode_averaging_weighs_every_episode_the_same():
+    valid = np.array([[True, True], [True, False], [True, False], [True, False]])  # lengths 4 and 1
+    np.testing.assert_allclose(episode_weights(valid, "episode"), [[0.25, 1.0], [0.25, 0], [0.25, 0], [0.25, 0]])
+    np.testing.assert_array_equal(episode_weights(valid, "step"), valid.astype(float))
+
+
+def test_config_errors_are_one_line(tmp_path, capsys):
+    code = main(["train", "--algo", "ppo_lag", "--env", TOY_ID, "--set", "train.advantage=rloo",
+                 "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs group rollouts" in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
     with pytest.raises(SafeRLError, match="needs group rollouts"):
         build_config("ppo_lag", sets=["train.advantage=grpo"])
     with pytest.raises(SafeRLError, match="must be a multiple of train.group_size"):
