@@ -66,36 +66,47 @@ class RolloutBuffer:
         """[K, T*N, D] raw observations: the normaliser's next batch of statistics."""
         return torch.from_numpy(self.raw_obs.swapaxes(0, 1).reshape(self.members, -1, self.raw_obs.shape[-1]))
 
+    def per_member(self, a: np.ndarray) -> torch.Tensor:
+        """[T, K, N, ...] -> contiguous float32 tensor [K, T*N, ...]: member k's samples in row k."""
+        return torch.from_numpy(np.ascontiguousarray(a.swapaxes(0, 1).reshape(self.members, -1, *a.shape[3:]),
+                                                     dtype=np.float32))
+
+    def gae(self, last_reward_values, last_cost_values, gamma, lam, cost_gamma, cost_lam):
+        """Reward and cost GAE over the buffer as [T, K, N(, C)] arrays: (reward_adv, reward_ret), (cost_adv,
+        cost_ret)."""
+        return (gae(self.rewards, self.reward_values, last_reward_values, self.terminated, self.truncated,
+                    self.final_reward_values, gamma, lam),
+                gae(self.costs, self.cost_values, last_cost_values, self.terminated, self.truncated,
+                    self.final_cost_values, cost_gamma, cost_lam))
+
     def compute(self, last_reward_values, last_cost_values, gamma, lam, cost_gamma, cost_lam,
                 standardize_reward_adv=True, center_cost_adv=True) -> RolloutBatch:
         """Reward and cost GAE, advantage normalisation per member, then [K, T*N, ...] tensors for the update.
 
         last_reward_values [K, N] and last_cost_values [K, N, C]: the critics' values of the observations after
         the last step."""
-        reward_adv, reward_ret = gae(self.rewards, self.reward_values, last_reward_values, self.terminated,
-                                     self.truncated, self.final_reward_values, gamma, lam)
-        cost_adv, cost_ret = gae(self.costs, self.cost_values, last_cost_values, self.terminated,
-                                 self.truncated, self.final_cost_values, cost_gamma, cost_lam)
-        k, c = self.members, self.num_costs
-
-        def per_member(a, *shape):  # [T, K, N, ...] -> contiguous float32 tensor [K, T*N, ...]
-            return torch.from_numpy(np.ascontiguousarray(a.swapaxes(0, 1).reshape(k, -1, *shape), dtype=np.float32))
-
-        reward_adv, cost_adv = per_member(reward_adv), per_member(cost_adv, c)
+        (reward_adv, reward_ret), (cost_adv, cost_ret) = self.gae(last_reward_values, last_cost_values, gamma, lam,
+                                                                  cost_gamma, cost_lam)
+        reward_adv, cost_adv = self.per_member(reward_adv), self.per_member(cost_adv)
         if standardize_reward_adv:
             std = reward_adv.std(1, correction=0, keepdim=True)
             reward_adv = (reward_adv - reward_adv.mean(1, keepdim=True)) / (std + 1e-8)
         if center_cost_adv:
             # Centred only: scaling would change the cost's weight against the reward in (A_r - lam A_c).
             cost_adv = cost_adv - cost_adv.mean(1, keepdim=True)
+        return self.batch(reward_adv, cost_adv, self.per_member(reward_ret), self.per_member(cost_ret))
+
+    def batch(self, reward_adv: torch.Tensor, cost_adv: torch.Tensor, reward_ret: torch.Tensor,
+              cost_ret: torch.Tensor) -> RolloutBatch:
+        """The update's batch: the buffer's samples with the given [K, T*N(, C)] advantages and returns."""
         return RolloutBatch(
-            obs=per_member(self.obs, self.obs.shape[-1]),
-            actions=per_member(self.actions, self.actions.shape[-1]),
-            log_probs=per_member(self.log_probs),
+            obs=self.per_member(self.obs),
+            actions=self.per_member(self.actions),
+            log_probs=self.per_member(self.log_probs),
             reward_advantages=reward_adv,
             cost_advantages=cost_adv,
-            reward_returns=per_member(reward_ret),
-            cost_returns=per_member(cost_ret, c),
-            reward_values=per_member(self.reward_values),
-            cost_values=per_member(self.cost_values, c),
+            reward_returns=reward_ret,
+            cost_returns=cost_ret,
+            reward_values=self.per_member(self.reward_values),
+            cost_values=self.per_member(self.cost_values),
         )

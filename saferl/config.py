@@ -21,6 +21,8 @@ from saferl.errors import SafeRLError
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 MAX_SEED = 2**31 - 1  # numpy's legacy seeding takes < 2**32, and the runner adds env and epoch offsets to a seed
 LOG_STD_RANGE = (-20.0, 2.0)  # std ~2e-9 (log-probs stay finite) to ~7 times an action range of [-1, 1]
+GROUP_ESTIMATORS = ("rloo", "rloo_step", "grpo")  # critic-free: saferl/maths/group_advantages.py
+ADVANTAGES = ("gae",) + GROUP_ESTIMATORS
 
 
 @dataclass
@@ -64,6 +66,20 @@ class TrainConfig:
     constraint_window: int | None = None
     progress_bar: bool = True
     tensorboard: bool = True
+    # Group rollouts and critic-free estimators (docs/group-estimators.md). group_size G: each member's envs form
+    # groups of G that start every episode from one state and run in lock-step; 0 is off (the ordinary rollout).
+    group_size: int = 0
+    advantage: str = "gae"  # "gae" (the critics'), or critic-free "rloo", "rloo_step", "grpo" (need group_size)
+    grpo_std: bool = True  # GRPO divides by the group's std; false is Dr. GRPO
+    group_gamma: float = 1.0  # discount of the group estimators' returns (1: the episode's total, as GRPO's)
+    drop_flat_groups: bool = False  # DAPO's dynamic sampling: drop groups whose returns (and costs) do not differ
+    flat_group_threshold: float = 1e-6  # a group is flat when max - min of each of its returns is <= this
+    group_averaging: str = "step"  # "step": every step weighs the same (DAPO's token level); "episode": every episode
+
+    @property
+    def critic_free(self) -> bool:
+        """Whether the advantages come from the group estimators, so no critic is trained."""
+        return self.advantage in GROUP_ESTIMATORS
 
     def validate(self):
         _check(0 <= self.seed <= MAX_SEED, f"train.seed must be in [0, {MAX_SEED}], got {self.seed}")
@@ -77,6 +93,13 @@ class TrainConfig:
         _check(self.schedule_steps is None or self.schedule_steps >= 1, "train.schedule_steps must be >= 1 or null")
         _check(self.constraint_window is None or self.constraint_window >= 1,
                "train.constraint_window must be >= 1 or null")
+        _check(self.advantage in ADVANTAGES, f"train.advantage must be one of {', '.join(ADVANTAGES)}")
+        _check(self.group_size == 0 or self.group_size >= 2, "train.group_size must be 0 (off) or >= 2")
+        _check(not self.critic_free or self.group_size >= 2,
+               f"train.advantage={self.advantage} needs group rollouts: set train.group_size (e.g. 8)")
+        _check(0.0 <= self.group_gamma <= 1.0, "train.group_gamma must be in [0, 1]")
+        _check(self.flat_group_threshold >= 0, "train.flat_group_threshold must be >= 0")
+        _check(self.group_averaging in ("step", "episode"), "train.group_averaging must be 'step' or 'episode'")
 
 
 @dataclass
@@ -329,6 +352,10 @@ class Config:
             self.train.steps_per_epoch % self.env.num_envs == 0,
             f"train.steps_per_epoch ({self.train.steps_per_epoch}) must be a multiple of env.num_envs "
             f"({self.env.num_envs})",
+        )
+        _check(
+            self.train.group_size == 0 or self.env.num_envs % self.train.group_size == 0,
+            f"env.num_envs ({self.env.num_envs}) must be a multiple of train.group_size ({self.train.group_size})",
         )
         _check(
             self.ppo.minibatch_size <= self.train.steps_per_epoch,

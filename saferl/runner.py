@@ -27,6 +27,7 @@ from saferl.buffer import RolloutBatch, RolloutBuffer
 from saferl.config import Config, config_from_dict, load_yaml
 from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
+from saferl.groups import GroupRollout, group_batch
 from saferl.io import load_checkpoint, save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
 from saferl.members import Member, slice_member, stack_members
@@ -163,6 +164,10 @@ class Runner:
         obs_dim = self.env.single_observation_space.shape[0]
         act_dim = self.env.single_action_space.shape[0]
         self.buffer = RolloutBuffer(self.rollout_length, k, self.envs_per_member, obs_dim, act_dim, self.num_costs)
+        # Group rollouts (saferl/groups.py): G envs per group start each episode from one state.
+        self.groups = (GroupRollout([m.seed for m in members], self.envs_per_member, cfg.train.group_size,
+                                    self.rollout_length) if cfg.train.group_size else None)
+        self.batch_stats: dict = {}  # what building the batch reports (group counts), logged with the update's
         # Per member: (return, costs [C], length, success or nan) of the last episodes (as many as the logging
         # window or the constraint's window needs).
         kept = max(cfg.train.episode_window, cfg.train.constraint_window or 0)
@@ -272,6 +277,8 @@ class Runner:
         update_each_step = self.config.model.normalizer_update == "step"
         with_cost = self.algorithm.uses_cost_critic
         obs = self.obs
+        if self.groups is not None:
+            obs = self.groups.start_epoch(env, self.epoch, obs)
         self.epoch_episodes = [[] for _ in self.members]
         with torch.inference_mode():
             layers = policy.stacked_layers(with_cost)  # one snapshot of the weights for the whole rollout
@@ -300,14 +307,18 @@ class Runner:
                     rows = truncated.reshape(k, n)
                     buf.final_reward_values[t][rows] = final_value.numpy()[rows]
                     buf.final_cost_values[t][rows] = final_cost_value.numpy()[rows]
-                if info["episode_done"].any():
-                    self.record_episodes(info)
+                counted = info["episode_done"]
+                if self.groups is not None:  # a waiting env's steps and episodes do not count
+                    obs, counted = self.groups.after_step(env, t, obs, counted)
+                if counted.any():
+                    self.record_episodes(info, counted)
         self.obs = obs
-        self.total_violations += buf.costs.sum(axis=(0, 2, 3)).astype(np.int64)
+        costs = buf.costs if self.groups is None else buf.costs * self.groups.valid[..., None]
+        self.total_violations += costs.sum(axis=(0, 2, 3)).astype(np.int64)
 
-    def record_episodes(self, info: dict) -> None:
+    def record_episodes(self, info: dict, ended: np.ndarray) -> None:
         success = info.get("is_success")
-        for i in np.flatnonzero(info["episode_done"]):
+        for i in np.flatnonzero(ended):
             episode = (float(info["episode_return"][i]), info["episode_cost"][i].copy(),
                        int(info["episode_length"][i]), float(success[i]) if success is not None else math.nan)
             member = i // self.envs_per_member
@@ -326,12 +337,18 @@ class Runner:
                 f"(epoch {self.epoch}) is kept in {member.run_dir}")
 
     def rollout_batch(self) -> RolloutBatch:
-        """GAE over the buffer just collected, bootstrapped from the critics' values of the current obs."""
+        """GAE over the buffer just collected, bootstrapped from the critics' values of the current obs (or, with
+        group rollouts, the batch of saferl/groups.py)."""
         cfg = self.config.train
         with torch.no_grad():
             last = self.policy.normalise(torch.from_numpy(self.obs.reshape(self.num_members,
                                                                            self.envs_per_member, -1)).float())
             last_value, last_cost_value = self.policy.values(last)
+        if self.groups is not None:
+            batch, self.batch_stats = group_batch(self.buffer, self.groups, self.config,
+                                                  self.algorithm.uses_cost_critic, last_value.numpy(),
+                                                  last_cost_value.numpy())
+            return batch
         return self.buffer.compute(last_value.numpy(), last_cost_value.numpy(), cfg.gamma, cfg.gae_lambda,
                                    cfg.cost_gamma, cfg.cost_gae_lambda, cfg.standardize_reward_adv,
                                    cfg.center_cost_adv)
@@ -387,7 +404,7 @@ class Runner:
                 ep_return, ep_costs, ep_length, ep_success = self.episode_stats()
                 constraint_costs, constraint_lengths = self.constraint_stats()
                 update_start = time.perf_counter()
-                stats = self.learn(self, batch, constraint_costs, constraint_lengths)
+                stats = {**self.batch_stats, **self.learn(self, batch, constraint_costs, constraint_lengths)}
                 update_seconds = time.perf_counter() - update_start
                 self.check_update()
                 if self.config.model.normalizer_update == "epoch":

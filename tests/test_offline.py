@@ -335,3 +335,25 @@ def test_finetune_resumes_with_its_kl_reference_and_decayed_coefficient(capsys, 
     assert [float(r["bc_kl_coef"]) for r in rows[1:]] == [1.0, 0.5, 0.25, 0.125]
     code, _, err = run_cli(capsys, [*common, "--resume", "--steps", "12000"])
     assert code == 0 and len(read_progress(run_dir / "progress.csv")) == 6
+
+
+def test_finetune_a_clone_critic_free_with_grpo_and_the_kl_to_clone(capsys, pipeline, tmp_path):
+    """`saferl finetune ... --set train.advantage=grpo`: group rollouts, the KL-to-clone term as the regulariser,
+    and no critic trained (the warm-up epoch only measures the clone)."""
+    run_dir = tmp_path / "ft"
+    code, out, err = run_cli(capsys, ["finetune", str(pipeline["bc"]), "--algo", "ppo_lag", "--steps", "6000",
+                                      "--run-dir", str(run_dir), "--set", *TOY_BUDGET,
+                                      "finetune.critic_warmup_epochs=1", "train.advantage=grpo",
+                                      "train.group_size=4"])
+    assert code == 0 and "final: env_steps=6000" in out, err
+    rows = read_progress(run_dir / "progress.csv")
+    assert [r["phase"] for r in rows] == ["warmup", "finetune", "finetune"]
+    assert all(r.get("value_loss", "") == "" for r in rows)  # no critic fitted, in the warm-up or after
+    assert float(rows[1]["bc_kl_coef"]) == 1.0 and float(rows[1]["bc_kl"]) > 0.0  # the term is in the loss
+    assert float(rows[2]["bc_kl_coef"]) == pytest.approx(0.9)
+    assert all(int(r["group_episodes"]) == 10 for r in rows)
+    _, clone, _ = load_policy(pipeline["bc"])
+    _, tuned, _ = load_policy(run_dir)
+    for before, after in zip(clone.critic_parameters(cost=True), tuned.critic_parameters(cost=True), strict=True):
+        torch.testing.assert_close(before, after, rtol=0, atol=0)
+    assert not torch.equal(clone.actor_parameters()[0], tuned.actor_parameters()[0])

@@ -195,6 +195,7 @@ class PG:
         self.critic_optimizer = MemberAdam([policy.critic_parameters(cost=self.uses_cost_critic)],
                                            [self.cfg.critic_lr])
         self.multiplier = make_multiplier(config, cost_limits) if lagrangian else None
+        self.critic_free = config.train.critic_free  # a group estimator's advantages: no critic to fit
 
     def set_behaviour_reference(self, reference: BehaviourReference, coef, decay: float) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no KL-to-clone term")
@@ -207,6 +208,8 @@ class PG:
         return lambdas, {f"lagrange_multiplier_{c}": lambdas[:, c] for c in range(lambdas.shape[1])}
 
     def fit_critics(self, batch: RolloutBatch) -> dict:
+        if self.critic_free:
+            return {}
         return fit_critics(self.policy, self.critic_optimizer, batch, self.cfg.critic_epochs,
                            self.cfg.critic_minibatch_size, self.generators, self.uses_cost_critic,
                            l2=self.cfg.critic_l2, max_grad_norm=self.cfg.critic_max_grad_norm)

@@ -72,6 +72,10 @@ class PPO:
                                       and not self.cfg.clip_value_loss and not self.cfg.compile
                                       and policy.stacked_layers(self.uses_cost_critic) is not None)
         self.bc_kl_coef, self.bc_kl_decay = np.zeros(members), 1.0
+        # A critic-free estimator (train.advantage, saferl/groups.py) needs no critic: the value loss weighs 0, so
+        # the critics' gradients are 0 and Adam leaves them where they are.
+        self.critic_free = config.train.critic_free
+        self.value_coef = 0.0 if self.critic_free else self.cfg.value_coef
 
     def set_behaviour_reference(self, reference: BehaviourReference, coef, decay: float) -> None:
         self.reference = reference
@@ -111,7 +115,7 @@ class PPO:
         if self.uses_cost_critic:
             value_loss = value_loss + self.value_loss(cost_value, old_cost_values, cost_returns)
         entropy = gaussian.entropy(policy.log_std)
-        return policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+        return policy_loss + self.value_coef * value_loss - cfg.entropy_coef * entropy
 
     def minibatch_loss(self, *args) -> torch.Tensor:
         """`loss`, compiled when ppo.compile says so; a compile that fails (no C++ compiler, say) falls back to
@@ -165,12 +169,12 @@ class PPO:
             for start in range(0, batch.size, cfg.minibatch_size):
                 minibatch = [t[:, start:start + cfg.minibatch_size] for t in shuffled]
                 if manual:
-                    clip_loss_gradients(policy, minibatch, self.clip_low, self.clip_high, cfg.value_coef,
+                    clip_loss_gradients(policy, minibatch, self.clip_low, self.clip_high, self.value_coef,
                                         cfg.entropy_coef, self.uses_cost_critic, self.optimizer.grad_of)
                 else:
                     loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
                     self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))
-                if cfg.critic_l2 > 0:  # the critics' weight penalty, added to the gradient either path computed
+                if cfg.critic_l2 > 0 and not self.critic_free:  # the critics' weight penalty, either path's gradient
                     self.optimizer.add_l2_gradient(list(range(CRITICS, len(self.networks))), cfg.critic_l2)
                 if cfg.max_grad_norm is not None:  # per member, and per network unless clip_per_network is off
                     self.optimizer.clip_grad_norm_(cfg.max_grad_norm, per_group=cfg.clip_per_network)
@@ -194,12 +198,15 @@ class PPO:
             stats.update(bc_kl=self.behaviour_kl(batch.obs), bc_kl_coef=bc_kl_coef.numpy().astype(np.float64))
             self.bc_kl_coef = self.bc_kl_coef * self.bc_kl_decay
         self.epoch += 1
-        stats.update(critic_stats(policy, batch, self.uses_cost_critic))
+        if not self.critic_free:
+            stats.update(critic_stats(policy, batch, self.uses_cost_critic))
         stats.update(approx_kl=approx_kl, clip_fraction=clip_fraction, entropy=entropy(policy),
                      update_epochs=epochs_run, actor_lr=np.full(members, self.optimizer.lrs[ACTOR]))
         return stats
 
     def fit_critics(self, batch: RolloutBatch) -> dict:
+        if self.critic_free:
+            return {}
         frozen_actor = torch.tensor([[network > 0 for network in range(len(self.networks))]]).expand(
             self.policy.members, -1)
         return fit_critics(self.policy, self.optimizer, batch, self.cfg.update_epochs, self.cfg.minibatch_size,

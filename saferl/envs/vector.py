@@ -191,6 +191,22 @@ class VectorEnv:
         self._needs_reset = False
         return obs, {}
 
+    def reset_envs(self, indices: Sequence[int], seeds: Sequence[int | None]) -> np.ndarray:
+        """Start a new episode now in envs ``indices`` only, env ``indices[j]`` seeded with ``seeds[j]`` (None
+        keeps its RNG going); returns their first observations [len(indices), obs_dim]. Group rollouts use it to
+        start G envs from one state (the same seed) whenever their group is done."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before reset_envs()")
+        indices = np.asarray(indices, dtype=np.int64)
+        obs = self._reset_envs(indices, list(seeds))
+        # Fresh arrays, as in step: earlier infos still hold the old ones.
+        self._episode_return, self._episode_cost = self._episode_return.copy(), self._episode_cost.copy()
+        self._episode_length = self._episode_length.copy()
+        self._episode_return[indices] = 0.0
+        self._episode_cost[indices] = 0.0
+        self._episode_length[indices] = 0
+        return obs
+
     def step(self, actions):
         actions = self._prepare_actions(actions)
         obs, reward, cost, terminated, truncated, info = self._step_envs(actions)

@@ -27,6 +27,10 @@ cost. Each part of the recipe below removes one cause, and each is a `finetune.*
 - freeze_normalizer (true): the clone's actor was fit on one observation scale; letting the running
   statistics drift would change its outputs under a frozen actor.
 
+With a critic-free estimator (`train.advantage=grpo` etc., docs/group-estimators.md) no critic is fitted: the
+warm-up epochs then only measure the clone's cost for the multiplier's warm start, and the KL-to-clone term is
+the regulariser that anchors the policy (RLHF's anchor to the supervised model).
+
 progress.csv has a `phase` column (warmup / finetune) and the per-epoch `epoch_ep_return/cost`, so the
 first rows show the clone itself. `saferl finetune BC_RUN --algo A --run-dir D --resume` continues an
 interrupted fine-tune: the checkpoint restores policy, optimiser, multiplier and the decayed KL coefficient,
