@@ -21,7 +21,7 @@ else
 fi
 make -C "$code" .venv/.installed
 cd "$code"
-for grid in ablation-1e6 navigation-learning campaign-1e7; do
-    .venv/bin/saferl benchmark "benchmarks/$grid/grid.yaml" --out "$root/$grid" --max-parallel 1 \
-        >> "$root/$grid.log" 2>&1
+for grid in ablation-1e6/grid navigation-learning/grid campaign-1e7/grid campaign-1e7/pid-grid; do
+    out="$root/${grid//\//-}"
+    .venv/bin/saferl benchmark "benchmarks/$grid.yaml" --out "$out" --max-parallel 1 >> "$out.log" 2>&1
 done
