@@ -21,7 +21,8 @@ else
 fi
 make -C "$code" .venv/.installed
 cd "$code"
-for grid in ablation-1e6/grid navigation-learning/grid campaign-1e7/grid campaign-1e7/pid-grid; do
-    out="$root/${grid//\//-}"
+for pair in ablation-1e6/grid:ablation-1e6 navigation-learning/grid:navigation-learning \
+            campaign-1e7/grid:campaign-1e7 campaign-1e7/pid-grid:campaign-1e7-pid; do
+    grid="${pair%%:*}" out="$root/${pair##*:}"
     .venv/bin/saferl benchmark "benchmarks/$grid.yaml" --out "$out" --max-parallel 1 >> "$out.log" 2>&1
 done
