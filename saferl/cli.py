@@ -42,6 +42,9 @@ def parse_args(argv):
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     train.add_argument("--replan-schedule", action="store_true",
                        help="with --resume --steps beyond the run's plan: re-plan the learning-rate schedule")
+    train.add_argument("--restart-unreadable", action="store_true",
+                       help="with --resume: a member whose checkpoints are all unreadable retrains from epoch 0 "
+                       "(the others keep theirs); without it, that is an error")
 
     evaluate = sub.add_parser("eval", help="evaluate a run's policy; writes eval.json")
     evaluate.add_argument("run_dir")
@@ -103,6 +106,8 @@ def parse_args(argv):
                           help="e.g. finetune.bc_kl_coef=0")
     finetune.add_argument("--run-dir", help="default: runs/<env>/finetune-<algo>-seed<seed>-<time>")
     finetune.add_argument("--resume", action="store_true", help="continue the fine-tune in --run-dir")
+    finetune.add_argument("--restart-unreadable", action="store_true",
+                          help="with --resume: restart from the clone when the run's checkpoints are all unreadable")
 
     offline = sub.add_parser("bench-offline", help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark)")
     offline.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
@@ -147,7 +152,8 @@ def cmd_train(args) -> int:
     from saferl.config import build_config
     from saferl.launch import check_resume_flags, new_members, resumed_members, split_cost_limits, start_members
     from saferl.members import parse_int_list
-    from saferl.runner import Runner
+    from saferl.ownership import claim
+    from saferl.recovery import restart_unreadable
 
     if args.algo is None and not args.resume:
         raise SafeRLError(f"--algo is required; choose from {', '.join(ALGORITHMS)}")
@@ -156,11 +162,10 @@ def cmd_train(args) -> int:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise SafeRLError(f"unknown algorithm '{args.algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
     check_positive(args, "steps", "num_envs")
-    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds else None
+    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds is not None else None
     if seeds is not None and args.seed is not None:
         raise SafeRLError("give --seed or --seeds, not both")
-    if args.replan_schedule and not args.resume:
-        raise SafeRLError("--replan-schedule goes with --resume (a new run's schedule spans its --steps)")
+    check_resume_only(args, "replan_schedule", "restart_unreadable")
     if args.resume:
         if not args.run_dir:
             raise SafeRLError("--resume needs --run-dir")
@@ -175,8 +180,19 @@ def cmd_train(args) -> int:
         sets, cost_limits = split_cost_limits(args.set)
         config = build_config(args.algo, args.config, sets, flag_overrides(args))
         members = new_members(config, seeds, cost_limits, Path(args.run_dir) if args.run_dir else None)
-        start_members(members)
     run_dir = members[0].run_dir if len(members) == 1 else members[0].run_dir.parent
+    with claim(run_dir, *(m.run_dir for m in members)):
+        if args.resume:
+            restart_unreadable(members, args.restart_unreadable)
+        else:
+            start_members(members)
+        return train_members(args, members, run_dir)
+
+
+def train_members(args, members, run_dir: Path) -> int:
+    """Train the members of a claimed run directory; the summary lines, or the way to resume after Ctrl-C."""
+    from saferl.runner import Runner
+
     runner = Runner(members, resume=args.resume)
     print(f"run directory: {run_dir}" + (f" ({len(members)} members)" if len(members) > 1 else ""), flush=True)
     print_training_notes(members[0].config, args.steps, runner)
@@ -197,6 +213,12 @@ def cmd_train(args) -> int:
               f"fps={row.get('total_fps', float('nan')):.0f}")
         print(label + training_story(member))
     return 0
+
+
+def check_resume_only(args, *names) -> None:
+    for name in names:
+        if getattr(args, name) and not args.resume:
+            raise SafeRLError(f"--{name.replace('_', '-')} goes with --resume")
 
 
 def training_story(member) -> str:
@@ -406,9 +428,12 @@ def cmd_bc(args) -> int:
 
 def cmd_finetune(args) -> int:
     from saferl.launch import check_resume_flags, default_run_dir, resumed_members
-    from saferl.offline.finetune import build_finetune_config, finetune_runner, load_bc_run
+    from saferl.offline.finetune import build_finetune_config, check_same_clone, load_bc_run
+    from saferl.ownership import claim
+    from saferl.recovery import restart_unreadable
 
     check_positive(args, "steps", "num_envs")
+    check_resume_only(args, "restart_unreadable")
     bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
     if args.resume:
         if not args.run_dir:
@@ -416,10 +441,21 @@ def cmd_finetune(args) -> int:
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
         for note in check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set):
             print(note)
+        check_same_clone(members[0].run_dir, Path(args.bc_run_dir))
         run_dir, config = members[0].run_dir, members[0].config
     else:
         config = build_finetune_config(bc_config, args.algo, args.config, args.set, flag_overrides(args))
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config, [config.train.seed], "finetune-")
+    with claim(run_dir):
+        if args.resume:
+            restart_unreadable(members, args.restart_unreadable)
+        return finetune_members(args, config, run_dir)
+
+
+def finetune_members(args, config, run_dir: Path) -> int:
+    """Fine-tune in a claimed run directory; the summary line, or the way to resume after Ctrl-C."""
+    from saferl.offline.finetune import finetune_runner
+
     runner = finetune_runner(config, run_dir, Path(args.bc_run_dir), resume=args.resume)
     print(f"run directory: {run_dir}", flush=True)
     print_training_notes(config, args.steps, runner)

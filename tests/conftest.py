@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 
@@ -31,3 +32,17 @@ def toy_config():
         return build_config(algo, sets=TOY_SETS + list(extra))
 
     return make
+
+
+def run_cli(capsys, args):
+    """`saferl ARGS` in this process: (exit status, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    assert err.startswith("saferl") and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error, run_cli
 
 from saferl import envs
 from saferl.cli import main
@@ -28,19 +29,6 @@ TOY = [f"env.id={TOY_ID}", "env.num_envs=4", "train.steps_per_epoch=200", "ppo.u
 TINY_BENCH_OFFLINE = ["--env", TOY_ID, "--expert-steps", "200", "--steps", "200", "--episodes", "1", "--bc-epochs", "1",
                       "--num-envs", "4", "--set", "train.steps_per_epoch=200", "finetune.critic_warmup_epochs=0",
                       *QUICK]
-
-
-def run_cli(capsys, args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    assert err.startswith("saferl") and err.count("\n") == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 @pytest.fixture(scope="module")
