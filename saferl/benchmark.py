@@ -97,7 +97,9 @@ def load_grid(path: Path) -> Grid:
     if not path.is_file():
         raise SafeRLError(f"grid file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SafeRLError(f"{path} is not UTF-8 text (a binary file?); a grid is a YAML file") from None
     except yaml.YAMLError as exc:
         raise SafeRLError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -217,13 +219,31 @@ def stored_cell(spec: dict) -> dict | None:
 
 # -- one cell, inside a Ray task -------------------------------------------------------------------------------
 def run_cell(spec: dict) -> dict:
-    """Train (or resume) the cell's seeds in this process, evaluate each, write cell.json; a small dict back."""
+    """Train (or resume) the cell's seeds in this process, evaluate each, write cell.json; a small dict back.
+    The cell's directory is owned by this process throughout; its runs are checked to be the grid's first."""
+    from saferl.ownership import claim
+
+    try:
+        with claim(Path(spec["dir"])):
+            return train_cell(spec)
+    except SafeRLError as exc:
+        return failed_cell(spec, str(exc))
+
+
+def failed_cell(spec: dict, error: str) -> dict:
+    return {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": False, "error": error}
+
+
+def train_cell(spec: dict) -> dict:
+    from saferl.cells import check_cell_settings, check_rows_reach_checkpoints
     from saferl.cli import main as saferl_main
     from saferl.rollout import evaluate
 
     start = time.perf_counter()
     root, seeds, steps = Path(spec["dir"]), spec["seeds"], spec["steps"]
     dirs = member_dirs(root, seeds)
+    check_cell_settings(spec, [*spec["set"], *QUIET])
+    check_rows_reach_checkpoints(spec)
     started_at = min(_number(last_row(d).get("env_steps"), 0.0) for d in dirs)
     action = "evaluated"  # trained before; only the evaluation is missing
     if not trained(root, seeds, steps):
@@ -240,9 +260,8 @@ def run_cell(spec: dict) -> dict:
             code = saferl_main(argv)
         if code != 0:
             errors = [line for line in log.read_text().splitlines() if line.startswith("saferl: error")]
-            return {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": False,
-                    "error": errors[-1].removeprefix("saferl: error: ") if errors else
-                    f"saferl train exited with {code}; see {log}"}
+            return failed_cell(spec, errors[-1].removeprefix("saferl: error: ") if errors else
+                               f"saferl train exited with {code}; see {log}")
     per_seed = []
     for seed, directory in zip(seeds, dirs, strict=True):
         row = last_row(directory)
@@ -438,8 +457,16 @@ def progress_line(index: int, total: int, result: dict) -> str:
         return f"{head}: FAILED: {result['error']}"
     rate = f", {result['steps_per_s']:.0f} steps/s" if result.get("steps_per_s") else ""
     return (f"{head}: return {_pm(result['return'])}, cost {_pm(result['cost'])} (eval {_pm(result['eval_return'])}"
-            f" / {_pm(result['eval_cost'])}), {result['steps']} steps x {len(result['seeds'])} seeds, "
+            f" / {_pm(result['eval_cost'])}), {trained_steps(result)} steps x {len(result['seeds'])} seeds, "
             f"{result['wall_s']:.0f} s{rate} [{result['action']}]")
+
+
+def trained_steps(cell: dict) -> str:
+    """The env steps each seed trained (the grid's `steps` rounded up to whole epochs), one number when equal."""
+    steps = [s["env_steps"] for s in cell.get("per_seed") or []]
+    if not steps:
+        return str(cell["steps"])
+    return str(steps[0]) if len(set(steps)) == 1 else ", ".join(map(str, steps))
 
 
 def cell_name(cell: dict) -> str:
@@ -459,6 +486,7 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
     lines = ["# saferl benchmark", "",
              f"Grid: {', '.join(grid.algos)} on {', '.join(grid.envs)}; seeds {', '.join(map(str, grid.seeds))}; "
              f"{grid.steps} steps" + (f"; set {' '.join(grid.sets)}" if grid.sets else "") + ".", "",
+             "Steps: the env steps each seed trained (the grid's steps rounded up to whole epochs). "
              "Return and cost: the mean of the last 100 training episodes (progress.csv), mean ± std over seeds; "
              f"eval: {EVAL_EPISODES} deterministic episodes per seed, mean over seeds. Train s: seconds of training "
              "epochs over every attempt (all seeds in one process); wall s: the Ray task's last attempt (training "
@@ -478,7 +506,7 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
         under = ", ".join("–" if s.get("stays_under_limit_from") is None else _steps(s["stays_under_limit_from"])
                           for s in cell["per_seed"])
         lines.append(" | ".join([
-            f"| {cell['env']}", cell_name(cell), str(cell["steps"]), str(len(cell["seeds"])), _pm(cell["return"]),
+            f"| {cell['env']}", cell_name(cell), trained_steps(cell), str(len(cell["seeds"])), _pm(cell["return"]),
             _pm(cell["cost"]), under, _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
             _fmt(cell.get("train_s"), 0), _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0),
             _fmt(ref.get("return"), 1),
@@ -495,7 +523,7 @@ def write_report(out: Path, cells: list[dict]) -> None:
     done = [c for c in cells if c["ok"]]
     paths = build_report([s["dir"] for c in done for s in c["per_seed"]], out, eval_episodes=0, video=False,
                          deterministic=True)
-    rows = [[c["env"], cell_name(c), str(c["steps"]), _pm(c["return"]), _pm(c["cost"]),
+    rows = [[c["env"], cell_name(c), trained_steps(c), _pm(c["return"]), _pm(c["cost"]),
              f"{_fmt(c['eval_return']['mean'])} / {_fmt(c['eval_cost']['mean'])}",
              _fmt((c.get("omnisafe") or {}).get("return"), 1), _fmt((c.get("omnisafe") or {}).get("cost"), 1)]
             for c in done]

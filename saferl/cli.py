@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from saferl.errors import SafeRLError
@@ -515,6 +517,8 @@ def main(argv=None) -> int:
         check_seed(args)
         return COMMANDS[args.command](args)
     except SafeRLError as exc:
+        if os.environ.get("SAFERL_DEBUG") and exc.__cause__ is not None:  # e.g. what a user env raised
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"saferl: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # unwritable run directory, disk full, a file where a folder should be...

@@ -24,7 +24,7 @@ from saferl.errors import SafeRLError
 
 LOCK_FILE = ".saferl.lock"
 
-_held: dict[Path, list] = {}  # resolved directory -> [open lock file, claims this process holds on it]
+_held: dict[Path, list] = {}  # resolved directory -> [open lock file, claims held, whether it made the dir]
 
 
 def lock_path(directory: Path) -> Path:
@@ -65,18 +65,24 @@ def acquire(directory: Path) -> None:
     if key in _held:
         _held[key][1] += 1
         return
+    created = not key.exists()
     key.mkdir(parents=True, exist_ok=True)
     path = lock_path(key)
-    handle = open(path, "a+")  # noqa: SIM115 - held open for as long as the claim lasts
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise SafeRLError(f"{directory} is in use by {describe_owner(read_owner(path))}; wait for it to end or "
-                          "pick another --run-dir") from None
-    except BaseException:
-        handle.close()
-        raise
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 - held open for as long as the claim lasts
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise SafeRLError(f"{directory} is in use by {describe_owner(read_owner(path))}; wait for it to end or "
+                              "pick another --run-dir") from None
+        except BaseException:
+            handle.close()
+            raise
+        if path.exists() and os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()  # the file was removed by an owner that just ended (its empty directory too): again
+        key.mkdir(parents=True, exist_ok=True)
     previous = read_owner(path)
     if previous.get("pid") not in (None, os.getpid()):
         here = previous.get("host") == socket.gethostname()
@@ -88,11 +94,12 @@ def acquire(directory: Path) -> None:
     handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
     handle.flush()
-    _held[key] = [handle, 1]
+    _held[key] = [handle, 1, created]
 
 
 def release(directory: Path) -> None:
-    """Give back one claim; the last one empties the lock file (its owner ended cleanly) and unlocks it."""
+    """Give back one claim; the last one empties the lock file (its owner ended cleanly) and unlocks it. A
+    directory the claim created and nothing else filled (the command failed before writing) is removed."""
     key = Path(directory).resolve()
     entry = _held.get(key)
     if entry is None:
@@ -101,10 +108,14 @@ def release(directory: Path) -> None:
     if entry[1] > 0:
         return
     del _held[key]
-    handle = entry[0]
+    handle, _, created = entry
     try:
-        handle.seek(0)
-        handle.truncate()
+        if created and [p.name for p in key.iterdir()] == [LOCK_FILE]:
+            lock_path(key).unlink()
+            key.rmdir()
+        else:
+            handle.seek(0)
+            handle.truncate()
     except OSError:  # a full or read-only disk: the kernel still drops the lock with the file
         pass
     finally:
