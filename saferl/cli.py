@@ -77,7 +77,7 @@ def parse_args(argv):
     collect.add_argument("run_dir", nargs="?", help="the run whose policy demonstrates (or use --scripted)")
     collect.add_argument("--scripted", metavar="ENV_ID", help="demonstrate with the task's scripted controller "
                          "(the safe Fetch tasks) instead of a run's policy")
-    collect.add_argument("--unsafe-fraction", type=float, default=0.0,
+    collect.add_argument("--unsafe-fraction", type=float,
                          help="with --scripted: share of episodes from the unsafe variant (through the box, fast)")
     collect.add_argument("--episodes", type=int, required=True)
     collect.add_argument("--out", required=True, help="dataset file, e.g. demos.h5")
@@ -119,7 +119,7 @@ def parse_args(argv):
     offline.add_argument("--noise", type=float, default=0.1, help="action-noise std of the demonstrations")
     offline.add_argument("--scripted", action="store_true",
                          help="demonstrations from the task's scripted controller (safe Fetch tasks), not an RL expert")
-    offline.add_argument("--unsafe-fraction", type=float, default=0.0,
+    offline.add_argument("--unsafe-fraction", type=float,
                          help="with --scripted: share of demonstration episodes from the unsafe variant")
     offline.add_argument("--filter", default="all", help="BC filter: all or safe")
     offline.add_argument("--bc-epochs", type=int, default=200)
@@ -373,6 +373,7 @@ def cmd_collect(args) -> int:
         raise SafeRLError("--deterministic and --noise exclude each other (--noise already uses the mean action)")
     if (args.run_dir is None) == (args.scripted is None):
         raise SafeRLError("give a run directory or --scripted ENV_ID (one of them)")
+    check_scripted_only(args)
     if args.scripted:
         return collect_scripted_cli(args)
     check_dataset_out(Path(args.out), Path(args.run_dir), overwrite=args.force)
@@ -383,12 +384,20 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def check_scripted_only(args) -> None:
+    """--unsafe-fraction mixes in the scripted controller's unsafe variant; a policy has no such variant."""
+    if args.unsafe_fraction is not None and not args.scripted:
+        raise SafeRLError("--unsafe-fraction goes with --scripted (a run's policy has no unsafe variant to mix in; "
+                          "use --noise to make its demonstrations imperfect)")
+
+
 def collect_scripted_cli(args) -> int:
     from saferl.offline.dataset import check_dataset_out
     from saferl.offline.scripted import collect_scripted
 
     check_dataset_out(Path(args.out), None, overwrite=args.force)
-    summary = collect_scripted(args.scripted, args.episodes, Path(args.out), args.noise or 0.0, args.unsafe_fraction,
+    summary = collect_scripted(args.scripted, args.episodes, Path(args.out), args.noise or 0.0,
+                               args.unsafe_fraction or 0.0,
                                args.seed or 0)
     print(f"{summary['episodes']} scripted episodes ({summary['steps']} steps, {summary['unsafe_episodes']} unsafe): "
           f"success {summary['success_rate']:.0%}, return {summary['mean_return']:.2f}, cost "
@@ -481,13 +490,14 @@ def cmd_bench_offline(args) -> int:
     check_env_id(args.env)
     check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")
     check_finite(args, "noise", "cost_limit")
+    check_scripted_only(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
     out = Path(args.out) if args.out else work_dir / "bench-offline.json"
     check_json_out(out)
     run_bench_offline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
                       args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
-                      args.cost_limit, args.set, args.scripted, args.unsafe_fraction)
+                      args.cost_limit, args.set, args.scripted, args.unsafe_fraction or 0.0)
     return 0
 
 
@@ -506,6 +516,20 @@ def cmd_export(args) -> int:
     return 0
 
 
+def check_mujoco_gl() -> None:
+    """MuJoCo refuses a MUJOCO_GL it does not know when it is imported, which every command does (even on the toy
+    task, even when nothing renders): say so in one line."""
+    if "MUJOCO_GL" not in os.environ:
+        return
+    try:
+        import mujoco  # noqa: F401
+    except RuntimeError as exc:
+        if "MUJOCO_GL" not in str(exc):
+            raise
+        raise SafeRLError(f"{exc}; MuJoCo accepts egl, osmesa or glfw (or disable); unset it when nothing "
+                          "renders") from None
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report,
             "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline,
             "benchmark": cmd_benchmark, "export": cmd_export}
@@ -514,6 +538,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        check_mujoco_gl()
         check_seed(args)
         return COMMANDS[args.command](args)
     except SafeRLError as exc:
