@@ -42,13 +42,13 @@ def plan_members(seeds: list[int], cost_limits: list[float]) -> list[tuple[int, 
         raise SafeRLError("give at least one seed and one cost limit")
     if len(set(seeds)) != len(seeds):
         raise SafeRLError(f"--seeds has a repeated seed: {','.join(map(str, seeds))}")
+    if len(seeds) == 1 and len(set(cost_limits)) != len(cost_limits):
+        raise SafeRLError(f"--set env.cost_limit has a repeated limit: {','.join(f'{c:g}' for c in cost_limits)} "
+                          "(two members would share one directory)")
     if len(cost_limits) == 1:
         return [(seed, cost_limits[0]) for seed in seeds]
     if len(seeds) == 1:
         return [(seeds[0], limit) for limit in cost_limits]
-    if len(seeds) == 1 and len(set(cost_limits)) != len(cost_limits):
-        raise SafeRLError(f"--set env.cost_limit has a repeated limit: {','.join(f'{c:g}' for c in cost_limits)} "
-                          "(two members would share one directory)")
     if len(seeds) != len(cost_limits):
         raise SafeRLError(f"{len(seeds)} seeds but {len(cost_limits)} cost limits: give one limit, one seed, "
                           "or one limit per seed")

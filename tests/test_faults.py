@@ -315,16 +315,22 @@ USER_ENVS = textwrap.dedent('''
         action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
         cost = 0.0
         report_cost = True
+        obs_size = 3
+        fails_in = None
 
         def reset(self, seed=None, options=None):
             super().reset(seed=seed)
             self.t = 0
-            return np.zeros(3), {}
+            if self.fails_in == "reset":
+                raise KeyError("no such robot")
+            return np.zeros(self.obs_size), {}
 
         def step(self, action):
             self.t += 1
+            if self.fails_in == "step":
+                raise ZeroDivisionError("division by zero")
             info = {"cost": self.cost} if self.report_cost else {}
-            return np.zeros(3), 0.0, False, self.t >= 20, info
+            return np.zeros(self.obs_size), 0.0, False, self.t >= 20, info
 
     ENVS = {
         "Fine": {},
@@ -337,6 +343,10 @@ USER_ENVS = textwrap.dedent('''
         "Image": {"observation_space": gymnasium.spaces.Box(0, 255, (8, 8, 3), np.uint8)},
         "DiscreteActions": {"action_space": gymnasium.spaces.Discrete(3)},
         "StringCostNames": {"cost_names": "hazard"},
+        "NegativeCost": {"cost": -2.5},
+        "WrongShape": {"obs_size": 5},
+        "RaisesInReset": {"fails_in": "reset"},
+        "RaisesInStep": {"fails_in": "step"},
     }
     for name, attributes in ENVS.items():
         globals()[name] = type(name, (Base,), attributes)
@@ -365,6 +375,11 @@ def user_envs(tmp_path_factory):
     ("Image", "FaultyImage-v0: observations of shape (8, 8, 3) (e.g. images) are not supported"),
     ("DiscreteActions", "FaultyDiscreteActions-v0: a Discrete action space is not supported"),
     ("StringCostNames", "cost_names must be a list of strings, got 'hazard'"),
+    ("NegativeCost", "FaultyNegativeCost-v0 reported a cost of -2.5; costs must be >= 0"),  # before: trained on
+    ("WrongShape", "FaultyWrongShape-v0.reset() returned an observation of shape (5,) but its observation_space "
+                   "has shape (3,)"),  # before: a broadcast traceback
+    ("RaisesInReset", "FaultyRaisesInReset-v0.reset() raised KeyError: 'no such robot' (SAFERL_DEBUG=1"),
+    ("RaisesInStep", "FaultyRaisesInStep-v0.step() raised ZeroDivisionError: division by zero"),
 ])
 def test_a_user_env_that_breaks_the_contract_is_named_in_one_line(capsys, tmp_path, user_envs, name, message):
     code, _, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--env", f"faulty_user_envs:Faulty{name}-v0",
