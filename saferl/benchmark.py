@@ -463,8 +463,8 @@ def progress_line(index: int, total: int, result: dict) -> str:
 
 def trained_steps(cell: dict) -> str:
     """The env steps each seed trained (the grid's `steps` rounded up to whole epochs), one number when equal."""
-    steps = [s["env_steps"] for s in cell.get("per_seed") or []]
-    if not steps:
+    steps = [s.get("env_steps") for s in cell.get("per_seed") or []]
+    if not steps or None in steps:
         return str(cell["steps"])
     return str(steps[0]) if len(set(steps)) == 1 else ", ".join(map(str, steps))
 
