@@ -30,6 +30,7 @@ import yaml
 
 from saferl.errors import SafeRLError
 from saferl.io import atomic_write_text, write_json
+from saferl.ray_watchdog import watch
 
 # OmniSafe's published Table 2 (1e7 env steps, cost limit 25, 5 seeds): final episode (return, cost).
 OMNISAFE_TABLE2 = {
@@ -59,6 +60,7 @@ QUIET = ["train.progress_bar=false"]  # nobody watches a Ray worker's terminal (
 CELL_FILE = "cell.json"
 EVAL_EPISODES = 10
 OBJECT_STORE_BYTES = 100 * 1024**2  # cells return small dicts; Ray's default reserves 30% of the RAM
+WATCHDOGS: list = []  # saferl.ray_watchdog processes of the local Rays this process started
 
 
 @dataclass
@@ -357,6 +359,8 @@ def clean(value):
 # -- the driver ------------------------------------------------------------------------------------------------
 def start_ray(address: str | None, num_cpus: int):
     """Ray, connected to `address` or to a new local instance; (ray, whether we started it)."""
+    if address:
+        use_token_auth_when_available()  # read when Ray is imported
     try:
         import ray
     except ImportError:
@@ -371,10 +375,26 @@ def start_ray(address: str | None, num_cpus: int):
             ray.init(address=address, **quiet)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, **quiet)
+            WATCHDOGS.append(watch())  # Ray's processes go with this one, even after kill -9
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...: say it in one line
         where = f"connect to Ray at {address}" if address else "start a local Ray instance"
         raise SafeRLError(f"cannot {where}: {_last_line(exc)}") from None
     return ray, True
+
+
+def use_token_auth_when_available() -> None:
+    """Ray >= 2.5x: `ray start` enables token authentication when a token exists (~/.ray/auth_token, which any
+    local `ray.init` writes), but a driver connecting to it sends the token only with RAY_AUTH_MODE=token, and
+    fails after ~30 s with "Failed to connect". Set it, as `ray start` decides, when the user left it unset."""
+    token_sources = (os.environ.get("RAY_AUTH_TOKEN"), os.environ.get("RAY_AUTH_TOKEN_PATH"),
+                     Path.home() / ".ray" / "auth_token")
+    if "RAY_AUTH_MODE" not in os.environ and any(
+            source and (not isinstance(source, Path) or source.is_file()) for source in token_sources):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:  # imported already (a library user): Ray caches its config at import
+            from ray._raylet import Config
+
+            Config.initialize("")
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
