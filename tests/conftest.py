@@ -1,3 +1,7 @@
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -46,3 +50,29 @@ def assert_one_line_error(code, err, *fragments):
     assert err.startswith("saferl") and err.count("\n") == 1 and "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in err, err
+
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from saferl.ownership import claim
+    with claim(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.fixture
+def holder():
+    """Start a process that owns a directory until the test ends (or is killed); gives its Popen."""
+    processes = []
+
+    def hold(directory):
+        process = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "held"
+        processes.append(process)
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()

@@ -483,3 +483,21 @@ def test_meta_records_a_commit_only_for_a_checkout_of_saferl_itself(tmp_path):
 def test_checkpoint_tensors_survive_the_new_atomic_write(tmp_path):
     save_checkpoint(tmp_path / "c.pt", {"w": torch.arange(3)})
     assert torch.equal(torch.load(tmp_path / "c.pt")["w"], torch.arange(3))
+
+
+# -- fine-tuning: the run directory's owner and the clone (issue 18, items 2 and 9) -------------------------------
+FINETUNE = ["--algo", "ppo", "--steps", "400", "--num-envs", "4", "--set", "train.steps_per_epoch=200",
+            "finetune.critic_warmup_epochs=0", *QUICK]
+
+
+def test_finetune_in_a_directory_in_use_is_refused(capsys, tmp_path, bc_run, holder):
+    owner = holder(tmp_path / "ft")
+    code, _, err = run_cli(capsys, ["finetune", bc_run, *FINETUNE, "--run-dir", tmp_path / "ft"])
+    assert_one_line_error(code, err, f"is in use by process {owner.pid}")
+
+
+def test_finetune_resume_with_another_clone_is_refused(capsys, tmp_path, runs, bc_run):
+    """Before: the BC directory given to --resume was ignored for the run's own one."""
+    assert run_cli(capsys, ["finetune", runs / "bc", *FINETUNE, "--run-dir", tmp_path / "ft"])[0] == 0
+    code, _, err = run_cli(capsys, ["finetune", bc_run, *FINETUNE, "--run-dir", tmp_path / "ft", "--resume"])
+    assert_one_line_error(code, err, f"fine-tunes the clone in {(runs / 'bc').resolve()}, not {bc_run}")

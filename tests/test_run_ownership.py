@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -23,38 +22,12 @@ from saferl.runner import Runner
 QUICK = ["train.progress_bar=false", "train.tensorboard=false", "ppo.update_epochs=1"]
 TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
          "train.steps_per_epoch=200", *QUICK]
-HOLD = textwrap.dedent("""
-    import sys, time
-    from saferl.ownership import claim
-    with claim(sys.argv[1]):
-        print("held", flush=True)
-        time.sleep(60)
-""")
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """The issue's 2-epoch toy run."""
     run_dir = tmp_path_factory.mktemp("own") / "base"
     assert main([*TRAIN, "--run-dir", str(run_dir)]) == 0
     return run_dir
-
-
-@pytest.fixture
-def holder():
-    """Start a process that owns a directory until the test ends (or is killed); gives its Popen."""
-    processes = []
-
-    def hold(directory):
-        process = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True)
-        assert process.stdout.readline().strip() == "held"
-        processes.append(process)
-        return process
-
-    yield hold
-    for process in processes:
-        process.kill()
-        process.wait()
 
 
 def commands(run_dir):
