@@ -28,7 +28,7 @@ from saferl.config import Config, config_from_dict, load_yaml
 from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
 from saferl.io import load_checkpoint, save_checkpoint, versions, write_json, write_yaml
-from saferl.logger import ProgressLogger
+from saferl.logger import ProgressLogger, read_progress
 from saferl.members import Member, slice_member, stack_members
 from saferl.policies.actor_critic import ActorCritic
 
@@ -143,8 +143,9 @@ def member_checkpoints(run_dir: Path) -> tuple[dict[int, dict], dict[Path, str]]
 
 def checkpoint_inventory(members: list[Member]) -> tuple[list[dict[int, dict]], dict[int, str]]:
     """Each member's readable checkpoints ({epoch: state}), and a one-line problem for each member (by index)
-    that has none although it must have had one: its files are unreadable, or another member has saved twice
-    (a kill between two members' writes leaves at most one save of difference)."""
+    that has none although it must have had one: its files are unreadable, another member has saved twice (a
+    kill between two members' writes leaves at most one save of difference), or its progress.csv logs more
+    epochs than come before the first checkpoint."""
     found = [member_checkpoints(member.run_dir) for member in members]
     saved_twice = [max(states) for states, _ in found if len(states) > 1]
     problems = {}
@@ -156,11 +157,18 @@ def checkpoint_inventory(members: list[Member]) -> tuple[list[dict[int, dict]], 
                                 for path, why in unreadable.items())
         elif saved_twice:
             reasons = f"it has no checkpoint, while another member has reached epoch {max(saved_twice)}"
+        elif (logged := logged_epochs(member.run_dir)) > member.config.train.checkpoint_every:
+            reasons = f"it has no checkpoint, but its progress.csv logs {logged} epochs"  # a kill comes earlier
         else:
             continue
         problems[k] = (f"{member.run_dir}: cannot resume: {reasons}; nothing was changed: put a readable checkpoint "
                        "back, or pass --restart-unreadable to retrain this member alone from epoch 0")
     return [states for states, _ in found], problems
+
+
+def logged_epochs(run_dir: Path) -> int:
+    path = Path(run_dir) / "progress.csv"
+    return len(read_progress(path, notes=[])) if path.is_file() else 0
 
 
 def update_step(runner: Runner, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:

@@ -51,8 +51,12 @@ def empty_checkpoints(run_dir):
         (run_dir / "checkpoints" / name).write_bytes(b"")
 
 
+def epochs_of(path):
+    return [int(r["epoch"]) for r in read_progress(path)]
+
+
 def epochs(run_dir):
-    return [int(r["epoch"]) for r in read_progress(run_dir / "progress.csv")]
+    return epochs_of(run_dir / "progress.csv")
 
 
 RESUME = ["--resume", "--steps", "600", "--set", *QUICK]
@@ -69,11 +73,18 @@ def test_one_members_unreadable_checkpoints_stop_the_resume_and_nothing_changes(
     assert snapshot(mbase) == before
 
 
-def test_a_plain_runs_unreadable_checkpoints_stop_the_resume(capsys, base):
-    empty_checkpoints(base)
+@pytest.mark.parametrize("damage", ["emptied", "deleted"])
+def test_a_plain_runs_unreadable_checkpoints_stop_the_resume(capsys, base, damage):
+    """Before: trained from epoch 0 without a word and rewrote the old rows."""
+    if damage == "emptied":
+        empty_checkpoints(base)
+    else:
+        shutil.rmtree(base / "checkpoints")
     before = snapshot(base)
     code, _, err = run_cli(capsys, ["train", "--run-dir", base, *RESUME])
-    assert_one_line_error(code, err, f"{base}: cannot resume", "latest.pt", "previous.pt")
+    fragments = ["latest.pt", "previous.pt"] if damage == "emptied" else ["no checkpoint, but its progress.csv "
+                                                                           "logs 2 epochs"]
+    assert_one_line_error(code, err, f"{base}: cannot resume", *fragments)
     assert snapshot(base) == before
 
 
@@ -108,6 +119,7 @@ def test_restart_unreadable_restarts_a_plain_run_with_a_note(capsys, base):
     code, out, err = run_cli(capsys, ["train", "--run-dir", base, *RESUME, "--restart-unreadable"])
     assert code == 0, err
     assert "restarts from epoch 0 (its progress rows are replaced" in out and epochs(base) == [1, 2, 3]
+    assert epochs_of(base / "progress.csv.unreadable") == [1, 2]  # the old rows are kept aside, not lost
 
 
 def test_restart_unreadable_without_resume_is_one_line(capsys, tmp_path):
