@@ -30,6 +30,7 @@ import yaml
 
 from saferl.errors import SafeRLError
 from saferl.io import atomic_write_text, write_json
+from saferl.ray_watchdog import watch
 
 # OmniSafe's published Table 2 (1e7 env steps, cost limit 25, 5 seeds): final episode (return, cost).
 OMNISAFE_TABLE2 = {
@@ -59,6 +60,7 @@ QUIET = ["train.progress_bar=false"]  # nobody watches a Ray worker's terminal (
 CELL_FILE = "cell.json"
 EVAL_EPISODES = 10
 OBJECT_STORE_BYTES = 100 * 1024**2  # cells return small dicts; Ray's default reserves 30% of the RAM
+WATCHDOGS: list = []  # saferl.ray_watchdog processes of the local Rays this process started
 
 
 @dataclass
@@ -97,7 +99,9 @@ def load_grid(path: Path) -> Grid:
     if not path.is_file():
         raise SafeRLError(f"grid file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SafeRLError(f"{path} is not UTF-8 text (a binary file?); a grid is a YAML file") from None
     except yaml.YAMLError as exc:
         raise SafeRLError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -217,13 +221,31 @@ def stored_cell(spec: dict) -> dict | None:
 
 # -- one cell, inside a Ray task -------------------------------------------------------------------------------
 def run_cell(spec: dict) -> dict:
-    """Train (or resume) the cell's seeds in this process, evaluate each, write cell.json; a small dict back."""
+    """Train (or resume) the cell's seeds in this process, evaluate each, write cell.json; a small dict back.
+    The cell's directory is owned by this process throughout; its runs are checked to be the grid's first."""
+    from saferl.ownership import claim
+
+    try:
+        with claim(Path(spec["dir"])):
+            return train_cell(spec)
+    except SafeRLError as exc:
+        return failed_cell(spec, str(exc))
+
+
+def failed_cell(spec: dict, error: str) -> dict:
+    return {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": False, "error": error}
+
+
+def train_cell(spec: dict) -> dict:
+    from saferl.cells import check_cell_settings, check_rows_reach_checkpoints
     from saferl.cli import main as saferl_main
     from saferl.rollout import evaluate
 
     start = time.perf_counter()
     root, seeds, steps = Path(spec["dir"]), spec["seeds"], spec["steps"]
     dirs = member_dirs(root, seeds)
+    check_cell_settings(spec, [*spec["set"], *QUIET])
+    check_rows_reach_checkpoints(spec)
     started_at = min(_number(last_row(d).get("env_steps"), 0.0) for d in dirs)
     action = "evaluated"  # trained before; only the evaluation is missing
     if not trained(root, seeds, steps):
@@ -240,9 +262,8 @@ def run_cell(spec: dict) -> dict:
             code = saferl_main(argv)
         if code != 0:
             errors = [line for line in log.read_text().splitlines() if line.startswith("saferl: error")]
-            return {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": False,
-                    "error": errors[-1].removeprefix("saferl: error: ") if errors else
-                    f"saferl train exited with {code}; see {log}"}
+            return failed_cell(spec, errors[-1].removeprefix("saferl: error: ") if errors else
+                               f"saferl train exited with {code}; see {log}")
     per_seed = []
     for seed, directory in zip(seeds, dirs, strict=True):
         row = last_row(directory)
@@ -338,6 +359,8 @@ def clean(value):
 # -- the driver ------------------------------------------------------------------------------------------------
 def start_ray(address: str | None, num_cpus: int):
     """Ray, connected to `address` or to a new local instance; (ray, whether we started it)."""
+    if address:
+        use_token_auth_when_available()  # read when Ray is imported
     try:
         import ray
     except ImportError:
@@ -352,10 +375,26 @@ def start_ray(address: str | None, num_cpus: int):
             ray.init(address=address, **quiet)
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, **quiet)
+            WATCHDOGS.append(watch())  # Ray's processes go with this one, even after kill -9
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...: say it in one line
         where = f"connect to Ray at {address}" if address else "start a local Ray instance"
         raise SafeRLError(f"cannot {where}: {_last_line(exc)}") from None
     return ray, True
+
+
+def use_token_auth_when_available() -> None:
+    """Ray >= 2.5x: `ray start` enables token authentication when a token exists (~/.ray/auth_token, which any
+    local `ray.init` writes), but a driver connecting to it sends the token only with RAY_AUTH_MODE=token, and
+    fails after ~30 s with "Failed to connect". Set it, as `ray start` decides, when the user left it unset."""
+    token_sources = (os.environ.get("RAY_AUTH_TOKEN"), os.environ.get("RAY_AUTH_TOKEN_PATH"),
+                     Path.home() / ".ray" / "auth_token")
+    if "RAY_AUTH_MODE" not in os.environ and any(
+            source and (not isinstance(source, Path) or source.is_file()) for source in token_sources):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:  # imported already (a library user): Ray caches its config at import
+            from ray._raylet import Config
+
+            Config.initialize("")
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -438,8 +477,16 @@ def progress_line(index: int, total: int, result: dict) -> str:
         return f"{head}: FAILED: {result['error']}"
     rate = f", {result['steps_per_s']:.0f} steps/s" if result.get("steps_per_s") else ""
     return (f"{head}: return {_pm(result['return'])}, cost {_pm(result['cost'])} (eval {_pm(result['eval_return'])}"
-            f" / {_pm(result['eval_cost'])}), {result['steps']} steps x {len(result['seeds'])} seeds, "
+            f" / {_pm(result['eval_cost'])}), {trained_steps(result)} steps x {len(result['seeds'])} seeds, "
             f"{result['wall_s']:.0f} s{rate} [{result['action']}]")
+
+
+def trained_steps(cell: dict) -> str:
+    """The env steps each seed trained (the grid's `steps` rounded up to whole epochs), one number when equal."""
+    steps = [s.get("env_steps") for s in cell.get("per_seed") or []]
+    if not steps or None in steps:
+        return str(cell["steps"])
+    return str(steps[0]) if len(set(steps)) == 1 else ", ".join(map(str, steps))
 
 
 def cell_name(cell: dict) -> str:
@@ -459,6 +506,7 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
     lines = ["# saferl benchmark", "",
              f"Grid: {', '.join(grid.algos)} on {', '.join(grid.envs)}; seeds {', '.join(map(str, grid.seeds))}; "
              f"{grid.steps} steps" + (f"; set {' '.join(grid.sets)}" if grid.sets else "") + ".", "",
+             "Steps: the env steps each seed trained (the grid's steps rounded up to whole epochs). "
              "Return and cost: the mean of the last 100 training episodes (progress.csv), mean ± std over seeds; "
              f"eval: {EVAL_EPISODES} deterministic episodes per seed, mean over seeds. Train s: seconds of training "
              "epochs over every attempt (all seeds in one process); wall s: the Ray task's last attempt (training "
@@ -478,7 +526,7 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
         under = ", ".join("–" if s.get("stays_under_limit_from") is None else _steps(s["stays_under_limit_from"])
                           for s in cell["per_seed"])
         lines.append(" | ".join([
-            f"| {cell['env']}", cell_name(cell), str(cell["steps"]), str(len(cell["seeds"])), _pm(cell["return"]),
+            f"| {cell['env']}", cell_name(cell), trained_steps(cell), str(len(cell["seeds"])), _pm(cell["return"]),
             _pm(cell["cost"]), under, _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
             _fmt(cell.get("train_s"), 0), _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0),
             _fmt(ref.get("return"), 1),
@@ -495,7 +543,7 @@ def write_report(out: Path, cells: list[dict]) -> None:
     done = [c for c in cells if c["ok"]]
     paths = build_report([s["dir"] for c in done for s in c["per_seed"]], out, eval_episodes=0, video=False,
                          deterministic=True)
-    rows = [[c["env"], cell_name(c), str(c["steps"]), _pm(c["return"]), _pm(c["cost"]),
+    rows = [[c["env"], cell_name(c), trained_steps(c), _pm(c["return"]), _pm(c["cost"]),
              f"{_fmt(c['eval_return']['mean'])} / {_fmt(c['eval_cost']['mean'])}",
              _fmt((c.get("omnisafe") or {}).get("return"), 1), _fmt((c.get("omnisafe") or {}).get("cost"), 1)]
             for c in done]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import math
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from saferl.errors import SafeRLError
@@ -42,6 +44,9 @@ def parse_args(argv):
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     train.add_argument("--replan-schedule", action="store_true",
                        help="with --resume --steps beyond the run's plan: re-plan the learning-rate schedule")
+    train.add_argument("--restart-unreadable", action="store_true",
+                       help="with --resume: a member whose checkpoints are all unreadable retrains from epoch 0 "
+                       "(the others keep theirs); without it, that is an error")
 
     evaluate = sub.add_parser("eval", help="evaluate a run's policy; writes eval.json")
     evaluate.add_argument("run_dir")
@@ -72,7 +77,7 @@ def parse_args(argv):
     collect.add_argument("run_dir", nargs="?", help="the run whose policy demonstrates (or use --scripted)")
     collect.add_argument("--scripted", metavar="ENV_ID", help="demonstrate with the task's scripted controller "
                          "(the safe Fetch tasks) instead of a run's policy")
-    collect.add_argument("--unsafe-fraction", type=float, default=0.0,
+    collect.add_argument("--unsafe-fraction", type=float,
                          help="with --scripted: share of episodes from the unsafe variant (through the box, fast)")
     collect.add_argument("--episodes", type=int, required=True)
     collect.add_argument("--out", required=True, help="dataset file, e.g. demos.h5")
@@ -103,6 +108,8 @@ def parse_args(argv):
                           help="e.g. finetune.bc_kl_coef=0")
     finetune.add_argument("--run-dir", help="default: runs/<env>/finetune-<algo>-seed<seed>-<time>")
     finetune.add_argument("--resume", action="store_true", help="continue the fine-tune in --run-dir")
+    finetune.add_argument("--restart-unreadable", action="store_true",
+                          help="with --resume: restart from the clone when the run's checkpoints are all unreadable")
 
     offline = sub.add_parser("bench-offline", help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark)")
     offline.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
@@ -112,7 +119,7 @@ def parse_args(argv):
     offline.add_argument("--noise", type=float, default=0.1, help="action-noise std of the demonstrations")
     offline.add_argument("--scripted", action="store_true",
                          help="demonstrations from the task's scripted controller (safe Fetch tasks), not an RL expert")
-    offline.add_argument("--unsafe-fraction", type=float, default=0.0,
+    offline.add_argument("--unsafe-fraction", type=float,
                          help="with --scripted: share of demonstration episodes from the unsafe variant")
     offline.add_argument("--filter", default="all", help="BC filter: all or safe")
     offline.add_argument("--bc-epochs", type=int, default=200)
@@ -147,7 +154,8 @@ def cmd_train(args) -> int:
     from saferl.config import build_config
     from saferl.launch import check_resume_flags, new_members, resumed_members, split_cost_limits, start_members
     from saferl.members import parse_int_list
-    from saferl.runner import Runner
+    from saferl.ownership import claim
+    from saferl.recovery import restart_unreadable
 
     if args.algo is None and not args.resume:
         raise SafeRLError(f"--algo is required; choose from {', '.join(ALGORITHMS)}")
@@ -156,11 +164,10 @@ def cmd_train(args) -> int:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise SafeRLError(f"unknown algorithm '{args.algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
     check_positive(args, "steps", "num_envs")
-    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds else None
+    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds is not None else None
     if seeds is not None and args.seed is not None:
         raise SafeRLError("give --seed or --seeds, not both")
-    if args.replan_schedule and not args.resume:
-        raise SafeRLError("--replan-schedule goes with --resume (a new run's schedule spans its --steps)")
+    check_resume_only(args, "replan_schedule", "restart_unreadable")
     if args.resume:
         if not args.run_dir:
             raise SafeRLError("--resume needs --run-dir")
@@ -175,8 +182,19 @@ def cmd_train(args) -> int:
         sets, cost_limits = split_cost_limits(args.set)
         config = build_config(args.algo, args.config, sets, flag_overrides(args))
         members = new_members(config, seeds, cost_limits, Path(args.run_dir) if args.run_dir else None)
-        start_members(members)
     run_dir = members[0].run_dir if len(members) == 1 else members[0].run_dir.parent
+    with claim(run_dir, *(m.run_dir for m in members)):
+        if args.resume:
+            restart_unreadable(members, args.restart_unreadable)
+        else:
+            start_members(members)
+        return train_members(args, members, run_dir)
+
+
+def train_members(args, members, run_dir: Path) -> int:
+    """Train the members of a claimed run directory; the summary lines, or the way to resume after Ctrl-C."""
+    from saferl.runner import Runner
+
     runner = Runner(members, resume=args.resume)
     print(f"run directory: {run_dir}" + (f" ({len(members)} members)" if len(members) > 1 else ""), flush=True)
     print_training_notes(members[0].config, args.steps, runner)
@@ -197,6 +215,12 @@ def cmd_train(args) -> int:
               f"fps={row.get('total_fps', float('nan')):.0f}")
         print(label + training_story(member))
     return 0
+
+
+def check_resume_only(args, *names) -> None:
+    for name in names:
+        if getattr(args, name) and not args.resume:
+            raise SafeRLError(f"--{name.replace('_', '-')} goes with --resume")
 
 
 def training_story(member) -> str:
@@ -349,6 +373,7 @@ def cmd_collect(args) -> int:
         raise SafeRLError("--deterministic and --noise exclude each other (--noise already uses the mean action)")
     if (args.run_dir is None) == (args.scripted is None):
         raise SafeRLError("give a run directory or --scripted ENV_ID (one of them)")
+    check_scripted_only(args)
     if args.scripted:
         return collect_scripted_cli(args)
     check_dataset_out(Path(args.out), Path(args.run_dir), overwrite=args.force)
@@ -359,12 +384,20 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def check_scripted_only(args) -> None:
+    """--unsafe-fraction mixes in the scripted controller's unsafe variant; a policy has no such variant."""
+    if args.unsafe_fraction is not None and not args.scripted:
+        raise SafeRLError("--unsafe-fraction goes with --scripted (a run's policy has no unsafe variant to mix in; "
+                          "use --noise to make its demonstrations imperfect)")
+
+
 def collect_scripted_cli(args) -> int:
     from saferl.offline.dataset import check_dataset_out
     from saferl.offline.scripted import collect_scripted
 
     check_dataset_out(Path(args.out), None, overwrite=args.force)
-    summary = collect_scripted(args.scripted, args.episodes, Path(args.out), args.noise or 0.0, args.unsafe_fraction,
+    summary = collect_scripted(args.scripted, args.episodes, Path(args.out), args.noise or 0.0,
+                               args.unsafe_fraction or 0.0,
                                args.seed or 0)
     print(f"{summary['episodes']} scripted episodes ({summary['steps']} steps, {summary['unsafe_episodes']} unsafe): "
           f"success {summary['success_rate']:.0%}, return {summary['mean_return']:.2f}, cost "
@@ -406,9 +439,12 @@ def cmd_bc(args) -> int:
 
 def cmd_finetune(args) -> int:
     from saferl.launch import check_resume_flags, default_run_dir, resumed_members
-    from saferl.offline.finetune import build_finetune_config, finetune_runner, load_bc_run
+    from saferl.offline.finetune import build_finetune_config, check_same_clone, load_bc_run
+    from saferl.ownership import claim
+    from saferl.recovery import restart_unreadable
 
     check_positive(args, "steps", "num_envs")
+    check_resume_only(args, "restart_unreadable")
     bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
     if args.resume:
         if not args.run_dir:
@@ -416,10 +452,21 @@ def cmd_finetune(args) -> int:
         members = resumed_members(Path(args.run_dir), args.algo, args.steps)
         for note in check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set):
             print(note)
+        check_same_clone(members[0].run_dir, Path(args.bc_run_dir))
         run_dir, config = members[0].run_dir, members[0].config
     else:
         config = build_finetune_config(bc_config, args.algo, args.config, args.set, flag_overrides(args))
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config, [config.train.seed], "finetune-")
+    with claim(run_dir):
+        if args.resume:
+            restart_unreadable(members, args.restart_unreadable)
+        return finetune_members(args, config, run_dir)
+
+
+def finetune_members(args, config, run_dir: Path) -> int:
+    """Fine-tune in a claimed run directory; the summary line, or the way to resume after Ctrl-C."""
+    from saferl.offline.finetune import finetune_runner
+
     runner = finetune_runner(config, run_dir, Path(args.bc_run_dir), resume=args.resume)
     print(f"run directory: {run_dir}", flush=True)
     print_training_notes(config, args.steps, runner)
@@ -443,13 +490,14 @@ def cmd_bench_offline(args) -> int:
     check_env_id(args.env)
     check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")
     check_finite(args, "noise", "cost_limit")
+    check_scripted_only(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
     out = Path(args.out) if args.out else work_dir / "bench-offline.json"
     check_json_out(out)
     run_bench_offline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
                       args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
-                      args.cost_limit, args.set, args.scripted, args.unsafe_fraction)
+                      args.cost_limit, args.set, args.scripted, args.unsafe_fraction or 0.0)
     return 0
 
 
@@ -468,6 +516,20 @@ def cmd_export(args) -> int:
     return 0
 
 
+def check_mujoco_gl() -> None:
+    """MuJoCo refuses a MUJOCO_GL it does not know when it is imported, which every command does (even on the toy
+    task, even when nothing renders): say so in one line."""
+    if "MUJOCO_GL" not in os.environ:
+        return
+    try:
+        import mujoco  # noqa: F401
+    except RuntimeError as exc:
+        if "MUJOCO_GL" not in str(exc):
+            raise
+        raise SafeRLError(f"{exc}; MuJoCo accepts egl, osmesa or glfw (or disable); unset it when nothing "
+                          "renders") from None
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report,
             "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline,
             "benchmark": cmd_benchmark, "export": cmd_export}
@@ -476,9 +538,12 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        check_mujoco_gl()
         check_seed(args)
         return COMMANDS[args.command](args)
     except SafeRLError as exc:
+        if os.environ.get("SAFERL_DEBUG") and exc.__cause__ is not None:  # e.g. what a user env raised
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"saferl: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # unwritable run directory, disk full, a file where a folder should be...

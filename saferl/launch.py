@@ -11,7 +11,7 @@ import math
 import time
 from pathlib import Path
 
-from saferl.config import Config, load_yaml, merge, parse_set
+from saferl.config import Config, config_from_dict, load_yaml, merge, parse_set
 from saferl.errors import SafeRLError
 from saferl.members import (
     MEMBERS_FILE,
@@ -19,6 +19,7 @@ from saferl.members import (
     member_dir_name,
     plan_members,
     read_members_file,
+    read_plan_config,
     write_members_file,
 )
 
@@ -58,6 +59,10 @@ def new_members(config: Config, seeds: list[int] | None, cost_limits: list[float
         member_config.train.seed, member_config.env.cost_limit = seed, limit
         members.append(Member(seed, limit, root / member_dir_name(seed, limit, limits_differ),
                               member_config.validate()))
+    names = [m.run_dir.name for m in members]
+    if len(set(names)) != len(names):  # limits that differ by less than the name shows, e.g. 10 and 10.0000001
+        raise SafeRLError(f"two members would share the directory {max(names, key=names.count)}; give seeds and "
+                          "cost limits that differ")
     return members
 
 
@@ -74,18 +79,23 @@ def start_members(members: list[Member]) -> None:
 
 def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) -> list[Member]:
     """The members of the run in run_dir (a plain run or a multi-seed root), their saved configs checked against
-    `algo` when given; `total_steps` is the one setting a resumed run may change (how far to train)."""
+    `algo` when given; `total_steps` is the one setting a resumed run may change (how far to train). A member
+    that members.json plans but that was never created (the run was killed while creating its members) gets
+    the run's settings with its own seed and limit; the runner writes its directory."""
     from saferl.runner import load_run_config
 
     run_dir = Path(run_dir)
     if (run_dir / MEMBERS_FILE).exists():
         entries = read_members_file(run_dir)
-        dirs = [run_dir / entry["dir"] for entry in entries]
+        planned = {run_dir / e["dir"]: e for e in entries}
     else:
-        dirs = [run_dir]
+        planned = {run_dir: None}
     members = []
-    for directory in dirs:
-        config = load_run_config(directory)
+    for directory, entry in planned.items():
+        if entry is not None and not (directory / "config.yaml").exists():
+            config = planned_config(run_dir, entry, [d for d in planned if (d / "config.yaml").exists()])
+        else:
+            config = load_run_config(directory)
         if algo is not None and config.train.algo != algo:
             raise SafeRLError(f"{directory} holds a '{config.train.algo}' run, not '{algo}'")
         if config.train.schedule_steps is None:  # a run from before schedules: its plan was its saved budget
@@ -96,8 +106,26 @@ def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) ->
     return members
 
 
+def planned_config(root: Path, entry: dict, created: list[Path]) -> Config:
+    """The config of a planned member that was never created: the plan's shared settings (or, in a members.json
+    from before plans, a created member's) with the member's seed and limit."""
+    from saferl.runner import load_run_config
+
+    shared = read_plan_config(root)
+    if shared is not None:
+        config = config_from_dict(shared)
+    elif created:
+        config = load_run_config(created[0])
+    else:
+        raise SafeRLError(f"{root / entry['dir']} is not a run directory (no config.yaml) and {root / MEMBERS_FILE} "
+                          "records no settings to create it from")
+    config.train.seed, config.env.cost_limit = entry["seed"], entry["cost_limit"]
+    return config.validate()
+
+
 # Settings a resumed run may change: how far it trains and how it reports progress.
 RESUME_MAY_CHANGE = {("train", "total_steps"), ("train", "progress_bar")}  # beyond the plan: check_schedule
+PER_MEMBER = {("train", "seed"), ("env", "cost_limit")}  # members differ in these: check_member_settings
 
 
 def check_resume_flags(members: list[Member], env: str | None, num_envs: int | None, seed: int | None,
@@ -123,15 +151,10 @@ def check_resume_flags(members: list[Member], env: str | None, num_envs: int | N
     saved, wanted = config.to_dict(), candidate.to_dict()
     for section, values in wanted.items():
         for key, value in values.items():
-            if (section, key) not in RESUME_MAY_CHANGE and value != saved[section][key] and not (
-                    section == "train" and key == "seed") and not (section == "env" and key == "cost_limit"):
+            if (section, key) not in RESUME_MAY_CHANGE | PER_MEMBER and value != saved[section][key]:
                 raise SafeRLError(f"--resume: the run has {section}.{key}={saved[section][key]!r}; {value!r} "
                                   "conflicts (a resumed run keeps its settings; drop the flag or start a new run)")
-    run_seeds = [m.seed for m in members]
-    if seed is not None and [seed] != run_seeds:
-        raise SafeRLError(f"--resume: the run's seed is {','.join(map(str, run_seeds))}; --seed {seed} conflicts")
-    if seeds is not None and sorted(set(seeds)) != sorted(set(run_seeds)):
-        raise SafeRLError(f"--resume: the run's seeds are {','.join(map(str, run_seeds))}; --seeds conflicts")
+    check_member_settings(members, overrides, candidate, seed, seeds)
     notes = []
     for section, key in sorted(RESUME_MAY_CHANGE):
         value = wanted[section][key]
@@ -140,6 +163,26 @@ def check_resume_flags(members: list[Member], env: str | None, num_envs: int | N
                 setattr(getattr(member.config, section), key, value)
             notes.append(f"note: --resume with {section}.{key}={value!r} (was {saved[section][key]!r})")
     return notes + check_schedule(members, replan)
+
+
+def check_member_settings(members: list[Member], overrides: dict, candidate: Config, seed: int | None,
+                          seeds: list[int] | None) -> None:
+    """A seed or cost limit given to a resumed run (flag, --set, the old lagrange.cost_limit or a --config file)
+    must be every member's own."""
+    run_seeds = [m.seed for m in members]
+    given_seed = seed if seed is not None else (candidate.train.seed if "seed" in overrides.get("train", {})
+                                                else None)
+    if given_seed is not None and [given_seed] != run_seeds:
+        raise SafeRLError(f"--resume: the run's seed is {','.join(map(str, run_seeds))}; seed {given_seed} "
+                          "conflicts (a resumed run keeps its settings)")
+    if seeds is not None and sorted(set(seeds)) != sorted(set(run_seeds)):
+        raise SafeRLError(f"--resume: the run's seeds are {','.join(map(str, run_seeds))}; --seeds conflicts")
+    limit_given = "cost_limit" in overrides.get("env", {}) or "cost_limit" in overrides.get("lagrange", {})
+    limits = sorted({m.cost_limit for m in members})
+    if limit_given and limits != [candidate.env.cost_limit]:
+        raise SafeRLError(f"--resume: the run's cost limit is {', '.join(f'{limit:g}' for limit in limits)}; "
+                          f"{candidate.env.cost_limit:g} conflicts (a resumed run keeps its settings; start a new "
+                          "run for another budget)")
 
 
 def has_schedule(config: Config) -> bool:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
+import threading
 import warnings
 from pathlib import Path
 
+from saferl.errors import SafeRLError
 from saferl.io import atomic_write_text
 
 FIRST_COLUMNS = [
@@ -52,13 +54,36 @@ def read_progress(path: Path, notes: list[str] | None = None) -> list[dict[str, 
     return rows
 
 
+def rows_up_to(path: Path, epoch: int) -> list[dict[str, str]]:
+    """The rows of a progress.csv up to `epoch` (a resumed run rewrites the rest). A file whose epochs cannot
+    be read is a one-line error: guessing would drop or repeat rows."""
+    rows = read_progress(path, notes=[])
+    if rows and "epoch" not in rows[0]:
+        raise SafeRLError(f"{path} has no 'epoch' column (header: {','.join(list(rows[0])[:4])},...); resuming "
+                          "would rewrite it: restore its header, or move it aside to start a new log")
+    kept = []
+    for row in rows:
+        try:
+            row_epoch = int(row["epoch"])
+        except ValueError:
+            raise SafeRLError(f"{path}: a row has epoch {row['epoch']!r}, not an integer; fix or remove that "
+                              "row to resume") from None
+        if row_epoch <= epoch:
+            kept.append(row)
+    last = int(kept[-1]["epoch"]) if kept else 0
+    if last < epoch:
+        print(f"note: {path} ends at epoch {last} but the run resumes at epoch {epoch}: the rows of epochs "
+              f"{last + 1}..{epoch} are missing from it", flush=True)
+    return kept
+
+
 class ProgressLogger:
     def __init__(self, run_dir: Path, tensorboard: bool = True, resume_epoch: int | None = None):
         self.path = Path(run_dir) / "progress.csv"
         self.columns: list[str] | None = None
         if resume_epoch is not None and self.path.exists():
             # Rows logged after the checkpoint we resume from would be repeated: drop them.
-            rows = [r for r in read_progress(self.path, notes=[]) if int(r["epoch"]) <= resume_epoch]
+            rows = rows_up_to(self.path, resume_epoch)
             if rows:
                 self.columns = list(rows[0].keys())
                 lines = [",".join(self.columns)] + [",".join(r[c] for c in self.columns) for r in rows]
@@ -69,9 +94,26 @@ class ProgressLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            quiet_tensorboard_thread_errors()
+            self.tensorboard_dir = Path(run_dir) / "tensorboard"
+            self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
 
     def log(self, row: dict) -> None:
+        try:
+            self.write_row(row)
+        except OSError as exc:  # a full disk: say which file (a write error carries no file name of its own)
+            raise named_os_error(exc, self.path) from None
+        if self.writer is not None:
+            step = int(row["env_steps"])
+            try:
+                for key, value in row.items():
+                    if isinstance(value, (int, float)) and key not in ("epoch", "env_steps") and math.isfinite(value):
+                        self.writer.add_scalar(_tb_tag(key), value, step)
+                self.writer.flush()
+            except OSError as exc:
+                raise named_os_error(exc, self.tensorboard_dir) from None
+
+    def write_row(self, row: dict) -> None:
         if self.columns is None:
             self.columns = FIRST_COLUMNS + sorted(k for k in row if k not in FIRST_COLUMNS)
             with open(self.path, "w") as handle:
@@ -81,12 +123,6 @@ class ProgressLogger:
         values = [_format(row.get(c)) for c in self.columns]
         with open(self.path, "a") as handle:
             handle.write(",".join(values) + "\n")
-        if self.writer is not None:
-            step = int(row["env_steps"])
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key not in ("epoch", "env_steps") and math.isfinite(value):
-                    self.writer.add_scalar(_tb_tag(key), value, step)
-            self.writer.flush()
 
     def add_columns(self, columns: list[str]) -> None:
         """Rewrite the file with `columns` appended to the header; earlier rows get empty cells there."""
@@ -96,8 +132,40 @@ class ProgressLogger:
         atomic_write_text(self.path, "\n".join(lines) + "\n")
 
     def close(self) -> None:
-        if self.writer is not None:
+        """Close the TensorBoard writer; when its thread already failed (the error was raised from `log`), the
+        same error again is not news."""
+        if self.writer is None:
+            return
+        try:
             self.writer.close()
+        except OSError as exc:
+            if not tensorboard_failed(self.writer):
+                raise named_os_error(exc, self.tensorboard_dir) from None
+
+
+def named_os_error(exc: OSError, path: Path) -> OSError:
+    """`exc` with `path` as its file name when it has none (the CLI prints "<reason>: <file>")."""
+    return exc if exc.filename else OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+def tensorboard_failed(writer) -> bool:
+    worker = getattr(getattr(getattr(writer, "file_writer", None), "event_writer", None), "_async_writer", None)
+    return getattr(getattr(worker, "_worker", None), "exception", None) is not None
+
+
+def quiet_tensorboard_thread_errors() -> None:
+    """TensorBoard's writer thread re-raises an OSError (a full disk) after storing it for the training thread,
+    which reports it in one line on its next write: the thread's own traceback is dropped, nothing else."""
+    previous = threading.excepthook
+    if getattr(previous, "saferl_quiet", False):
+        return
+
+    def hook(args):
+        if not (issubclass(args.exc_type, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+            previous(args)
+
+    hook.saferl_quiet = True
+    threading.excepthook = hook
 
 
 def _format(value) -> str:

@@ -42,6 +42,9 @@ def plan_members(seeds: list[int], cost_limits: list[float]) -> list[tuple[int, 
         raise SafeRLError("give at least one seed and one cost limit")
     if len(set(seeds)) != len(seeds):
         raise SafeRLError(f"--seeds has a repeated seed: {','.join(map(str, seeds))}")
+    if len(seeds) == 1 and len(set(cost_limits)) != len(cost_limits):
+        raise SafeRLError(f"--set env.cost_limit has a repeated limit: {','.join(f'{c:g}' for c in cost_limits)} "
+                          "(two members would share one directory)")
     if len(cost_limits) == 1:
         return [(seed, cost_limits[0]) for seed in seeds]
     if len(seeds) == 1:
@@ -72,8 +75,20 @@ def parse_int_list(text: str, name: str) -> list[int]:
 
 
 def write_members_file(root: Path, members: list[Member]) -> None:
+    """The run's plan: each member's directory, seed and limit, and the settings they share (`config`, the first
+    member's), so that a resume can create a member the run was interrupted before creating."""
     write_json(root / MEMBERS_FILE, {"members": [{"dir": m.run_dir.name, "seed": m.seed, "cost_limit": m.cost_limit}
-                                                 for m in members]})
+                                                 for m in members],
+                                     "config": members[0].config.to_dict()})
+
+
+def read_plan_config(root: Path) -> dict | None:
+    """The shared settings members.json records (None in files from before plans)."""
+    try:
+        config = json.loads((Path(root) / MEMBERS_FILE).read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def read_members_file(root: Path) -> list[dict]:

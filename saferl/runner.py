@@ -29,7 +29,7 @@ from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
 from saferl.groups import GroupRollout, group_batch
 from saferl.io import load_checkpoint, save_checkpoint, versions, write_json, write_yaml
-from saferl.logger import ProgressLogger
+from saferl.logger import ProgressLogger, read_progress
 from saferl.members import Member, slice_member, stack_members
 from saferl.policies.actor_critic import ActorCritic
 
@@ -126,6 +126,53 @@ def episode_means(per_member: list[list], num_costs: int) -> tuple[np.ndarray, n
     return returns, costs, lengths, success
 
 
+def member_checkpoints(run_dir: Path) -> tuple[dict[int, dict], dict[Path, str]]:
+    """({epoch: state} of a member's readable latest and previous checkpoints, {path: why} of the unreadable)."""
+    found, unreadable = {}, {}
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        path = Path(run_dir) / name
+        if not path.exists():
+            continue
+        try:
+            state = check_checkpoint(load_checkpoint(path), path, ("policy", "algorithm", "epoch", "env_steps",
+                                                                   "episodes", "rng"))
+        except SafeRLError as exc:
+            unreadable[path] = str(exc)
+            continue
+        found[int(state["epoch"])] = state
+    return found, unreadable
+
+
+def checkpoint_inventory(members: list[Member]) -> tuple[list[dict[int, dict]], dict[int, str]]:
+    """Each member's readable checkpoints ({epoch: state}), and a one-line problem for each member (by index)
+    that has none although it must have had one: its files are unreadable, another member has saved twice (a
+    kill between two members' writes leaves at most one save of difference), or its progress.csv logs more
+    epochs than come before the first checkpoint."""
+    found = [member_checkpoints(member.run_dir) for member in members]
+    saved_twice = [max(states) for states, _ in found if len(states) > 1]
+    problems = {}
+    for k, (member, (states, unreadable)) in enumerate(zip(members, found, strict=True)):
+        if states:
+            continue
+        if unreadable:
+            reasons = "; ".join(why.replace(f"checkpoint {path}", path.relative_to(member.run_dir).as_posix())
+                                for path, why in unreadable.items())
+        elif saved_twice:
+            reasons = f"it has no checkpoint, while another member has reached epoch {max(saved_twice)}"
+        elif (logged := logged_epochs(member.run_dir)) > member.config.train.checkpoint_every:
+            reasons = f"it has no checkpoint, but its progress.csv logs {logged} epochs"  # a kill comes earlier
+        else:
+            continue
+        problems[k] = (f"{member.run_dir}: cannot resume: {reasons}; nothing was changed: put a readable checkpoint "
+                       "back, or pass --restart-unreadable to retrain this member alone from epoch 0")
+    return [states for states, _ in found], problems
+
+
+def logged_epochs(run_dir: Path) -> int:
+    path = Path(run_dir) / "progress.csv"
+    return len(read_progress(path, notes=[])) if path.is_file() else 0
+
+
 def update_step(runner: Runner, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
     """The default learning step of an epoch: the algorithm's update."""
     return runner.algorithm.update(batch, episode_cost, episode_length)
@@ -181,6 +228,8 @@ class Runner:
         else:  # what --resume changed (--steps, a re-planned schedule) is part of the run from now on
             for member in members:
                 write_yaml(member.run_dir / "config.yaml", member.config.to_dict())
+                if not (member.run_dir / "meta.json").exists():  # planned, never created: the run died first
+                    self.write_meta(member)
         self.loggers = [ProgressLogger(m.run_dir, cfg.train.tensorboard, self.epoch if resume else None)
                         for m in members]
         offset = RESUME_SEED_STRIDE * self.epoch if resumed else 0
@@ -196,10 +245,13 @@ class Runner:
         for member in self.members:
             (member.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             write_yaml(member.run_dir / "config.yaml", member.config.to_dict())
-            write_json(member.run_dir / "meta.json", {
-                "versions": versions(), "seed": member.seed, "cost_limit": member.cost_limit,
-                "members": [m.run_dir.name for m in self.members] if self.num_members > 1 else None,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            self.write_meta(member)
+
+    def write_meta(self, member: Member) -> None:
+        write_json(member.run_dir / "meta.json", {
+            "versions": versions(), "seed": member.seed, "cost_limit": member.cost_limit,
+            "members": [m.run_dir.name for m in self.members] if self.num_members > 1 else None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     def member_checkpoint(self, k: int) -> dict:
         return {
@@ -224,8 +276,11 @@ class Runner:
 
     def restore(self) -> bool:
         """Load every member at the latest epoch all of them have; False when none has a checkpoint yet (a run
-        killed before its first epoch ended starts over from its saved config)."""
-        available = [self._member_checkpoints(m.run_dir) for m in self.members]
+        killed before its first epoch ended starts over from its saved config). A member whose checkpoints are
+        all unreadable is an error, never a silent start over (`saferl.recovery` restarts one on request)."""
+        available, problems = checkpoint_inventory(self.members)
+        if problems:
+            raise SafeRLError(next(iter(problems.values())))
         if not any(available):
             return False
         common = min((max(epochs) if epochs else 0) for epochs in available)
@@ -249,24 +304,6 @@ class Runner:
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:80]})") from None
         self.epoch, self.env_steps = states[0]["epoch"], states[0]["env_steps"]
         return True
-
-    @staticmethod
-    def _member_checkpoints(run_dir: Path) -> dict[int, dict]:
-        """{epoch: state} of a member's latest and previous checkpoints (corrupt ones are skipped)."""
-        found = {}
-        for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
-            path = run_dir / name
-            if not path.exists():
-                continue
-            try:
-                state = check_checkpoint(load_checkpoint(path), path, ("policy", "algorithm", "epoch", "env_steps",
-                                                                       "episodes", "rng"))
-            except SafeRLError:
-                if name == CHECKPOINT and not (run_dir / PREVIOUS_CHECKPOINT).exists():
-                    raise
-                continue
-            found[int(state["epoch"])] = state
-        return found
 
     # -- collection ----------------------------------------------------------------------------------------
     def collect(self) -> None:

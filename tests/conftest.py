@@ -1,6 +1,11 @@
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
+from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 
@@ -31,3 +36,43 @@ def toy_config():
         return build_config(algo, sets=TOY_SETS + list(extra))
 
     return make
+
+
+def run_cli(capsys, args):
+    """`saferl ARGS` in this process: (exit status, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    assert err.startswith("saferl") and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    from saferl.ownership import claim
+    with claim(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.fixture
+def holder():
+    """Start a process that owns a directory until the test ends (or is killed); gives its Popen."""
+    processes = []
+
+    def hold(directory):
+        process = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "held"
+        processes.append(process)
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error, run_cli
 
 from saferl import envs
 from saferl.cli import main
@@ -28,19 +29,6 @@ TOY = [f"env.id={TOY_ID}", "env.num_envs=4", "train.steps_per_epoch=200", "ppo.u
 TINY_BENCH_OFFLINE = ["--env", TOY_ID, "--expert-steps", "200", "--steps", "200", "--episodes", "1", "--bc-epochs", "1",
                       "--num-envs", "4", "--set", "train.steps_per_epoch=200", "finetune.critic_warmup_epochs=0",
                       *QUICK]
-
-
-def run_cli(capsys, args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    assert err.startswith("saferl") and err.count("\n") == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 @pytest.fixture(scope="module")
@@ -327,16 +315,22 @@ USER_ENVS = textwrap.dedent('''
         action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
         cost = 0.0
         report_cost = True
+        obs_size = 3
+        fails_in = None
 
         def reset(self, seed=None, options=None):
             super().reset(seed=seed)
             self.t = 0
-            return np.zeros(3), {}
+            if self.fails_in == "reset":
+                raise KeyError("no such robot")
+            return np.zeros(self.obs_size), {}
 
         def step(self, action):
             self.t += 1
+            if self.fails_in == "step":
+                raise ZeroDivisionError("division by zero")
             info = {"cost": self.cost} if self.report_cost else {}
-            return np.zeros(3), 0.0, False, self.t >= 20, info
+            return np.zeros(self.obs_size), 0.0, False, self.t >= 20, info
 
     ENVS = {
         "Fine": {},
@@ -349,6 +343,10 @@ USER_ENVS = textwrap.dedent('''
         "Image": {"observation_space": gymnasium.spaces.Box(0, 255, (8, 8, 3), np.uint8)},
         "DiscreteActions": {"action_space": gymnasium.spaces.Discrete(3)},
         "StringCostNames": {"cost_names": "hazard"},
+        "NegativeCost": {"cost": -2.5},
+        "WrongShape": {"obs_size": 5},
+        "RaisesInReset": {"fails_in": "reset"},
+        "RaisesInStep": {"fails_in": "step"},
     }
     for name, attributes in ENVS.items():
         globals()[name] = type(name, (Base,), attributes)
@@ -377,6 +375,11 @@ def user_envs(tmp_path_factory):
     ("Image", "FaultyImage-v0: observations of shape (8, 8, 3) (e.g. images) are not supported"),
     ("DiscreteActions", "FaultyDiscreteActions-v0: a Discrete action space is not supported"),
     ("StringCostNames", "cost_names must be a list of strings, got 'hazard'"),
+    ("NegativeCost", "FaultyNegativeCost-v0 reported a cost of -2.5; costs must be >= 0"),  # before: trained on
+    ("WrongShape", "FaultyWrongShape-v0.reset() returned an observation of shape (5,) but its observation_space "
+                   "has shape (3,)"),  # before: a broadcast traceback
+    ("RaisesInReset", "FaultyRaisesInReset-v0.reset() raised KeyError: 'no such robot' (SAFERL_DEBUG=1"),
+    ("RaisesInStep", "FaultyRaisesInStep-v0.step() raised ZeroDivisionError: division by zero"),
 ])
 def test_a_user_env_that_breaks_the_contract_is_named_in_one_line(capsys, tmp_path, user_envs, name, message):
     code, _, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--env", f"faulty_user_envs:Faulty{name}-v0",
@@ -480,3 +483,21 @@ def test_meta_records_a_commit_only_for_a_checkout_of_saferl_itself(tmp_path):
 def test_checkpoint_tensors_survive_the_new_atomic_write(tmp_path):
     save_checkpoint(tmp_path / "c.pt", {"w": torch.arange(3)})
     assert torch.equal(torch.load(tmp_path / "c.pt")["w"], torch.arange(3))
+
+
+# -- fine-tuning: the run directory's owner and the clone (issue 18, items 2 and 9) -------------------------------
+FINETUNE = ["--algo", "ppo", "--steps", "400", "--num-envs", "4", "--set", "train.steps_per_epoch=200",
+            "finetune.critic_warmup_epochs=0", *QUICK]
+
+
+def test_finetune_in_a_directory_in_use_is_refused(capsys, tmp_path, bc_run, holder):
+    owner = holder(tmp_path / "ft")
+    code, _, err = run_cli(capsys, ["finetune", bc_run, *FINETUNE, "--run-dir", tmp_path / "ft"])
+    assert_one_line_error(code, err, f"is in use by process {owner.pid}")
+
+
+def test_finetune_resume_with_another_clone_is_refused(capsys, tmp_path, runs, bc_run):
+    """Before: the BC directory given to --resume was ignored for the run's own one."""
+    assert run_cli(capsys, ["finetune", runs / "bc", *FINETUNE, "--run-dir", tmp_path / "ft"])[0] == 0
+    code, _, err = run_cli(capsys, ["finetune", bc_run, *FINETUNE, "--run-dir", tmp_path / "ft", "--resume"])
+    assert_one_line_error(code, err, f"fine-tunes the clone in {(runs / 'bc').resolve()}, not {bc_run}")

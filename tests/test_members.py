@@ -107,7 +107,7 @@ def test_member_directories_work_with_eval_report_and_resume(tmp_path, capsys):
     # planned for 1600 steps (the schedule's horizon), trained to 800 first
     assert train_cli("--seeds", "3,4", "--steps", "800", "--run-dir", str(root),
                      "--set", "train.schedule_steps=1600") == 0
-    assert sorted(p.name for p in root.iterdir()) == ["members.json", "seed-3", "seed-4"]
+    assert sorted(p.name for p in root.iterdir()) == [".saferl.lock", "members.json", "seed-3", "seed-4"]
     config, policy, checkpoint = load_policy(root / "seed-4")
     assert config.train.seed == 4 and checkpoint["epoch"] == 2 and policy.members == 1
     assert main(["eval", str(root / "seed-3"), "--episodes", "2"]) == 0

@@ -109,6 +109,9 @@ def make_safe_env(env_id: str, **kwargs) -> SafetyGymnasiumStep:
 
 
 def _gymnasium_make(env_id: str, **kwargs) -> gymnasium.Env:
+    # SyncVectorEnv checks spaces, observation shapes and costs itself and says what is wrong in one line;
+    # gymnasium's passive checker would add its own warnings first.
+    kwargs.setdefault("disable_env_checker", True)
     with warnings.catch_warnings():
         # Our -v0 ids are a distinct benchmark variant, not an outdated version of -v1.
         if env_id in VELOCITY_TASKS:

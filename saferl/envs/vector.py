@@ -81,7 +81,37 @@ def checked_cost(cost, num_costs: int, cost_names: list[str], env_id: str) -> np
     if array.size != num_costs:
         raise EnvError(f"{env_id} returned a cost of shape {array.shape} but declares {num_costs} cost(s) "
                        f"{cost_names}; set `cost_names` on the env")
+    if (array < 0).any():  # NaN compares False: left for the caller's non-finite check
+        raise EnvError(f"{env_id} reported a cost of {cost!r}; costs must be >= 0 (a cost counts what the "
+                       "constraint limits, as in Safety-Gymnasium; give a penalty as a negative reward)")
     return array.astype(np.float64).reshape(-1)
+
+
+def checked_observation(obs, space_shape: tuple, env_id: str, call: str) -> np.ndarray:
+    """One env's observation, refused in one line when its shape is not the declared space's."""
+    try:
+        array = np.asarray(obs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise EnvError(f"{env_id}.{call}() returned an observation that is not an array of numbers: "
+                       f"{type(obs).__name__}") from None
+    shape = array.shape
+    if shape != space_shape:
+        raise EnvError(f"{env_id}.{call}() returned an observation of shape {shape} but its observation_space "
+                       f"has shape {space_shape}")
+    return array
+
+
+def call_env(env_id: str, call: str, function, *args, **kwargs):
+    """A user env's reset or step; what it raises becomes one line naming the env (the traceback is kept as the
+    cause, and the CLI prints it with SAFERL_DEBUG=1)."""
+    try:
+        return function(*args, **kwargs)
+    except EnvError:
+        raise
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()
+        raise EnvError(f"{env_id}.{call}() raised {type(exc).__name__}{': ' + detail[0] if detail else ''} "
+                       "(SAFERL_DEBUG=1 shows its traceback)") from exc
 
 
 def check_spaces(env_id: str, observation_space, action_space) -> None:
@@ -338,8 +368,10 @@ class SyncVectorEnv(VectorEnv):
         observations = []
         for i, seed in zip(indices, seeds, strict=True):
             env = self.envs[i]
-            obs = env.reset()[0] if seed is None else env.reset(seed=seed)[0]
-            observations.append(self._flat(obs))
+            kwargs = {} if seed is None else {"seed": seed}
+            obs = call_env(self.env_id, "reset", env.reset, **kwargs)[0]
+            observations.append(checked_observation(self._flat(obs), self.single_observation_space.shape,
+                                                    self.env_id, "reset"))
         return np.stack(observations).astype(np.float64, copy=False)
 
     def _step_envs(self, actions):
@@ -351,9 +383,11 @@ class SyncVectorEnv(VectorEnv):
         truncated = np.empty(n, dtype=bool)
         success = None
         for i, env in enumerate(self.envs):
-            o, r, c, term, trunc, env_info = split_step(env.step(actions[i]), self.env_id)
+            o, r, c, term, trunc, env_info = split_step(call_env(self.env_id, "step", env.step, actions[i]),
+                                                        self.env_id)
             c = checked_cost(c, self.num_costs, self.cost_names, self.env_id)
-            obs[i], reward[i], cost[i], terminated[i], truncated[i] = self._flat(o), r, c.reshape(-1), term, trunc
+            o = checked_observation(self._flat(o), self.single_observation_space.shape, self.env_id, "step")
+            obs[i], reward[i], cost[i], terminated[i], truncated[i] = o, r, c.reshape(-1), term, trunc
             if "is_success" in env_info:
                 if success is None:
                     success = np.zeros(n)

@@ -171,6 +171,17 @@ def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: boo
     return runner
 
 
+def check_same_clone(run_dir: Path, bc_run_dir: Path) -> None:
+    """`finetune --resume` continues from the clone the fine-tune started from (its KL reference), not another."""
+    try:
+        started_from = json.loads((Path(run_dir) / "meta.json").read_text())["finetune"]["bc_run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # died before its start was recorded: it restarts from the clone given now
+    if Path(started_from).resolve() != Path(bc_run_dir).resolve():
+        raise SafeRLError(f"--resume: {run_dir} fine-tunes the clone in {started_from}, not {bc_run_dir}; give "
+                          "that BC run (or start a new fine-tune)")
+
+
 def load_bc_run(run_dir: Path):
     """The clone (config, policy, checkpoint) of a `saferl bc` run; anything else is refused."""
     config, policy, checkpoint = load_policy(Path(run_dir))
