@@ -90,7 +90,9 @@ class NavigationSim(TaskRules):
         if self._gremlins:
             g = spec.group("gremlins").count
             self.gremlin_centre = np.zeros((n, g, 2))    # layout points (the goal keeps clear of these)
-            self._gremlin_mocap = world.mocap["gremlins"]
+            ids = world.mocap["gremlins"]
+            contiguous = np.array_equal(ids, np.arange(ids[0], ids[0] + len(ids)))
+            self._gremlin_mocap = slice(int(ids[0]), int(ids[0]) + len(ids)) if contiguous else ids   # cheaper writes
         self._cost_terms()
         self.num_threads = default_num_threads(n, num_threads)
         self._team = ThreadTeam(self.num_threads)
@@ -131,9 +133,10 @@ class NavigationSim(TaskRules):
         offset = T.GREMLIN_TRAVEL * np.stack((np.sin(times), np.cos(times)), axis=-1)   # [substeps, 2]
         targets = self.gremlin_centre[i][None] + offset[:, None]                         # [substeps, G, 2]
         mocap[ids, 2] = 2 * self.spec.group("gremlins").size
+        step = mujoco.mj_step
         for target in targets:
             mocap[ids, :2] = target
-            mujoco.mj_step(model, d)
+            step(model, d)
 
     def _physics(self, actions: np.ndarray) -> None:
         self._team.for_each(lambda pending: self._step_some(pending, actions), self.num_envs)
