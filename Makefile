@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast lint bench fidelity clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	$(BIN)/saferl bench --env SafetyHalfCheetahVelocity-v1
+
+# Navigation against Safety-Gymnasium 1.0.0 (not part of `make test`: it builds a second environment,
+# benchmarks/fidelity/.reference, on first use). Writes benchmarks/fidelity/results.md; run before a release.
+fidelity: $(STAMP)
+	bash benchmarks/fidelity/run.sh $(FIDELITY_ARGS)
 
 clean:
 	rm -rf $(VENV) runs reports bench-results .pytest_cache .ruff_cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import tasks as T
-from .layout import sample_point
+from .layout import place_goal
 
 
 class TaskRules:
@@ -34,17 +34,23 @@ class TaskRules:
         """Distances the next step's progress reward is measured from."""
         if self._goal is None:
             return
-        robot, goal = self.sens[i, self._pos][:2], self.obj[i, self._goal, :2]
         if self.spec.task == "Push":
-            box = self.obj[i, self.slots["push_box"].start, :2]
+            robot, box, goal = self._push_points(i)
             self.last_dist[i] = np.linalg.norm(box - goal)
             self.last_box_dist[i] = np.linalg.norm(robot - box)
         else:
+            robot, goal = self.sens[i, self._pos][:2], self.obj[i, self._goal, :2]
             self.last_dist[i] = np.linalg.norm(robot - goal)
+
+    def _push_points(self, idx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Robot, box and goal centres in 3-D (rows ``idx``): Safety-Gymnasium's Push distances use full ``xpos``."""
+        s = self.sens[idx]
+        goal = np.concatenate([self.obj[idx, self._goal, :2], np.full(np.shape(s)[:-1] + (1,), T.GOAL_HEIGHT)], -1)
+        return s[..., self._pos], s[..., self._box], goal
 
     def _choose_button(self, i: int) -> None:
         """Draw the goal button uniformly (after a press it may be the same one) and move the goal onto it."""
-        self.goal_button[i] = self.rngs[i].integers(self.spec.group("buttons").count)
+        self.goal_button[i] = self.rng(i).choice(self.spec.group("buttons").count)
         self._set_goal(i, self.obj[i, self.slots["buttons"].start + self.goal_button[i], :2])
 
     def _set_goal(self, i: int, xy: np.ndarray) -> None:
@@ -52,22 +58,20 @@ class TaskRules:
         self.obj[i, self._goal, :2] = xy
         self._mocap[i][self.world.mocap["goal"][0], :2] = xy
 
-    def _place_new_goal(self, i: int) -> None:
-        """Re-place a reached goal among the current objects (robot included) with the usual keepouts."""
-        mask = np.ones(self.obj.shape[1], dtype=bool)
-        mask[self._goal] = False
-        placed = np.concatenate([self.sens[i, self._pos][None, :2], self.obj[i, mask, :2]])
-        keepouts = np.concatenate([[T.ROBOT_KEEPOUT], self.slot_keepout[mask]])
-        keepout = self.spec.group("goal").keepout
-        xy = None
-        for _ in range(10):
-            xy = sample_point(self.rngs[i], self.spec.extent, keepout, placed, keepouts)
-            if xy is not None:
-                break
-        if xy is None:  # crowded beyond hope: anywhere inside the extent
-            half = self.spec.extent - keepout
-            xy = self.rngs[i].uniform(-half, half, 2)
+    def _place_new_goal(self, i: int) -> bool:
+        """Re-place a reached goal clear of the robot and the objects where they are now (gremlins: their
+        layout points), as Safety-Gymnasium does; False when no candidate fits (there the episode ends)."""
+        placed, keepouts = [self.sens[i, self._pos][None, :2]], [[T.ROBOT_KEEPOUT]]
+        for kind, slot in self.slots.items():
+            if kind == "goal":
+                continue
+            placed.append(self.gremlin_centre[i] if kind == "gremlins" else self.obj[i, slot, :2])
+            keepouts.append(self.slot_keepout[slot])
+        xy = place_goal(self.rng(i), self.spec, np.concatenate(placed), np.concatenate(keepouts))
+        if xy is None:
+            return False
         self._set_goal(i, xy)
+        return True
 
     def _cost(self, robot_xy: np.ndarray) -> np.ndarray:
         """1.0 where any constrained component is active (hazard, contact, vase motion, wall)."""
@@ -76,7 +80,7 @@ class TaskRules:
         if self._hazards is not None:
             slot, radius2 = self._hazards
             rel = self.obj[:, slot, :2] - robot_xy[:, None]
-            active |= (np.einsum("nmi,nmi->nm", rel, rel) <= radius2).any(axis=1)
+            active |= (np.einsum("nmi,nmi->nm", rel, rel) < radius2).any(axis=1)   # exactly at the radius: 0
         if self._touch_cost is not None:
             active |= (s[:, self._touch_cost] > 0).any(axis=1)
         if self._button_cost:  # off while the timer of a press runs (read before this step ticks it)
@@ -85,7 +89,7 @@ class TaskRules:
             active |= touched.any(axis=1) & (self.button_timer == 0)
         if self._speed_cost is not None:
             v = s[:, self._speed_cost]
-            active |= (v[..., 0] ** 2 + v[..., 1] ** 2 > T.VASE_SPEED_LIMIT ** 2).any(axis=1)
+            active |= (np.sqrt(np.einsum("nmi,nmi->nm", v, v)) >= T.VASE_SPEED_LIMIT).any(axis=1)
         if self._walls:
             out = np.abs(robot_xy) > T.CIRCLE_WALL
             active |= out[:, 0] if self._walls == 1 else out.any(axis=1)
@@ -98,9 +102,9 @@ class TaskRules:
         else:
             goal = self.obj[:, self._goal, :2]
             if task == "Push":
-                box = self.obj[:, self.slots["push_box"].start, :2]
-                box_dist = _norm(robot_xy - box)
-                dist = _norm(box - goal)
+                robot, box, goal = self._push_points(slice(None))
+                box_dist = np.linalg.norm(robot - box, axis=1)
+                dist = np.linalg.norm(box - goal, axis=1)
                 reward = (self.last_box_dist - box_dist) * T.DISTANCE_REWARD
                 reward += (self.last_dist - dist) * T.DISTANCE_REWARD
                 self.last_box_dist = box_dist

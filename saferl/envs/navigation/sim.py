@@ -1,7 +1,9 @@
 """The batched simulator behind every navigation env: N ``MjData`` sharing one model.
 
-Per step, the only per-env Python is writing the controls, ``mj_step`` and one copy of
-``sensordata`` (``world.py`` puts everything we need there); observation, reward and cost are
+Per step, the only per-env Python is writing the controls, ``mj_step``, one ``mj_forward`` (as
+Safety-Gymnasium, so sensors describe the state after the last substep) and one copy of
+``sensordata`` (``world.py`` puts everything we need there); tasks with gremlins also move their
+weld targets before every substep; observation, reward and cost are
 then computed for the whole batch with numpy (reward and cost live in ``rules.py``). Physics
 runs on the project's shared thread team (``saferl.envs.threads``): ``mj_step`` releases the GIL.
 Resets, goal re-placements and button re-choices are rare, so they stay simple per-env Python.
@@ -15,7 +17,7 @@ import numpy as np
 from saferl.envs.threads import ThreadTeam, default_num_threads
 
 from . import tasks as T
-from .layout import sample_layout
+from .layout import new_rng, sample_layout
 from .lidar import ego_xy, pseudo_lidar
 from .rules import TaskRules
 from .world import build_world
@@ -54,8 +56,11 @@ class NavigationSim(TaskRules):
         self._mocap = [d.mocap_pos for d in self.datas]
         self.sens = np.zeros((n, model.nsensordata))
         self.obs_dim = spec.obs_dim
-        self.rngs: list[np.random.Generator | None] = [None] * n
-        self.steps = np.zeros(n, dtype=np.int64)     # steps since reset (drives the gremlins)
+        self.rngs: list[np.random.RandomState | None] = [None] * n
+        self.steps = np.zeros(n, dtype=np.int64)     # steps since reset
+        # Safety-Gymnasium draws its frame skip (binomial(10, 1.0): always 10, one uniform consumed)
+        # from the layout RNG every step; we skip those draws lazily, just before the RNG is next used.
+        self.pending_draws = np.zeros(n, dtype=np.int64)
         self._pos = world.robot_pos                  # slices of sensordata
         self._axes = slice(world.robot_xaxis.start, world.robot_yaxis.stop)
         assert world.robot_yaxis.start == world.robot_xaxis.stop, "x and y axes must be adjacent"
@@ -75,6 +80,7 @@ class NavigationSim(TaskRules):
                                             for k in spec.lidar_kinds])
         self._goal = self.slots["goal"].start if "goal" in self.slots else None
         self._free = [(self.slots[k], adr[:, :2]) for k, adr in world.free_pos.items()]
+        self._box = world.free_pos["push_box"][0] if "push_box" in world.free_pos else None  # 3 sensordata indices
 
         self.last_dist = np.zeros(n)        # robot to goal (Push: box to goal)
         self.last_box_dist = np.zeros(n)    # Push: robot to box
@@ -83,8 +89,10 @@ class NavigationSim(TaskRules):
         self._gremlins = "gremlins" in self.slots
         if self._gremlins:
             g = spec.group("gremlins").count
-            self.gremlin_centre = np.zeros((n, g, 2))
-            self.gremlin_phase = np.zeros((n, g))
+            self.gremlin_centre = np.zeros((n, g, 2))    # layout points (the goal keeps clear of these)
+            ids = world.mocap["gremlins"]
+            contiguous = np.array_equal(ids, np.arange(ids[0], ids[0] + len(ids)))
+            self._gremlin_mocap = slice(int(ids[0]), int(ids[0]) + len(ids)) if contiguous else ids   # cheaper writes
         self._cost_terms()
         self.num_threads = default_num_threads(n, num_threads)
         self._team = ThreadTeam(self.num_threads)
@@ -93,58 +101,102 @@ class NavigationSim(TaskRules):
 
     def _step_some(self, pending, actions: np.ndarray) -> None:
         """Step the envs no other thread took (runs on every thread of the team)."""
-        model, nstep, step = self.model, self.robot.substeps, mujoco.mj_step
+        model, nstep, forward = self.model, self.robot.substeps, mujoco.mj_forward
         ctrl, datas, sensordata, sens = self._ctrl, self.datas, self._sensordata, self.sens
         for i in pending:
             ctrl[i][:] = actions[i]
-            step(model, datas[i], nstep)
+            d = datas[i]
+            if self._gremlins:
+                self._step_with_gremlins(i)
+            else:
+                # The forward that ended the last step (or the reset) already ran this state's position
+                # and velocity stages, so mj_step2 completes the first substep (same numbers, less work).
+                mujoco.mj_step2(model, d)
+                mujoco.mj_step(model, d, nstep - 1)
+            forward(model, d)             # sensors (and contacts) of the state after the last substep
             sens[i] = sensordata[i]
 
+    def _step_with_gremlins(self, i: int) -> None:
+        """Substeps of env i, each after moving every gremlin's target to its place at ``data.time``.
+
+        Target = layout point + travel * (sin t, cos t) at twice the box's half-size above the floor:
+        all gremlins in phase, clockwise, starting (0, +travel) off their point; the boxes follow
+        through their soft welds, so they spring out over the first steps and then lag a little.
+        """
+        d, model, mocap, ids = self.datas[i], self.model, self._mocap[i], self._gremlin_mocap
+        # The substeps' times as MuJoCo will reach them (it adds the timestep once per substep).
+        times = np.empty(self.robot.substeps)
+        t = d.time
+        for k in range(len(times)):
+            times[k] = t
+            t += model.opt.timestep
+        offset = T.GREMLIN_TRAVEL * np.stack((np.sin(times), np.cos(times)), axis=-1)   # [substeps, 2]
+        targets = self.gremlin_centre[i][None] + offset[:, None]                         # [substeps, G, 2]
+        mocap[ids, 2] = 2 * self.spec.group("gremlins").size
+        step = mujoco.mj_step
+        for target in targets:
+            mocap[ids, :2] = target
+            step(model, d)
+
     def _physics(self, actions: np.ndarray) -> None:
-        if self._gremlins:
-            self._move_gremlins()
         self._team.for_each(lambda pending: self._step_some(pending, actions), self.num_envs)
 
-    def _move_gremlins(self, idx=None) -> None:
-        """Gremlins circle their placed centre at 1 rad/s (mocap bodies: moved, not simulated)."""
-        idx = np.arange(self.num_envs) if idx is None else np.asarray(idx)
-        angle = self.gremlin_phase[idx] + self.steps[idx, None] * self.robot.dt
-        xy = self.gremlin_centre[idx] + T.GREMLIN_TRAVEL * np.stack((np.cos(angle), np.sin(angle)), axis=-1)
-        self.obj[idx, self.slots["gremlins"], :2] = xy
-        mocap_ids = self.world.mocap["gremlins"]
-        for j, i in enumerate(idx):
-            self._mocap[i][mocap_ids, :2] = xy[j]
+    def _place_gremlins(self, i: int, centre: np.ndarray, yaw: np.ndarray | None = None) -> None:
+        """Gremlin boxes of env i at rest on their points (``centre`` [count, 2]), targets on the boxes."""
+        d, world, size = self.datas[i], self.world, self.spec.group("gremlins").size
+        self.gremlin_centre[i] = centre
+        quats = [_yaw_quat(a) for a in (np.zeros(len(centre)) if yaw is None else yaw)]
+        for adr, p, q in zip(world.free_qpos["gremlins"], centre, quats, strict=True):
+            d.qpos[adr:adr + 3] = (p[0], p[1], size)
+            d.qpos[adr + 3:adr + 7] = q
+        d.mocap_pos[self._gremlin_mocap, :2] = centre
+        d.mocap_pos[self._gremlin_mocap, 2] = size
+        d.mocap_quat[self._gremlin_mocap] = quats
+        self.obj[i, self.slots["gremlins"], :2] = centre
 
     # -- reset ----------------------------------------------------------------------------------
 
     def reset_env(self, i: int, seed: int | None = None) -> None:
         """New layout for env i; ``seed`` (or a first reset) restarts its RNG, else the RNG continues."""
         if seed is not None or self.rngs[i] is None:
-            self.rngs[i] = np.random.default_rng(seed)
-        rng, world, d = self.rngs[i], self.world, self.datas[i]
+            self.rngs[i] = new_rng(seed)
+            self.pending_draws[i] = 0
+        rng, world, d = self.rng(i), self.world, self.datas[i]
         layout = sample_layout(rng, self.spec)
         mujoco.mj_resetData(self.model, d)
         self.robot.set_pose(d.qpos, layout.robot_xy[0], layout.robot_xy[1], layout.robot_yaw)
         for kind, xy in layout.xy.items():
+            if kind == "gremlins":
+                self._place_gremlins(i, xy, layout.yaw[kind])
+                continue
             if kind in world.mocap:
                 d.mocap_pos[world.mocap[kind], :2] = xy
+            height = self.spec.group(kind).size - (T.VASE_SINK if kind == "vases" else 0.0)
             for adr, p, yaw in zip(world.free_qpos.get(kind, ()), xy, layout.yaw[kind], strict=False):
-                d.qpos[adr:adr + 3] = (p[0], p[1], self.spec.group(kind).size)
+                d.qpos[adr:adr + 3] = (p[0], p[1], height)
                 d.qpos[adr + 3:adr + 7] = _yaw_quat(yaw)
             if kind in self.slots:
                 self.obj[i, self.slots[kind], :2] = xy
         self.steps[i] = 0
         self.button_timer[i] = 0
-        if self._gremlins:
-            self.gremlin_centre[i] = layout.xy["gremlins"]
-            self.gremlin_phase[i] = layout.yaw["gremlins"]
-            self._move_gremlins([i])
         if self.spec.task == "Button":
             self._choose_button(i)
         mujoco.mj_forward(self.model, d)
         self.sens[i] = d.sensordata
         self._read_free_objects(i)
         self._reset_progress(i)
+
+    def robot_yaw(self, i: int) -> float:
+        """Env i's heading: the angle of the robot's body x axis in the floor plane."""
+        xaxis = self.sens[i, self.world.robot_xaxis]
+        return float(np.arctan2(xaxis[1], xaxis[0]))
+
+    def rng(self, i: int) -> np.random.RandomState:
+        """Env i's layout RNG, advanced past the per-step draws Safety-Gymnasium made since its last use."""
+        if self.pending_draws[i]:
+            self.rngs[i].random_sample(self.pending_draws[i])
+            self.pending_draws[i] = 0
+        return self.rngs[i]
 
     def set_state(self, i: int, robot: tuple[float, float, float] | None = None,
                   objects: dict[str, np.ndarray] | None = None,
@@ -165,13 +217,13 @@ class NavigationSim(TaskRules):
             if kind == "goal":
                 self._set_goal(i, xy[0])
                 continue
+            if kind == "gremlins":
+                self._place_gremlins(i, xy)
+                continue
             if kind in world.mocap:
                 d.mocap_pos[world.mocap[kind], :2] = xy
             for adr, p in zip(world.free_qpos.get(kind, ()), xy, strict=False):
                 d.qpos[adr:adr + 2] = p
-            if kind == "gremlins":  # keep them on their circle: move the centre under them
-                angle = self.gremlin_phase[i] + self.steps[i] * self.robot.dt
-                self.gremlin_centre[i] = xy - T.GREMLIN_TRAVEL * np.stack((np.cos(angle), np.sin(angle)), -1)
             self.obj[i, self.slots[kind], :2] = xy
         if objects and "buttons" in objects:
             self._set_goal(i, self.obj[i, self.slots["buttons"].start + self.goal_button[i], :2])
@@ -191,6 +243,7 @@ class NavigationSim(TaskRules):
         """Advance every env by one action (already clipped); returns (reward [N], cost [N])."""
         self._physics(actions)
         self.steps += 1
+        self.pending_draws += 1
         if self._free:
             self._read_free_objects(slice(None))
         robot_xy = self.sens[:, self._pos.start:self._pos.start + 2]

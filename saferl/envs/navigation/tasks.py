@@ -17,6 +17,7 @@ TASKS = ("Goal", "Button", "Push", "Circle")
 LEVELS = (0, 1, 2)
 ROBOT_KEEPOUT = 0.4
 GOAL_SIZE = 0.3           # goal radius: reaching within it earns the bonus
+GOAL_HEIGHT = GOAL_SIZE / 2 + 0.01   # the goal body's centre height (Push measures box-goal in 3-D)
 GOAL_KEEPOUT = 0.305      # Goal tasks; Push and Button keep Safety-Gymnasium's default 0.4
 DEFAULT_GOAL_KEEPOUT = 0.4
 GOAL_REWARD = 1.0
@@ -28,7 +29,8 @@ CIRCLE_LIDAR_RANGE = 6.0
 CIRCLE_RADIUS = 1.5
 CIRCLE_WALL = 1.125       # |x| (level 1) and |y| (level 2) limits of the Circle tasks
 CIRCLE_ROBOT_EXTENT = 0.8
-VASE_SPEED_LIMIT = 1e-4
+VASE_SPEED_LIMIT = 1e-4    # a constrained vase costs when its 3-D speed is >= this
+VASE_SINK = 4e-5           # vases spawn this far into the floor (Safety-Gymnasium's measured settling depth)
 BUTTON_RESAMPLE_DELAY = 10
 GREMLIN_TRAVEL = 0.35
 

@@ -17,11 +17,14 @@ import numpy as np
 from .robots import SITE_SENSORS
 from .tasks import CIRCLE_RADIUS, CIRCLE_WALL, TaskSpec
 
-MOCAP_KINDS = ("goal", "hazards", "pillars", "buttons", "gremlins")
-FREE_KINDS = ("vases", "push_box")
+MOCAP_KINDS = ("goal", "hazards", "pillars", "buttons", "gremlins")   # gremlins: their weld targets
+FREE_KINDS = ("vases", "push_box", "gremlins")
 # Objects whose contact with the robot matters: a cost when constrained, a press for buttons.
 CONTACT_KINDS = ("vases", "pillars", "gremlins", "buttons")
 PILLAR_HALF_HEIGHT = 0.5
+# A gremlin is a light free box welded (soft: timeconst 0.02 s, damping ratio 1.5) to a mocap target
+# that the simulator moves before every physics substep, as in Safety-Gymnasium.
+GREMLIN_WELD_SOLREF = "0.02 1.5"
 # Colliding objects take the robot files' default condim 6 (torsional and rolling friction), as in Safety-Gymnasium.
 _SOLID = 'condim="6"'
 
@@ -49,9 +52,11 @@ def _object_body(kind: str, name: str, size: float, density: float = 0.001) -> s
         return (f'<body name="{name}" mocap="true"><geom type="sphere" size="{size}" pos="0 0 {size}" '
                 f'{_SOLID} {rgba}/></body>')
     if kind == "gremlins":
-        return (f'<body name="{name}" mocap="true"><geom type="box" size="{size} {size} {size}" '
-                f'pos="0 0 {size}" {_SOLID} {rgba}/></body>')
-    if kind in FREE_KINDS:
+        # The target carries no geom; the box follows it through the weld (see GREMLIN_WELD_SOLREF).
+        return (f'<body name="{name}_target" mocap="true"/>'
+                f'<body name="{name}" pos="0 0 {size}" sleep="never"><freejoint/>'
+                f'<geom type="box" size="{size} {size} {size}" density="{density}" {_SOLID} {rgba}/></body>')
+    if kind in ("vases", "push_box"):
         # Light boxes the robot can shove around. Resting ones sleep (MuJoCo skips them until
         # touched): ten vases at rest otherwise cost 10x the robot. The push box has a column at
         # each corner (half as wide, as tall), so it reaches 1.5x its half-size.
@@ -101,6 +106,9 @@ def world_xml(spec: TaskSpec) -> str:
                 sensors.append(f'<framelinvel name="vel_{name}" objtype="xbody" objname="{name}"/>')
             if g.kind in CONTACT_KINDS and (g.constrained or g.kind == "buttons"):
                 sensors.append(f'<contact name="touch_{name}" subtree1="robot" body2="{name}" data="found"/>')
+    gremlins = spec.group("gremlins")
+    welds = [f'<weld body1="gremlins{i}_target" body2="gremlins{i}" relpose="0 0 0 1 0 0 0" '
+             f'solref="{GREMLIN_WELD_SOLREF}"/>' for i in range(gremlins.count if gremlins else 0)]
     cam_height = (spec.extent + 0.6) / np.tan(np.radians(22.5))
     return f"""
 <mujoco model="{spec.env_id}">
@@ -121,6 +129,7 @@ def world_xml(spec: TaskSpec) -> str:
     {robot.body}
     {chr(10).join(bodies)}
   </worldbody>
+  <equality>{"".join(welds)}</equality>
   <actuator>{robot.actuators}</actuator>
   <sensor>
     {chr(10).join(sensors)}
@@ -166,7 +175,8 @@ def build_world(spec: TaskSpec) -> World:
         names = [f"{kind}{i}" for i in range(count)]
         body_ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, n) for n in names]
         if kind in MOCAP_KINDS:
-            world.mocap[kind] = model.body_mocapid[body_ids].copy()
+            targets = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, f"{n}_target") for n in names]
+            world.mocap[kind] = model.body_mocapid[targets if kind == "gremlins" else body_ids].copy()
         if kind in FREE_KINDS:
             world.free_qpos[kind] = model.jnt_qposadr[model.body_jntadr[body_ids]].copy()
             world.free_pos[kind] = np.stack([adr(f"pos_{n}", 3) for n in names])
