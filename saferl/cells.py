@@ -45,7 +45,7 @@ def check_cell_settings(spec: dict, sets: list[str]) -> None:
 def check_rows_reach_checkpoints(spec: dict) -> None:
     """Refuse a member whose progress.csv ends before its checkpoint (rows lost: its numbers would be stale)."""
     from saferl.logger import read_progress
-    from saferl.runner import member_checkpoints
+    from saferl.rundir import member_checkpoints
 
     for seed in spec["seeds"]:
         run_dir = Path(spec["dir"]) / f"seed-{seed}"

@@ -292,22 +292,6 @@ def flag_overrides(args) -> dict:
     return extra
 
 
-def resumed_run(args):
-    """(run_dir, config) of the run `--resume --run-dir` names, checked against `--algo`; `--steps` is the one
-    setting a resumed run may change (how far to train)."""
-    from saferl.runner import load_run_config
-
-    if not args.run_dir:
-        raise SafeRLError("--resume needs --run-dir")
-    run_dir = Path(args.run_dir)
-    config = load_run_config(run_dir)
-    if config.train.algo != args.algo:
-        raise SafeRLError(f"{run_dir} holds a '{config.train.algo}' run, not '{args.algo}'")
-    if args.steps:
-        config.train.total_steps = args.steps
-    return run_dir, config
-
-
 NOTHING_TO_TRAIN = ("note: nothing to train: the run already has {steps} steps (per member); pass a larger --steps "
                     "with --resume to continue it")
 MIN_ROLLOUT = 64  # steps per env per rollout below which GAE sees too little of an episode to be useful

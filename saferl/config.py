@@ -141,8 +141,8 @@ class PPOConfig:
     anneal_lr: bool = True  # actor lr decays linearly to 0 over the run
     max_grad_norm: float | None = 40.0
     clip_per_network: bool = True  # clip actor, reward critic and cost critic each on its own (OmniSafe)
-    # The default clip loss's gradient written out by hand (saferl/algorithms/ppo_gradient.py; equal to autograd's
-    # to 1e-5 in the tests): measured 1.7-2x faster per minibatch than autograd (README, `saferl bench`).
+    # The default clip loss's gradient written out by hand (saferl/algorithms/ppo_gradient.py, tested equal to
+    # autograd's): faster per minibatch step, measured in benchmarks/throughput/manual_vs_autograd.py.
     manual_gradients: bool = True
     # torch.compile the minibatch loss: measured about 10% faster end to end with one member and no faster with
     # four (the batched matmuls dominate there), for a one-off compile of 15-40 s; so off by default.
@@ -281,7 +281,7 @@ def _check_critic_fit(section_config, section: str) -> None:
 
 @dataclass
 class BCConfig:
-    """Behaviour cloning (`saferl bc`): maximum likelihood of the demonstrated actions (saferl/offline.py)."""
+    """Behaviour cloning (`saferl bc`): maximum likelihood of the demonstrated actions (saferl/offline/dataset.py)."""
 
     dataset: str = ""  # the HDF5 file; recorded here so config.yaml says what the clone was trained on
     filter: str = "all"  # "all", or "safe": only episodes with cost <= env.cost_limit (OSRL's BC-Safe)
@@ -305,7 +305,7 @@ class BCConfig:
 
 @dataclass
 class FineTuneConfig:
-    """Starting RL from a BC clone (`saferl finetune`); saferl/finetune.py gives the reasons for each default."""
+    """Starting RL from a BC clone (`saferl finetune`); saferl/offline/finetune.py gives each default's reason."""
 
     critic_warmup_epochs: int = 3  # rollouts of the frozen clone that only fit the critics (count in the budget)
     init_log_std: float = -1.0  # starting log-std, combined with the clone's by log_std_rule
@@ -510,18 +510,11 @@ def load_yaml(path: Path) -> dict:
     return data or {}
 
 
-def algo_defaults_file(algo: str) -> Path:
-    return CONFIG_DIR / f"{algo}.yaml"
-
-
 def build_config(algo: str, config_file: str | None = None, sets: list[str] | None = None,
                  extra: dict | None = None, layers: tuple[dict, ...] = ()) -> Config:
-    """Defaults, then configs/<algo>.yaml, then `layers` (e.g. what a fine-tune inherits), then the user's
-    file, then CLI flags, then --set."""
+    """The dataclasses' defaults, then `layers` (e.g. what a fine-tune inherits), then the user's file, then CLI
+    flags, then --set."""
     config = Config()
-    defaults = algo_defaults_file(algo)
-    if defaults.exists():
-        merge(config, load_yaml(defaults))
     for layer in layers:
         merge(config, layer)
     if config_file:

@@ -156,7 +156,7 @@ def to_onnx(policy: ActorCritic, action_low, action_high, extra: dict | None = N
 
 def export_policy(run_dir: Path, format: str, out: Path, force: bool = False) -> dict:
     """Write run_dir's deterministic policy to `out` (atomically); returns what was written."""
-    from saferl.runner import load_policy, make_env
+    from saferl.rundir import load_policy, make_env
 
     if format not in FORMATS:
         close = difflib.get_close_matches(str(format), FORMATS, n=1)

@@ -82,7 +82,7 @@ def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) ->
     `algo` when given; `total_steps` is the one setting a resumed run may change (how far to train). A member
     that members.json plans but that was never created (the run was killed while creating its members) gets
     the run's settings with its own seed and limit; the runner writes its directory."""
-    from saferl.runner import load_run_config
+    from saferl.rundir import load_run_config
 
     run_dir = Path(run_dir)
     if (run_dir / MEMBERS_FILE).exists():
@@ -109,7 +109,7 @@ def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) ->
 def planned_config(root: Path, entry: dict, created: list[Path]) -> Config:
     """The config of a planned member that was never created: the plan's shared settings (or, in a members.json
     from before plans, a created member's) with the member's seed and limit."""
-    from saferl.runner import load_run_config
+    from saferl.rundir import load_run_config
 
     shared = read_plan_config(root)
     if shared is not None:

@@ -10,7 +10,8 @@ collects), so that every member then resumes together from there.
 from __future__ import annotations
 
 from saferl.members import Member
-from saferl.runner import Runner, checkpoint_inventory, member_checkpoints
+from saferl.rundir import checkpoint_inventory, member_checkpoints
+from saferl.runner import Runner
 
 UNREADABLE_SUFFIX = ".unreadable"
 

@@ -129,7 +129,7 @@ def make_eval_env(config, episodes: int, num_envs: int | None = None, **kwargs):
 
 def evaluate(run_dir: Path, episodes: int = 10, deterministic: bool = False, seed: int | None = None) -> dict:
     """Evaluate a run's saved policy for `episodes` episodes and write the summary to its eval.json."""
-    from saferl.runner import load_policy
+    from saferl.rundir import load_policy
 
     config, policy, checkpoint = load_policy(run_dir)
     seed = evaluation_seed(config.train.seed) if seed is None else seed

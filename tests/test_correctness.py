@@ -18,7 +18,8 @@ from saferl.io import load_checkpoint
 from saferl.launch import train_single
 from saferl.members import Member
 from saferl.policies.actor_critic import ActorCritic
-from saferl.runner import CHECKPOINT, Runner
+from saferl.rundir import CHECKPOINT
+from saferl.runner import Runner
 
 QUICK = ["train.progress_bar=false", "train.tensorboard=false"]
 

@@ -21,7 +21,7 @@ from saferl.errors import SafeRLError
 from saferl.export import export_policy, to_onnx, to_torchscript
 from saferl.launch import train_single
 from saferl.policies.actor_critic import ActorCritic
-from saferl.runner import load_policy
+from saferl.rundir import load_policy
 
 TOLERANCE = 1e-5
 DEPLOY_DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"

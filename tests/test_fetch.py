@@ -6,7 +6,7 @@ import pytest
 
 from saferl import envs
 from saferl.envs.fetch import FETCH_IDS, MAX_EPISODE_STEPS
-from saferl.envs.fetch.demonstrators import detour_waypoint, run_scripted, scripted_action
+from saferl.envs.fetch.demonstrators import detour_waypoint, scripted_action
 from saferl.envs.fetch.layout import (
     OBJECT_HALF,
     SPEED_LIMIT,
@@ -18,6 +18,7 @@ from saferl.envs.fetch.layout import (
 )
 from saferl.envs.fetch.vector import FetchVectorEnv
 from saferl.envs.vector import SyncVectorEnv, flatten_observation
+from saferl.offline.scripted import run_scripted
 
 G0 = np.array([1.342, 0.749, 0.535])
 OBJECT_Z = 0.4249
@@ -222,7 +223,7 @@ def test_dict_observations_round_trip_through_collect_bc_and_eval(tmp_path, caps
 
     from saferl.cli import main
     from saferl.offline.dataset import read_dataset
-    from saferl.runner import load_policy
+    from saferl.rundir import load_policy
 
     env_id, out, run_dir = "SafetyFetchReach-v0", tmp_path / "reach.h5", tmp_path / "bc"
     assert main(["collect", "--scripted", env_id, "--episodes", "6", "--out", str(out), "--seed", "3"]) == 0

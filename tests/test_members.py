@@ -13,7 +13,8 @@ from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.launch import check_resume_flags, resumed_members
 from saferl.members import Member, plan_members, slice_member, stack_members
-from saferl.runner import CHECKPOINT, PREVIOUS_CHECKPOINT, Runner, load_policy
+from saferl.rundir import CHECKPOINT, PREVIOUS_CHECKPOINT, load_policy
+from saferl.runner import Runner
 
 SMALL = ["env.num_envs=4", "train.steps_per_epoch=400", "train.progress_bar=false", "train.tensorboard=false",
          "ppo.update_epochs=4", "trpo.critic_epochs=2", "cpo.critic_epochs=2"]

@@ -33,7 +33,8 @@ from saferl.offline.finetune import (
     starting_log_std,
 )
 from saferl.rollout import evaluate
-from saferl.runner import Runner, load_policy
+from saferl.rundir import load_policy
+from saferl.runner import Runner
 from tests.conftest import TOY_SETS
 
 QUIET = ["train.progress_bar=false", "train.tensorboard=false"]

@@ -17,7 +17,8 @@ from saferl.config import build_config
 from saferl.launch import new_members
 from saferl.logger import read_progress
 from saferl.policies.actor_critic import ActorCritic
-from saferl.runner import Runner, load_policy
+from saferl.rundir import load_policy
+from saferl.runner import Runner
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
 

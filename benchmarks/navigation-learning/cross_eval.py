@@ -27,7 +27,7 @@ import numpy as np
 def export(run_dir: str, out: str) -> None:
     from pathlib import Path
 
-    from saferl.runner import load_policy
+    from saferl.rundir import load_policy
 
     config, policy, _ = load_policy(Path(run_dir))
     arrays = {"obs_mean": policy.normalizer.mean[0].numpy(), "obs_var": policy.normalizer.var[0].numpy(),

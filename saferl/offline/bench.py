@@ -84,7 +84,7 @@ def eval_summary(evaluation: dict) -> dict:
 
 def scripted_reference(env_id: str, episodes: int, seed: int) -> dict:
     """The safe scripted demonstrator without noise: the 'expert' a fine-tune is measured against."""
-    from saferl.envs.fetch.demonstrators import run_scripted
+    from saferl.offline.scripted import run_scripted
 
     result = run_scripted(env_id, episodes, seed + 400_000)
     return {"run_dir": None, "return": float(result["returns"].mean()), "cost": float(result["costs"].sum(1).mean()),
@@ -100,7 +100,7 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
     from saferl.offline.finetune import build_finetune_config, finetune_runner
     from saferl.offline.scripted import collect_scripted
     from saferl.rollout import evaluate
-    from saferl.runner import load_run_config
+    from saferl.rundir import load_run_config
 
     quiet = ["train.tensorboard=false"]
     common = [f"env.id={env_id}", f"train.seed={seed}"] + ([f"env.cost_limit={cost_limit}"] if cost_limit

@@ -39,7 +39,7 @@ from saferl.io import atomic_write_bytes, save_checkpoint, versions, write_json,
 from saferl.logger import ProgressLogger
 from saferl.maths import gaussian
 from saferl.rollout import DEMO_SEED_OFFSET, evaluate, evaluation_seed, make_eval_env, run_episodes
-from saferl.runner import CHECKPOINT, load_policy, make_env, make_policy
+from saferl.rundir import CHECKPOINT, load_policy, make_env, make_policy
 
 FORMAT = "saferl-offline-1"
 STEP_KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals", "timeouts")

@@ -47,15 +47,16 @@ import torch
 
 from saferl.algorithms.common import BehaviourReference
 from saferl.buffer import RolloutBatch
-from saferl.config import Config, build_config, load_yaml
+from saferl.config import CONFIG_DIR, Config, build_config, load_yaml
 from saferl.errors import SafeRLError
 from saferl.io import write_json
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.members import Member
-from saferl.runner import Runner, load_policy
+from saferl.rundir import load_policy
+from saferl.runner import Runner
 
 FINETUNE_ALGOS = ("ppo", "ppo_lag", "cpo")
-FINETUNE_DEFAULTS = Path(__file__).resolve().parent.parent / "configs" / "finetune.yaml"
+FINETUNE_DEFAULTS = CONFIG_DIR / "finetune.yaml"
 
 
 def build_finetune_config(bc_config: Config, algo: str, config_file: str | None = None,

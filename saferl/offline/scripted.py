@@ -1,5 +1,6 @@
 """Demonstrations from a scripted controller (`saferl collect --scripted ENV_ID`): the standard dataset, written
-from the safe Fetch tasks' demonstrators (saferl/envs/fetch/demonstrators.py) instead of a trained policy.
+from the safe Fetch tasks' demonstrators (saferl/envs/fetch/demonstrators.py: the controllers; rolled out here)
+instead of a trained policy.
 
 Imperfect demonstrations give fine-tuning something to fix: `noise_std` adds Gaussian action noise (which also
 breaks the speed limit now and then), and `unsafe_fraction` of the episodes come from the demonstrator's unsafe
@@ -14,11 +15,51 @@ from pathlib import Path
 
 import numpy as np
 
+from saferl import envs
+from saferl.envs.fetch.demonstrators import scripted_action
 from saferl.errors import SafeRLError
 from saferl.io import versions
 from saferl.offline.dataset import Dataset, write_dataset
+from saferl.rollout import run_episodes
 
 SCRIPTED_SEED_OFFSET = 300_000  # demonstrations never share layouts with training's or evaluation's seeds
+
+
+class ScriptedPolicy:
+    """The demonstrator behind the ``predict(obs, deterministic)`` interface of ``saferl.rollout``."""
+
+    def __init__(self, env_id: str, unsafe: bool = False):
+        self.env_id, self.unsafe = env_id, unsafe
+
+    def predict(self, obs, deterministic: bool = True) -> np.ndarray:
+        return scripted_action(self.env_id, obs, self.unsafe)
+
+
+def run_scripted(env_id: str, episodes: int, seed: int = 0, noise_std: float = 0.0, unsafe: bool = False,
+                 num_envs: int = 16) -> dict:
+    """Roll the demonstrator out for ``episodes`` episodes; per-episode results and the dataset arrays.
+
+    Returns ``returns [E]``, ``costs [E, 2]``, ``successes [E]`` (0/1 at the final step), ``lengths``
+    and the steps of all episodes concatenated in the order they ended: ``observations``,
+    ``next_observations``, ``actions`` (noisy and clipped, as executed), ``rewards``, ``costs_per_step``
+    ``[T, 2]``, ``terminals``, ``timeouts`` (the layout of ``saferl.offline`` datasets).
+    """
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    env = envs.make(env_id, num_envs=max(1, min(num_envs, episodes)), seed=seed)
+    try:
+        result = run_episodes(ScriptedPolicy(env_id, unsafe), env, episodes, deterministic=True, seed=seed,
+                              noise_std=noise_std or None, record=True)
+    finally:
+        env.close()
+    steps = {key: np.concatenate([episode[key] for episode in result.steps]) for key in result.steps[0]}
+    return {
+        "returns": np.array(result.returns), "costs": np.array(result.costs),
+        "successes": np.array(result.successes, dtype=np.float64), "lengths": np.array(result.lengths),
+        "observations": steps["observations"], "next_observations": steps["next_observations"],
+        "actions": steps["actions"], "rewards": steps["rewards"], "costs_per_step": steps["costs"],
+        "terminals": steps["terminals"], "timeouts": steps["timeouts"],
+    }
 
 
 def scripted_ids() -> tuple[str, ...]:
@@ -31,8 +72,6 @@ def collect_scripted(env_id: str, episodes: int, out: Path, noise_std: float = 0
                      seed: int = 0) -> dict:
     """Roll the demonstrator out for `episodes` episodes (the unsafe variant for round(unsafe_fraction *
     episodes) of them), write the dataset to `out`, and return what was collected."""
-    from saferl.envs.fetch.demonstrators import run_scripted
-
     if env_id not in scripted_ids():
         raise SafeRLError(f"no scripted demonstrator for {env_id!r}; there is one for {', '.join(scripted_ids())}")
     if episodes < 1:

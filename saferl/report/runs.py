@@ -184,7 +184,7 @@ def rollout(run_dir: Path, episodes: int, deterministic: bool = False, seed: int
     """The saved policy's evaluation episodes (the same ones as `saferl eval`) with every step's costs, and
     velocity where the env reports it, so the report can show where in an episode violations happen."""
     from saferl.rollout import evaluation_seed, make_eval_env, run_episodes
-    from saferl.runner import load_policy
+    from saferl.rundir import load_policy
 
     config, policy, checkpoint = load_policy(run_dir)
     seed = evaluation_seed(config.train.seed) if seed is None else seed

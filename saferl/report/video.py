@@ -57,7 +57,7 @@ def render_episode(run_dir: Path, out: Path, deterministic: bool = False, width:
     from saferl.errors import SafeRLError
     from saferl.io import atomic_write_bytes
     from saferl.rollout import evaluation_seed, make_eval_env, run_episodes
-    from saferl.runner import load_policy
+    from saferl.rundir import load_policy
 
     config, policy, _ = load_policy(run_dir)
     try:

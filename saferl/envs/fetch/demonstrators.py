@@ -16,8 +16,8 @@ observation[3:6], finger positions = observation[9:11]).
 Safe variant: every gripper move is capped at 0.5 of the action range (~0.42 m/s, under the
 0.5 m/s limit) and any gripper move whose straight line would enter the box climbs over it.
 ``unsafe=True``: straight to the goal through the box at full speed (for imperfect datasets).
-``run_scripted`` rolls them out (``saferl.rollout.run_episodes``) and returns the per-episode
-results and the dataset arrays.
+``saferl.offline.scripted.run_scripted`` rolls them out and returns the per-episode results and the
+dataset arrays (the env package imports nothing above it).
 """
 
 from __future__ import annotations
@@ -174,43 +174,3 @@ def scripted_action(env_id: str, obs: np.ndarray, unsafe: bool = False) -> np.nd
         else:
             actions[i] = pick_and_place_action(grip, state[3:6], goal, box, state[9:11], unsafe)
     return np.clip(actions, -1.0, 1.0)
-
-
-class ScriptedPolicy:
-    """The demonstrator behind the ``predict(obs, deterministic)`` interface of ``saferl.rollout``."""
-
-    def __init__(self, env_id: str, unsafe: bool = False):
-        self.env_id, self.unsafe = env_id, unsafe
-
-    def predict(self, obs, deterministic: bool = True) -> np.ndarray:
-        return scripted_action(self.env_id, obs, self.unsafe)
-
-
-def run_scripted(env_id: str, episodes: int, seed: int = 0, noise_std: float = 0.0, unsafe: bool = False,
-                 num_envs: int = 16) -> dict:
-    """Roll the demonstrator out for ``episodes`` episodes; per-episode results and the dataset arrays.
-
-    Returns ``returns [E]``, ``costs [E, 2]``, ``successes [E]`` (0/1 at the final step), ``lengths``
-    and the steps of all episodes concatenated in the order they ended: ``observations``,
-    ``next_observations``, ``actions`` (noisy and clipped, as executed), ``rewards``, ``costs_per_step``
-    ``[T, 2]``, ``terminals``, ``timeouts`` (the layout of ``saferl.offline`` datasets).
-    """
-    from saferl import envs
-    from saferl.rollout import run_episodes
-
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-    env = envs.make(env_id, num_envs=max(1, min(num_envs, episodes)), seed=seed)
-    try:
-        result = run_episodes(ScriptedPolicy(env_id, unsafe), env, episodes, deterministic=True, seed=seed,
-                              noise_std=noise_std or None, record=True)
-    finally:
-        env.close()
-    steps = {key: np.concatenate([episode[key] for episode in result.steps]) for key in result.steps[0]}
-    return {
-        "returns": np.array(result.returns), "costs": np.array(result.costs),
-        "successes": np.array(result.successes, dtype=np.float64), "lengths": np.array(result.lengths),
-        "observations": steps["observations"], "next_observations": steps["next_observations"],
-        "actions": steps["actions"], "rewards": steps["rewards"], "costs_per_step": steps["costs"],
-        "terminals": steps["terminals"], "timeouts": steps["timeouts"],
-    }
