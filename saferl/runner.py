@@ -60,7 +60,6 @@ def episode_means(per_member: list[list], num_costs: int) -> tuple[np.ndarray, n
     return returns, costs, lengths, success
 
 
-
 def update_step(runner: Runner, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
     """The default learning step of an epoch: the algorithm's update."""
     return runner.algorithm.update(batch, episode_cost, episode_length)
