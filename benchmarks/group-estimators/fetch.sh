@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue 21, row 3: SafetyFetchPush-v0, the README's demonstrations and clone, then 1e6 fine-tuning steps of PPO-Lag
+# per estimator (GAE, GRPO and RLOO with G = 8) and seed (0, 1, 2), then 50 evaluation episodes with the mean
+# action and 50 sampled, then the table (fetch_summary.py). Resumable: run it again and finished steps are skipped,
+# an interrupted fine-tune resumes. Run from the repository root with saferl installed:
+#
+#   benchmarks/group-estimators/fetch.sh WORK_DIR [SUMMARY_OUT_DIR]
+#
+# Smoke test: DEMOS=20 STEPS=96000 EVAL_EPISODES=2 SEEDS=0 fetch.sh /tmp/w /tmp/w. Peak memory per fine-tune attempt goes to <run>/maxrss-kb.txt (GNU time's %M, one line per attempt).
+set -euo pipefail
+work="${1:?usage: fetch.sh WORK_DIR [SUMMARY_OUT_DIR]}"
+summary_out="${2:-benchmarks/group-estimators}"
+saferl="${SAFERL:-saferl}"
+mkdir -p "$work"
+if [ ! -f "$work/push.h5" ]; then
+    "$saferl" collect --scripted SafetyFetchPush-v0 --episodes "${DEMOS:-500}" --noise 0.1 --unsafe-fraction 0.3 \
+        --out "$work/push.h5"
+fi
+if [ ! -f "$work/push-bc/checkpoints/latest.pt" ]; then  # the clone's checkpoint is written when BC ends
+    [ -d "$work/push-bc" ] && echo "note: $work/push-bc has no finished clone; cloning again" >&2
+    rm -rf "$work/push-bc"
+    "$saferl" bc --dataset "$work/push.h5" --run-dir "$work/push-bc"
+fi
+for seed in ${SEEDS:-0 1 2}; do
+    for estimator in gae grpo rloo; do
+        run="$work/push-ft/$estimator/seed-$seed"
+        sets=(env.cost_limit=5 train.steps_per_epoch=16000)
+        [ "$estimator" = gae ] || sets+=(train.group_size=8 "train.advantage=$estimator")
+        resume=()
+        [ -d "$run" ] && resume=(--resume)
+        mkdir -p "$(dirname "$run")"
+        /usr/bin/time -f "%M" -a -o "$run.maxrss-kb.txt" \
+            "$saferl" finetune "$work/push-bc" --algo ppo_lag --steps "${STEPS:-1000000}" --seed "$seed" --num-envs 16 \
+            --set "${sets[@]}" --run-dir "$run" "${resume[@]}"
+        for mode in deterministic sampled; do
+            if [ ! -f "$run/eval-$mode.json" ]; then
+                flag=()
+                [ "$mode" = deterministic ] && flag=(--deterministic)
+                "$saferl" eval "$run" --episodes "${EVAL_EPISODES:-50}" "${flag[@]}"
+                cp "$run/eval.json" "$run/eval-$mode.json.tmp" && mv "$run/eval-$mode.json.tmp" "$run/eval-$mode.json"
+            fi
+        done
+    done
+done
+python3 "$(dirname "$0")/fetch_summary.py" "$work/push-ft" "$summary_out"

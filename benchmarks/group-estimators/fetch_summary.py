@@ -1,0 +1,81 @@
+"""The Fetch table of issue 21 from fetch.sh's run directories: per estimator, mean ± std over seeds.
+
+    python3 benchmarks/group-estimators/fetch_summary.py WORK/push-ft OUT_DIR   # writes OUT_DIR/fetch.{json,md}
+
+Training columns are the last progress.csv row (means of the last 100 episodes); success and costs with the mean
+action and sampled come from 50 evaluation episodes; wall time is the sum of the epochs' collect and update seconds
+over every attempt; memory the largest peak resident set of any attempt. Needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+STANDARD = {"ep_return", "ep_cost", "ep_length"}
+
+
+def mean_std(values: list[float]) -> dict:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"mean": math.nan, "std": math.nan, "n": 0}
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "n": len(values)}
+
+
+def one_run(run: Path) -> dict:
+    with open(run / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    last = rows[-1]
+    per_cost = sorted(key for key in last if key.startswith("ep_") and key not in STANDARD)
+    evals = {mode: json.loads((run / f"eval-{mode}.json").read_text()) for mode in ("deterministic", "sampled")}
+    maxrss = Path(f"{run}.maxrss-kb.txt")
+    peaks = [int(line) for line in maxrss.read_text().split() if line.isdigit()] if maxrss.exists() else []
+    out = {"env_steps": int(float(last["env_steps"])), "return": float(last["ep_return"]),
+           "success": float(last.get("success_rate") or math.nan),
+           "total_violations": int(float(last["total_violations"])),
+           "train_s": sum(float(r["collect_seconds"]) + float(r["update_seconds"]) for r in rows),
+           "peak_rss_mb": max(peaks) / 1024 if peaks else math.nan}
+    for key in per_cost:
+        out[key.removeprefix("ep_")] = float(last[key])
+    for mode, result in evals.items():
+        out[f"{mode}_success"] = result.get("success_rate")
+        out[f"{mode}_return"] = result["mean_return"]
+        for c, value in enumerate(result.get("mean_costs", [result.get("mean_cost")])):
+            out[f"{mode}_cost_{c}"] = value
+    return out
+
+
+def main(root: Path, out_dir: Path) -> None:
+    table = {}
+    for estimator_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        runs = {p.name: one_run(p) for p in sorted(estimator_dir.glob("seed-*"))
+                if (p / "eval-sampled.json").exists()}
+        if runs:
+            keys = sorted({key for run in runs.values() for key in run})
+            table[estimator_dir.name] = {"seeds": runs,
+                                         "summary": {k: mean_std([r.get(k) for r in runs.values()]) for k in keys}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fetch.json").write_text(json.dumps(table, indent=1, default=str))
+    columns = [("success", "success (train)"), ("deterministic_success", "success, mean action"),
+               ("sampled_success", "success, sampled"), ("deterministic_cost_0", "cost 0, mean action"),
+               ("deterministic_cost_1", "cost 1, mean action"), ("sampled_cost_0", "cost 0, sampled"),
+               ("sampled_cost_1", "cost 1, sampled"), ("total_violations", "cumulative violations"),
+               ("train_s", "train s"), ("peak_rss_mb", "peak RSS MB")]
+    lines = ["| estimator | seeds | " + " | ".join(title for _, title in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for name, entry in table.items():
+        cells = []
+        for key, _ in columns:
+            stats = entry["summary"].get(key, {"mean": math.nan, "std": math.nan})
+            cells.append(f"{stats['mean']:.2f} ± {stats['std']:.2f}")
+        lines.append(f"| {name} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+    (out_dir / "fetch.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
