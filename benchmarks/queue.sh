@@ -1,28 +1,47 @@
 #!/usr/bin/env bash
 # The benchmark queue, in the order the evidence is needed: the 1e6 ablation (which chooses the defaults), the
-# navigation-learning grid (OmniSafe's implementation details), then the 1e7 campaign. Resumable: run it again and
-# finished cells are skipped, interrupted ones resume. It trains from a frozen copy of one commit (a git worktree
-# with its own virtualenv), so that editing or merging in the working tree never reaches a running benchmark.
+# navigation-learning grid (OmniSafe's implementation details), the group estimators (issue 21), then the 1e7
+# campaign. Resumable: run it again and finished cells are skipped, interrupted ones resume. It trains from a frozen
+# copy of one commit (a git worktree with its own virtualenv under OUT_ROOT/code), so that editing or merging in the
+# working tree never reaches a running benchmark. One OUT_ROOT holds one commit: the campaign, which runs at the
+# defaults the ablation chose, gets its own OUT_ROOT.
 #
-#   nohup setsid benchmarks/queue.sh [COMMIT] [OUT_ROOT] > queue.log 2>&1 &
+#   nohup setsid benchmarks/queue.sh [COMMIT] [OUT_ROOT] [STAGE ...] > queue.log 2>&1 &
 #
-# COMMIT defaults to HEAD, OUT_ROOT to ~/saferl-runs. Results to commit: OUT_ROOT/<grid>/results.{json,md} and
-# figures (never checkpoints).
+# COMMIT defaults to HEAD, OUT_ROOT to ~/saferl-runs, the stages to all of them in this order: ablation,
+# navigation-learning, group-estimators, campaign, campaign-pid. Results to commit: OUT_ROOT/<grid>/results.{json,md}
+# and figures (never checkpoints); the group estimators' Fetch table: OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 commit="${1:-HEAD}"
 root="${2:-$HOME/saferl-runs}"
+shift $(( $# < 2 ? $# : 2 ))
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(ablation navigation-learning group-estimators campaign campaign-pid)
 code="$root/code"
 mkdir -p "$root"
+wanted="$(git -C "$repo" rev-parse "$commit")"
 if [ ! -d "$code" ]; then
-    git -C "$repo" worktree add --detach "$code" "$commit"
-else
-    git -C "$code" checkout --detach "$(git -C "$repo" rev-parse "$commit")"
+    git -C "$repo" worktree add --detach "$code" "$wanted"
+elif [ "$(git -C "$code" rev-parse HEAD)" != "$wanted" ]; then
+    echo "queue: $code holds $(git -C "$code" rev-parse --short HEAD), not $commit; one OUT_ROOT holds one commit" >&2
+    exit 2
 fi
 make -C "$code" .venv/.installed
 cd "$code"
-for pair in ablation-1e6/grid:ablation-1e6 navigation-learning/grid:navigation-learning \
-            campaign-1e7/grid:campaign-1e7 campaign-1e7/pid-grid:campaign-1e7-pid; do
-    grid="${pair%%:*}" out="$root/${pair##*:}"
-    .venv/bin/saferl benchmark "benchmarks/$grid.yaml" --out "$out" --max-parallel 1 >> "$out.log" 2>&1
+export RAY_worker_niceness=0  # Ray lowers its workers to nice 15 by default: the benchmark would yield to anything
+grid() { .venv/bin/saferl benchmark "benchmarks/$1.yaml" --out "$root/$2" --max-parallel 1 >> "$root/$2.log" 2>&1; }
+for stage in "${stages[@]}"; do
+    case "$stage" in
+        ablation) grid ablation-1e6/grid ablation-1e6 ;;
+        navigation-learning) grid navigation-learning/grid navigation-learning ;;
+        group-estimators)
+            grid group-estimators/grid group-estimators
+            grid group-estimators/sweep group-estimators-sweep
+            SAFERL=.venv/bin/saferl benchmarks/group-estimators/fetch.sh "$root/group-estimators-fetch" \
+                "$root/group-estimators-fetch" >> "$root/group-estimators-fetch.log" 2>&1 ;;
+        campaign) grid campaign-1e7/grid campaign-1e7 ;;
+        campaign-pid) grid campaign-1e7/pid-grid campaign-1e7-pid ;;
+        *) echo "queue: unknown stage '$stage'" >&2; exit 2 ;;
+    esac
 done
