@@ -82,7 +82,7 @@ class TrainConfig:
         return self.advantage in GROUP_ESTIMATORS
 
     def validate(self):
-        _check(0 <= self.seed <= MAX_SEED, f"train.seed must be in [0, {MAX_SEED}], got {self.seed}")
+        check_seed(self.seed, "train.seed")
         _check(self.total_steps >= 1, "train.total_steps must be >= 1")
         _check(self.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
         for name in ("gamma", "gae_lambda", "cost_gamma", "cost_gae_lambda"):
@@ -365,6 +365,11 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def check_seed(seed: int, name: str) -> None:
+    """The one seed range: numpy's legacy seeding takes < 2**32, and the runner adds offsets to a seed."""
+    _check(0 <= seed <= MAX_SEED, f"{name} must be in [0, {MAX_SEED}], got {seed}")
 
 
 def _check(condition: bool, message: str) -> None:

@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from saferl import benchmark
-from saferl.benchmark import Grid, results_markdown
+from saferl import benchmark, benchmark_results
+from saferl.benchmark import Grid
+from saferl.benchmark_results import results_markdown
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 
@@ -84,11 +85,11 @@ def test_results_show_the_steps_each_seed_trained(out):
     grid = Grid(["cpo"], [TOY_ID], [0, 1], 300, TINY_SETS)
     row = results_markdown(grid, [result]).splitlines()[-1]
     assert row.startswith(f"| {TOY_ID} | cpo | 400 | 2 |"), row
-    assert "400 steps x 2 seeds" in benchmark.progress_line(1, 1, result)
+    assert "400 steps x 2 seeds" in benchmark_results.progress_line(1, 1, result)
     assert json.loads((cell_dir(out) / "cell.json").read_text())["steps"] == 300  # what the grid asked, kept
 
 
 def test_trained_steps_lists_seeds_that_differ():
     cell = {"steps": 400, "per_seed": [{"env_steps": 20000}, {"env_steps": 19600}]}
-    assert benchmark.trained_steps(cell) == "20000, 19600"
-    assert benchmark.trained_steps({**cell, "per_seed": [{"env_steps": 20000}] * 2}) == "20000"
+    assert benchmark_results.trained_steps(cell) == "20000, 19600"
+    assert benchmark_results.trained_steps({**cell, "per_seed": [{"env_steps": 20000}] * 2}) == "20000"

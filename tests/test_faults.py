@@ -63,7 +63,7 @@ def test_steps_that_round_up_to_whole_epochs_are_announced(capsys, tmp_path):
 
 
 def test_training_notes_from_the_config():
-    from saferl.cli import training_notes
+    from saferl.training import training_notes
 
     config = build_config("ppo_lag", sets=["train.total_steps=1000"])
     assert training_notes(config, 1000, 1000)[0].startswith("note: --steps 1000 rounds up to 1 epoch of 20000 steps")
