@@ -98,7 +98,7 @@ def test_a_resume_with_nothing_left_to_train_says_so(capsys, expert):
         ("finetune.min_log_std=-100", "finetune.min_log_std must be in [-20, 2]"),
         ("train.seed=-1", "train.seed must be in [0, 2147483647]"),
         ("train.seed=4294967296", "train.seed must be in [0, 2147483647]"),
-        ("lagrange.cost_limit=.inf", "must be a finite number, got inf"),
+        ("env.cost_limit=.inf", "must be a finite number, got inf"),
         ("env.cost_limit=.nan", "config key 'env.cost_limit' must be a finite number"),
         ("ppo.actor_lr=.inf", "config key 'ppo.actor_lr' must be a finite number"),
         ("trpo.target_kl=.inf", "config key 'trpo.target_kl' must be a finite number"),
