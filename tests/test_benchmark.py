@@ -127,6 +127,9 @@ def test_a_longer_grid_never_replans_a_cells_learning_rate_schedule(tmp_path):
     longer = benchmark.run_cell({**short, "steps": 800})
     assert not longer["ok"] and "planned for 400 steps" in longer["error"] and "\n" not in longer["error"]
     assert read_progress(out / TOY_ID / "ppo_lag" / "seed-3" / "progress.csv")[-1]["env_steps"] == "400"
+    log = (out / TOY_ID / "ppo_lag" / "train.log").read_text().splitlines()  # both calls, the error last
+    assert [line.split(" ppo_lag on ")[0].split()[-1] for line in log if line.startswith("--- ")] == ["train", "resume"]
+    assert "final: env_steps=400" in "\n".join(log) and log[-1] == f"saferl: error: {longer['error']}"
 
 
 @pytest.mark.slow

@@ -35,6 +35,16 @@ def out(trained_cell, tmp_path):
     return shutil.copytree(trained_cell, tmp_path / "out")
 
 
+
+def test_a_cells_log_holds_what_its_training_announced(trained_cell):
+    """The library's lines, written to the cell's train.log by the benchmark (no CLI, no captured stdout)."""
+    log = (cell_dir(trained_cell) / "train.log").read_text().splitlines()
+    assert log[0].startswith("--- ") and log[0].endswith(f"train cpo on {TOY_ID}: seeds 0,1, 400 steps, set "
+                                                          f"{' '.join(TINY_SETS)} train.progress_bar=false")
+    assert log[1] == f"run directory: {cell_dir(trained_cell)} (2 members)"
+    assert [line.split(" return=")[0] for line in log if line.startswith("final:")] == [
+        "final: seed 0: env_steps=400", "final: seed 1: env_steps=400"]
+
 def cell_dir(out):
     return out / TOY_ID / "cpo"
 
