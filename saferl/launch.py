@@ -48,7 +48,7 @@ def new_members(config: Config, seeds: list[int] | None, cost_limits: list[float
     """Members of a new run: one (the plain run, in run_dir itself) or several (each in run_dir/seed-<s>)."""
     if seeds is None and cost_limits is None:
         directory = run_dir or default_run_dir(config, [config.train.seed])
-        return [Member(config.train.seed, config.env.cost_limit, Path(directory), config)]
+        return [Member(Path(directory), config)]
     seeds = seeds if seeds is not None else [config.train.seed]
     plan = plan_members(seeds, cost_limits or [config.env.cost_limit])
     root = Path(run_dir or default_run_dir(config, seeds))
@@ -57,7 +57,7 @@ def new_members(config: Config, seeds: list[int] | None, cost_limits: list[float
     for seed, limit in plan:
         member_config = copy.deepcopy(config)
         member_config.train.seed, member_config.env.cost_limit = seed, limit
-        members.append(Member(seed, limit, root / member_dir_name(seed, limit if limits_differ else None),
+        members.append(Member(root / member_dir_name(seed, limit if limits_differ else None),
                               member_config.validate()))
     names = [m.run_dir.name for m in members]
     if len(set(names)) != len(names):  # limits that differ by less than the name shows, e.g. 10 and 10.0000001
@@ -102,7 +102,7 @@ def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) ->
             config.train.schedule_steps = config.train.total_steps
         if total_steps:
             config.train.total_steps = total_steps
-        members.append(Member(config.train.seed, config.env.cost_limit, directory, config))
+        members.append(Member(directory, config))
     return members
 
 
@@ -224,4 +224,4 @@ def train_single(config: Config, run_dir: Path) -> dict:
     """Train one plain run to the end (benchmarks and tests); returns its last progress row."""
     from saferl.runner import Runner
 
-    return Runner([Member(config.train.seed, config.env.cost_limit, Path(run_dir), config)]).train()[0]
+    return Runner([Member(Path(run_dir), config)]).train()[0]

@@ -28,12 +28,19 @@ MEMBERS_FILE = "members.json"
 
 @dataclass
 class Member:
-    """One training run inside a multi-member process: its own seed, cost limit, config and directory."""
+    """One training run inside a multi-member process: its directory and its config (which holds its seed and
+    cost limit: one place, so the two can never disagree)."""
 
-    seed: int
-    cost_limit: float
     run_dir: Path
     config: Config
+
+    @property
+    def seed(self) -> int:
+        return self.config.train.seed
+
+    @property
+    def cost_limit(self) -> float:
+        return self.config.env.cost_limit
 
 
 def plan_members(seeds: list[int], cost_limits: list[float]) -> list[tuple[int, float]]:
