@@ -32,12 +32,12 @@ def parse_args(argv):
 
     config_flags = argparse.ArgumentParser(add_help=False)  # train, finetune, bc: a run directory from a config
     config_flags.add_argument("--seed", type=int)
-    config_flags.add_argument("--config", dest="config_file", help="YAML file with overrides")
+    config_flags.add_argument("--config", dest="config_file", metavar="FILE", help="YAML file with overrides")
     config_flags.add_argument("--set", dest="sets", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                               help="config overrides, e.g. ppo.clip_ratio=0.1 (train: env.cost_limit=10,25,50 "
                               "trains one member per limit)")
     config_flags.add_argument("--run-dir", help="default: runs/<env>/<algo>-seed<seed>-<time>")
-    run_flags = argparse.ArgumentParser(add_help=False)  # train, finetune: RL training, resumable
+    run_flags = argparse.ArgumentParser(add_help=False, parents=[config_flags])  # train, finetune: resumable RL
     run_flags.add_argument("--steps", type=int, help="total environment steps (a fine-tune's warm-up included)")
     run_flags.add_argument("--num-envs", type=int)
     run_flags.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
@@ -45,7 +45,7 @@ def parse_args(argv):
                            help="with --resume: a member whose checkpoints are all unreadable retrains from epoch 0 "
                            "(the others keep theirs); without it, that is an error")
 
-    train = sub.add_parser("train", parents=[config_flags, run_flags], help="train a policy; writes a run directory")
+    train = sub.add_parser("train", parents=[run_flags], help="train a policy; writes a run directory")
     train.add_argument("--algo", help="ppo, ppo_lag, ... (with --resume: the run's own, when left out)")
     train.add_argument("--env", help="task id, e.g. SafetyHalfCheetahVelocity-v1")
     train.add_argument("--seeds", help="several seeds trained together in one process, e.g. 0,1,2: one run "
@@ -100,7 +100,7 @@ def parse_args(argv):
     bc.add_argument("--cost-limit", type=float, help="budget for --filter safe (and for a later fine-tune)")
     bc.add_argument("--epochs", type=int)
 
-    finetune = sub.add_parser("finetune", parents=[config_flags, run_flags],
+    finetune = sub.add_parser("finetune", parents=[run_flags],
                               help="safe RL starting from a BC run; writes a run directory")
     finetune.add_argument("bc_run_dir")
     finetune.add_argument("--algo", required=True, help="ppo, ppo_lag or cpo")
