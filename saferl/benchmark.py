@@ -14,8 +14,6 @@ cluster, which needs saferl installed on every node and DIR on a filesystem they
 
 from __future__ import annotations
 
-import contextlib
-import difflib
 import json
 import math
 import os
@@ -25,40 +23,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
-from saferl.errors import SafeRLError
-from saferl.io import atomic_write_text, write_json
+from saferl.benchmark_results import (
+    EVAL_EPISODES,
+    clean,
+    omnisafe_entry,
+    progress_line,
+    write_curve_figures,
+    write_report,
+    write_results,
+)
+from saferl.errors import SafeRLError, os_error_text
+from saferl.io import write_json
+from saferl.logger import progress_number, read_progress
 from saferl.ray_watchdog import watch
-
-# OmniSafe's published Table 2 (1e7 env steps, cost limit 25, 5 seeds): final episode (return, cost).
-OMNISAFE_TABLE2 = {
-    "SafetyHalfCheetahVelocity-v1": {"ppo_lag": (2946, 3.4), "trpo_lag": (2885, 9.0), "cpo": (2787, 4.7),
-                                     "ppo": (6922, 919)},
-    "SafetyAntVelocity-v1": {"ppo_lag": (3262, 12.1), "trpo_lag": (3042, 19.5), "cpo": (3099, 14.1),
-                             "ppo": (5978, 958)},
-    "SafetyWalker2dVelocity-v1": {"ppo_lag": (2982, 13.5), "trpo_lag": (3207, 15.0), "cpo": (2075, 21.9),
-                                  "ppo": (6240, 903)},
-    "SafetyHopperVelocity-v1": {"ppo_lag": (962, 14.0), "trpo_lag": (1392, 11.2), "cpo": (1714, 13.4),
-                                "ppo": (2337, 550)},
-    "SafetyHumanoidVelocity-v1": {"ppo_lag": (6625, 5.9), "trpo_lag": (6551, 59.6), "cpo": (6465, 0.2),
-                                  "ppo": (9116, 960)},
-    "SafetySwimmerVelocity-v1": {"ppo_lag": (64.7, 28.0), "trpo_lag": (81.2, 22.2), "cpo": (65.3, 18.2),
-                                 "ppo": (119.8, 165)},
-    "SafetyPointGoal1-v0": {"ppo_lag": (13.0, 25.8), "trpo_lag": (18.5, 23.0), "cpo": (20.5, 28.8),
-                            "ppo": (25.4, 55.7)},
-    "SafetyCarGoal1-v0": {"ppo_lag": (13.3, 21.7), "trpo_lag": (27.0, 26.8), "cpo": (25.5, 43.3),
-                          "ppo": (33.4, 58.1)},
-}
-OMNISAFE_STEPS = 10_000_000
 
 GRID_KEYS = ("algos", "envs", "seeds", "steps", "set", "variants")
 VARIANT_KEYS = ("name", "set", "algos")
 GRID_OWNS = ("env.id", "train.total_steps", "train.seed")  # set by the grid's own keys, not by `set`
 QUIET = ["train.progress_bar=false"]  # nobody watches a Ray worker's terminal (a resumed run may change it)
 CELL_FILE = "cell.json"
-EVAL_EPISODES = 10
 OBJECT_STORE_BYTES = 100 * 1024**2  # cells return small dicts; Ray's default reserves 30% of the RAM
 WATCHDOGS: list = []  # saferl.ray_watchdog processes of the local Rays this process started
 
@@ -89,11 +74,10 @@ class Grid:
 # -- the grid --------------------------------------------------------------------------------------------------
 def load_grid(path: Path) -> Grid:
     """The grid file, checked down to each algorithm's config, before anything starts."""
-    from saferl.algorithms import ALGORITHMS
-    from saferl.cli import check_env_id
-    from saferl.config import build_config
+    from saferl.config import build_config, check_seed
+    from saferl.envs import require_env
     from saferl.launch import split_cost_limits
-    from saferl.members import MAX_SEED
+    from saferl.training import check_algo
 
     path = Path(path)
     if not path.is_file():
@@ -122,13 +106,9 @@ def load_grid(path: Path) -> Grid:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise SafeRLError(f"{path}: 'steps' must be an integer >= 1, got {steps!r}")
     for algo in algos:
-        if algo not in ALGORITHMS:
-            close = difflib.get_close_matches(algo, ALGORITHMS, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise SafeRLError(f"{path}: unknown algorithm '{algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
+        check_algo(algo, where=f"{path}: ")
     for seed in seeds:
-        if not 0 <= seed <= MAX_SEED:
-            raise SafeRLError(f"{path}: seed {seed} is outside [0, {MAX_SEED}]")
+        check_seed(seed, f"{path}: a seed")
     for item in sets:
         key = item.partition("=")[0].strip()
         if "=" not in item or key in GRID_OWNS:
@@ -137,7 +117,7 @@ def load_grid(path: Path) -> Grid:
     if split_cost_limits(sets)[1] is not None:
         raise SafeRLError(f"{path}: a cell trains seeds of one setting; use one grid per cost limit")
     for env_id in env_ids:
-        check_env_id(env_id)
+        require_env(env_id)
     variants = load_variants(path, data.get("variants"), algos)
     for algo in algos:
         for variant in variants or [None]:
@@ -186,12 +166,12 @@ def cell_key(spec_or_result: dict) -> tuple:
 
 
 def member_dirs(root: Path, seeds: list[int]) -> list[Path]:
-    return [root / f"seed-{seed}" for seed in seeds]
+    from saferl.members import member_dir_name
+
+    return [root / member_dir_name(seed) for seed in seeds]
 
 
 def last_row(run_dir: Path) -> dict:
-    from saferl.logger import read_progress
-
     path = run_dir / "progress.csv"
     rows = read_progress(path, notes=[]) if path.is_file() else []
     return rows[-1] if rows else {}
@@ -199,7 +179,7 @@ def last_row(run_dir: Path) -> dict:
 
 def trained(root: Path, seeds: list[int], steps: int) -> bool:
     """Every member's last progress row has reached `steps`."""
-    return all(_number(last_row(d).get("env_steps")) >= steps for d in member_dirs(root, seeds))
+    return all(progress_number(last_row(d).get("env_steps")) >= steps for d in member_dirs(root, seeds))
 
 
 def spec_identity(spec: dict) -> dict:
@@ -238,7 +218,7 @@ def failed_cell(spec: dict, error: str) -> dict:
 
 def train_cell(spec: dict) -> dict:
     from saferl.cells import check_cell_settings, check_rows_reach_checkpoints
-    from saferl.cli import main as saferl_main
+    from saferl.report.stats import mean_std
     from saferl.rollout import evaluate
 
     start = time.perf_counter()
@@ -246,34 +226,25 @@ def train_cell(spec: dict) -> dict:
     dirs = member_dirs(root, seeds)
     check_cell_settings(spec, [*spec["set"], *QUIET])
     check_rows_reach_checkpoints(spec)
-    started_at = min(_number(last_row(d).get("env_steps"), 0.0) for d in dirs)
+    started_at = min(progress_number(last_row(d).get("env_steps"), 0.0) for d in dirs)
     action = "evaluated"  # trained before; only the evaluation is missing
     if not trained(root, seeds, steps):
         resume = any((d / "config.yaml").is_file() for d in dirs)
-        run_dir = dirs[0] if resume and len(seeds) == 1 else root  # one seed: no members.json, the member resumes
-        argv = ["train", "--algo", spec["algo"], "--env", spec["env"], "--seeds", ",".join(map(str, seeds)),
-                "--steps", str(steps), "--run-dir", str(run_dir), *(["--resume"] if resume else []),
-                "--set", *spec["set"], *QUIET]
         action = "resumed" if resume else "trained"
-        root.mkdir(parents=True, exist_ok=True)
-        log = root / "train.log"
-        with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-            print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} saferl {' '.join(argv)}", flush=True)
-            code = saferl_main(argv)
-        if code != 0:
-            errors = [line for line in log.read_text().splitlines() if line.startswith("saferl: error")]
-            return failed_cell(spec, errors[-1].removeprefix("saferl: error: ") if errors else
-                               f"saferl train exited with {code}; see {log}")
+        error = train_logged(spec, resume)
+        if error is not None:
+            return failed_cell(spec, error)
     per_seed = []
     for seed, directory in zip(seeds, dirs, strict=True):
         row = last_row(directory)
         evaluation = evaluate(directory, EVAL_EPISODES, deterministic=True)
         curve = learning_curve(directory)
-        per_seed.append({"seed": seed, "dir": str(directory), "env_steps": int(_number(row.get("env_steps"), 0)),
-                         "return": _number(row.get("ep_return")), "cost": _number(row.get("ep_cost")),
+        per_seed.append({"seed": seed, "dir": str(directory),
+                         "env_steps": int(progress_number(row.get("env_steps"), 0)),
+                         "return": progress_number(row.get("ep_return")), "cost": progress_number(row.get("ep_cost")),
                          "eval_return": evaluation["mean_return"], "eval_cost": evaluation["mean_cost"],
-                         "cost_limit": _number(row.get("cost_limit")),
-                         "stays_under_limit_from": stays_under_from(curve, _number(row.get("cost_limit"))),
+                         "cost_limit": progress_number(row.get("cost_limit")),
+                         "stays_under_limit_from": stays_under_from(curve, progress_number(row.get("cost_limit"))),
                          "curve": curve})
     train_s = training_seconds(dirs[0])
     total_steps = sum(s["env_steps"] for s in per_seed)
@@ -290,15 +261,46 @@ def train_cell(spec: dict) -> dict:
     return result
 
 
+def train_logged(spec: dict, resume: bool) -> str | None:
+    """Train (or resume) the cell's seeds in one process, its announcements and any error appended to the cell's
+    train.log; the error (None when it trained)."""
+    from saferl.training import Interrupted, TrainRequest, train, train_summary
+
+    root, seeds = Path(spec["dir"]), spec["seeds"]
+    run_dir = member_dirs(root, seeds)[0] if resume and len(seeds) == 1 else root  # one seed: no members.json
+    request = TrainRequest(algo=spec["algo"], env=spec["env"], seeds=seeds, steps=spec["steps"], run_dir=run_dir,
+                           resume=resume, sets=[*spec["set"], *QUIET])
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / "train.log"
+    with open(log, "a") as handle:
+        def say(line: str) -> None:
+            handle.write(line + "\n")
+            handle.flush()
+
+        say(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if resume else 'train'} {spec['algo']} on "
+            f"{spec['env']}: seeds {','.join(map(str, seeds))}, {spec['steps']} steps, set {' '.join(request.sets)}")
+        try:
+            for line in train_summary(train(request, say=say)):
+                say(line)
+        except SafeRLError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = os_error_text(exc)
+        except Interrupted as stop:
+            error = f"interrupted at epoch {stop.epoch}; see {log}"
+        else:
+            return None
+        say(f"saferl: error: {error}")
+        return error
+
+
 CURVE_COLUMNS = ("env_steps", "ep_return", "ep_cost", "epoch_ep_return", "epoch_ep_cost")
 
 
 def learning_curve(run_dir: Path) -> dict:
     """Every epoch's env steps, windowed return and cost (last 100 episodes) and this epoch's own means."""
-    from saferl.logger import read_progress
-
     rows = read_progress(run_dir / "progress.csv", notes=[])
-    return {column: [_number(row.get(column)) for row in rows] for column in CURVE_COLUMNS}
+    return {column: [progress_number(row.get(column)) for row in rows] for column in CURVE_COLUMNS}
 
 
 def stays_under_from(curve: dict, limit: float) -> int | None:
@@ -315,45 +317,13 @@ def stays_under_from(curve: dict, limit: float) -> int | None:
 
 def training_seconds(run_dir: Path) -> float:
     """Time spent in epochs, from progress.csv (each row's steps / fps): survives interruptions and resumes."""
-    from saferl.logger import read_progress
-
     total, previous = 0.0, 0.0
     for row in read_progress(run_dir / "progress.csv", notes=[]):
-        steps, fps = _number(row.get("env_steps")), _number(row.get("fps"))
+        steps, fps = progress_number(row.get("env_steps")), progress_number(row.get("fps"))
         if math.isfinite(steps) and math.isfinite(fps) and fps > 0:
             total += (steps - previous) / fps
             previous = steps
     return total
-
-
-def mean_std(values) -> dict:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    if not finite:
-        return {"mean": None, "std": None}
-    return {"mean": float(np.mean(finite)), "std": float(np.std(finite))}
-
-
-def omnisafe_entry(env_id: str, algo: str) -> dict | None:
-    entry = OMNISAFE_TABLE2.get(env_id, {}).get(algo)
-    return None if entry is None else {"return": entry[0], "cost": entry[1], "steps": OMNISAFE_STEPS}
-
-
-def _number(value, default: float = math.nan) -> float:
-    try:
-        return float(value) if value not in (None, "") else default
-    except (TypeError, ValueError):
-        return default
-
-
-def clean(value):
-    """Strict JSON: NaN and inf become null."""
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # -- the driver ------------------------------------------------------------------------------------------------
@@ -469,123 +439,6 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
         write_report(out, ordered)
     print(f"results: {out / 'results.json'} (also results.md" + (", report.html)" if reported else ")"))
     return code
-
-
-def progress_line(index: int, total: int, result: dict) -> str:
-    head = f"[{index}/{total}] {cell_name(result)} {result['env']}"
-    if not result["ok"]:
-        return f"{head}: FAILED: {result['error']}"
-    rate = f", {result['steps_per_s']:.0f} steps/s" if result.get("steps_per_s") else ""
-    return (f"{head}: return {_pm(result['return'])}, cost {_pm(result['cost'])} (eval {_pm(result['eval_return'])}"
-            f" / {_pm(result['eval_cost'])}), {trained_steps(result)} steps x {len(result['seeds'])} seeds, "
-            f"{result['wall_s']:.0f} s{rate} [{result['action']}]")
-
-
-def trained_steps(cell: dict) -> str:
-    """The env steps each seed trained (the grid's `steps` rounded up to whole epochs), one number when equal."""
-    steps = [s.get("env_steps") for s in cell.get("per_seed") or []]
-    if not steps or None in steps:
-        return str(cell["steps"])
-    return str(steps[0]) if len(set(steps)) == 1 else ", ".join(map(str, steps))
-
-
-def cell_name(cell: dict) -> str:
-    return f"{cell['algo']}-{cell['variant']}" if cell.get("variant") else cell["algo"]
-
-
-def write_results(out: Path, grid: Grid, cells: list[dict], info: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    grid_data = {"algos": grid.algos, "envs": grid.envs, "seeds": grid.seeds, "steps": grid.steps, "set": grid.sets,
-                 "variants": [vars(v) for v in grid.variants] if grid.variants else None}
-    write_json(out / "results.json", clean({"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "grid": grid_data,
-                                            "run": info, "cells": cells}))
-    atomic_write_text(out / "results.md", results_markdown(grid, cells))
-
-
-def results_markdown(grid: Grid, cells: list[dict]) -> str:
-    lines = ["# saferl benchmark", "",
-             f"Grid: {', '.join(grid.algos)} on {', '.join(grid.envs)}; seeds {', '.join(map(str, grid.seeds))}; "
-             f"{grid.steps} steps" + (f"; set {' '.join(grid.sets)}" if grid.sets else "") + ".", "",
-             "Steps: the env steps each seed trained (the grid's steps rounded up to whole epochs). "
-             "Return and cost: the mean of the last 100 training episodes (progress.csv), mean ± std over seeds; "
-             f"eval: {EVAL_EPISODES} deterministic episodes per seed, mean over seeds. Train s: seconds of training "
-             "epochs over every attempt (all seeds in one process); wall s: the Ray task's last attempt (training "
-             "from where it resumed, and evaluation; a few seconds when the cell was already trained); steps/s: "
-             "env steps of all seeds per train second. OmniSafe: its published Table 2 "
-             "(1e7 steps, cost limit 25, 5 seeds).", "",
-             "Under from: the env steps from which each seed's windowed cost stays at or under its limit to the "
-             "end (– when it ends over).", "",
-             "| task | algo | steps | seeds | return | cost | under from | eval return | eval cost | train s | wall s "
-             "| steps/s | OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 14]
-    for cell in cells:
-        if not cell["ok"]:
-            lines.append(f"| {cell['env']} | {cell_name(cell)} | failed: {cell['error'].replace('|', '/')} |"
-                         + " |" * 11)
-            continue
-        ref = cell.get("omnisafe") or {}
-        under = ", ".join("–" if s.get("stays_under_limit_from") is None else _steps(s["stays_under_limit_from"])
-                          for s in cell["per_seed"])
-        lines.append(" | ".join([
-            f"| {cell['env']}", cell_name(cell), trained_steps(cell), str(len(cell["seeds"])), _pm(cell["return"]),
-            _pm(cell["cost"]), under, _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
-            _fmt(cell.get("train_s"), 0), _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0),
-            _fmt(ref.get("return"), 1),
-            _fmt(ref.get("cost"), 1)]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_report(out: Path, cells: list[dict]) -> None:
-    """`saferl report` over every member of every finished cell (reading the cells' eval.json, no new
-    rollouts), with the OmniSafe comparison added as the last section of report.html and report.md."""
-    from saferl.report import build_report
-    from saferl.report.render import Section, Table, to_html, to_markdown
-
-    done = [c for c in cells if c["ok"]]
-    paths = build_report([s["dir"] for c in done for s in c["per_seed"]], out, eval_episodes=0, video=False,
-                         deterministic=True)
-    rows = [[c["env"], cell_name(c), trained_steps(c), _pm(c["return"]), _pm(c["cost"]),
-             f"{_fmt(c['eval_return']['mean'])} / {_fmt(c['eval_cost']['mean'])}",
-             _fmt((c.get("omnisafe") or {}).get("return"), 1), _fmt((c.get("omnisafe") or {}).get("cost"), 1)]
-            for c in done]
-    section = Section("OmniSafe's Table 2 side by side", [
-        "OmniSafe's published final episode return and cost (1e7 steps, cost limit 25, 5 seeds) "
-        "beside this benchmark's (mean of the last 100 training episodes, ± std over seeds; eval: deterministic "
-        "episodes). Runs shorter than 1e7 steps are not expected to match.",
-        Table(["task", "algo", "steps", "return", "cost", "eval return / cost", "OmniSafe return",
-               "OmniSafe cost"], rows)])
-    html_part = to_html([section], [], "")
-    html_part = html_part[html_part.index("<h2>"):html_part.rindex("</body>")]
-    page = paths["html"].read_text()
-    cut = page.rindex("</body>")
-    atomic_write_text(paths["html"], page[:cut] + html_part + page[cut:])
-    md_part = to_markdown([section], [], "")
-    atomic_write_text(paths["md"], paths["md"].read_text() + "\n" + md_part[md_part.index("## "):])
-
-
-def write_curve_figures(out: Path, grid: Grid, cells: list[dict]) -> None:
-    """curves-<env>.png: return and cost against env steps per cell (mean and min-max band over seeds), the cost
-    limit, and OmniSafe's final 1e7-step numbers as markers."""
-    from saferl.report.figures import benchmark_curves_figure
-
-    for env_id in grid.envs:
-        done = [c for c in cells if c["ok"] and c["env"] == env_id and c.get("per_seed")]
-        if any("curve" in s for c in done for s in c["per_seed"]):
-            png = benchmark_curves_figure(env_id, [(cell_name(c), c) for c in done])
-            (out / f"curves-{env_id}.png").write_bytes(png)
-
-
-def _steps(value: float) -> str:
-    return f"{value / 1e6:.2g}M" if value >= 1e6 else f"{value / 1e3:.3g}k"
-
-
-def _fmt(value, digits: int = 2) -> str:
-    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _pm(stats: dict, digits: int = 2) -> str:
-    if stats.get("mean") is None:
-        return "–"
-    return f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
 
 
 def _last_line(exc: Exception) -> str:

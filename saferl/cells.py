@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from saferl.errors import SafeRLError
-from saferl.members import MEMBERS_FILE
+from saferl.members import MEMBERS_FILE, member_dir_name
 
 
 def existing_members(root: Path, seeds: list[int], algo: str):
@@ -20,8 +20,8 @@ def existing_members(root: Path, seeds: list[int], algo: str):
 
     if (root / MEMBERS_FILE).exists():
         return resumed_members(root, None, None)
-    return [member for seed in seeds if (root / f"seed-{seed}" / "config.yaml").is_file()
-            for member in resumed_members(root / f"seed-{seed}", None, None)]
+    return [member for seed in seeds if (root / member_dir_name(seed) / "config.yaml").is_file()
+            for member in resumed_members(root / member_dir_name(seed), None, None)]
 
 
 def check_cell_settings(spec: dict, sets: list[str]) -> None:
@@ -48,7 +48,7 @@ def check_rows_reach_checkpoints(spec: dict) -> None:
     from saferl.rundir import member_checkpoints
 
     for seed in spec["seeds"]:
-        run_dir = Path(spec["dir"]) / f"seed-{seed}"
+        run_dir = Path(spec["dir"]) / member_dir_name(seed)
         states = member_checkpoints(run_dir)[0] if (run_dir / "checkpoints").is_dir() else {}
         if not states:
             continue

@@ -7,7 +7,8 @@ checkpoint (written every epoch, atomically) so `--resume` continues it.
 from __future__ import annotations
 
 import argparse
-import difflib
+import dataclasses
+import functools
 import math
 import os
 import sys
@@ -15,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from saferl.errors import SafeRLError
+from saferl.errors import SafeRLError, os_error_text
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -29,24 +30,28 @@ def parse_args(argv):
     parser = OneLineParser(prog="saferl", description="Safe reinforcement learning for robot control.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a policy; writes a run directory")
+    config_flags = argparse.ArgumentParser(add_help=False)  # train, finetune, bc: a run directory from a config
+    config_flags.add_argument("--seed", type=int)
+    config_flags.add_argument("--config", dest="config_file", metavar="FILE", help="YAML file with overrides")
+    config_flags.add_argument("--set", dest="sets", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                              help="config overrides, e.g. ppo.clip_ratio=0.1 (train: env.cost_limit=10,25,50 "
+                              "trains one member per limit)")
+    config_flags.add_argument("--run-dir", help="default: runs/<env>/<algo>-seed<seed>-<time>")
+    run_flags = argparse.ArgumentParser(add_help=False, parents=[config_flags])  # train, finetune: resumable RL
+    run_flags.add_argument("--steps", type=int, help="total environment steps (a fine-tune's warm-up included)")
+    run_flags.add_argument("--num-envs", type=int)
+    run_flags.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    run_flags.add_argument("--restart-unreadable", action="store_true",
+                           help="with --resume: a member whose checkpoints are all unreadable retrains from epoch 0 "
+                           "(the others keep theirs); without it, that is an error")
+
+    train = sub.add_parser("train", parents=[run_flags], help="train a policy; writes a run directory")
     train.add_argument("--algo", help="ppo, ppo_lag, ... (with --resume: the run's own, when left out)")
     train.add_argument("--env", help="task id, e.g. SafetyHalfCheetahVelocity-v1")
-    train.add_argument("--steps", type=int, help="total environment steps")
-    train.add_argument("--seed", type=int)
     train.add_argument("--seeds", help="several seeds trained together in one process, e.g. 0,1,2: one run "
                        "directory per seed under --run-dir")
-    train.add_argument("--num-envs", type=int)
-    train.add_argument("--config", help="YAML file with overrides")
-    train.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                       help="e.g. ppo.clip_ratio=0.1; env.cost_limit=10,25,50 trains one member per limit")
-    train.add_argument("--run-dir", help="default: runs/<env>/<algo>-seed<seed>-<time>")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     train.add_argument("--replan-schedule", action="store_true",
                        help="with --resume --steps beyond the run's plan: re-plan the learning-rate schedule")
-    train.add_argument("--restart-unreadable", action="store_true",
-                       help="with --resume: a member whose checkpoints are all unreadable retrains from epoch 0 "
-                       "(the others keep theirs); without it, that is an error")
 
     evaluate = sub.add_parser("eval", help="evaluate a run's policy; writes eval.json")
     evaluate.add_argument("run_dir")
@@ -54,11 +59,13 @@ def parse_args(argv):
     evaluate.add_argument("--deterministic", action="store_true")
     evaluate.add_argument("--seed", type=int)
 
-    bench = sub.add_parser("bench", help="measure throughput on this machine (a benchmark, not a test)")
-    bench.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
+    bench_flags = argparse.ArgumentParser(add_help=False)  # bench, bench-offline
+    bench_flags.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
+    bench_flags.add_argument("--num-envs", type=int, default=16)
+    bench = sub.add_parser("bench", parents=[bench_flags],
+                           help="measure throughput on this machine (a benchmark, not a test)")
     bench.add_argument("--steps", type=int, default=100_000, help="steps for the PPO/SB3 comparison")
     bench.add_argument("--constrained-steps", type=int, default=40_000, help="steps for PPO-Lag and CPO")
-    bench.add_argument("--num-envs", type=int, default=16)
     bench.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 run")
     bench.add_argument("--repeats", type=int, default=1,
                        help="run the side-by-side rates this many times, interleaved; report median and min")
@@ -86,33 +93,20 @@ def parse_args(argv):
     collect.add_argument("--seed", type=int)
     collect.add_argument("--force", action="store_true", help="overwrite an existing --out file")
 
-    bc = sub.add_parser("bc", help="behaviour cloning from a dataset; writes a run directory")
+    bc = sub.add_parser("bc", parents=[config_flags], help="behaviour cloning from a dataset; writes a run directory")
     bc.add_argument("--dataset", required=True, help="HDF5 file (ours or DSRL/OSRL layout)")
     bc.add_argument("--env", help="task id (default: the one the dataset names)")
     bc.add_argument("--filter", help="all (default) or safe: only episodes with cost <= the cost limit")
     bc.add_argument("--cost-limit", type=float, help="budget for --filter safe (and for a later fine-tune)")
     bc.add_argument("--epochs", type=int)
-    bc.add_argument("--seed", type=int)
-    bc.add_argument("--config", help="YAML file with overrides")
-    bc.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="e.g. bc.lr=3e-4")
-    bc.add_argument("--run-dir", help="default: runs/<env>/bc-seed<seed>-<time>")
 
-    finetune = sub.add_parser("finetune", help="safe RL starting from a BC run; writes a run directory")
+    finetune = sub.add_parser("finetune", parents=[run_flags],
+                              help="safe RL starting from a BC run; writes a run directory")
     finetune.add_argument("bc_run_dir")
     finetune.add_argument("--algo", required=True, help="ppo, ppo_lag or cpo")
-    finetune.add_argument("--steps", type=int, help="total environment steps, warm-up included")
-    finetune.add_argument("--seed", type=int)
-    finetune.add_argument("--num-envs", type=int)
-    finetune.add_argument("--config", help="YAML file with overrides")
-    finetune.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                          help="e.g. finetune.bc_kl_coef=0")
-    finetune.add_argument("--run-dir", help="default: runs/<env>/finetune-<algo>-seed<seed>-<time>")
-    finetune.add_argument("--resume", action="store_true", help="continue the fine-tune in --run-dir")
-    finetune.add_argument("--restart-unreadable", action="store_true",
-                          help="with --resume: restart from the clone when the run's checkpoints are all unreadable")
 
-    offline = sub.add_parser("bench-offline", help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark)")
-    offline.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
+    offline = sub.add_parser("bench-offline", parents=[bench_flags],
+                             help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark)")
     offline.add_argument("--expert", help="an existing run directory to use as the expert (skips training one)")
     offline.add_argument("--expert-steps", type=int, default=1_000_000, help="PPO-Lag steps for the expert")
     offline.add_argument("--episodes", type=int, default=20, help="demonstration episodes")
@@ -124,7 +118,6 @@ def parse_args(argv):
     offline.add_argument("--filter", default="all", help="BC filter: all or safe")
     offline.add_argument("--bc-epochs", type=int, default=200)
     offline.add_argument("--steps", type=int, default=500_000, help="budget of the fine-tune and of scratch")
-    offline.add_argument("--num-envs", type=int, default=16)
     offline.add_argument("--seed", type=int, default=0)
     offline.add_argument("--cost-limit", type=float)
     offline.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
@@ -150,95 +143,40 @@ def parse_args(argv):
 
 
 def cmd_train(args) -> int:
-    from saferl.algorithms import ALGORITHMS
-    from saferl.config import build_config
-    from saferl.launch import check_resume_flags, new_members, resumed_members, split_cost_limits, start_members
+    from saferl import training
     from saferl.members import parse_int_list
-    from saferl.ownership import claim
-    from saferl.recovery import restart_unreadable
 
-    if args.algo is None and not args.resume:
-        raise SafeRLError(f"--algo is required; choose from {', '.join(ALGORITHMS)}")
-    if args.algo is not None and args.algo not in ALGORITHMS:
-        close = difflib.get_close_matches(args.algo, ALGORITHMS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise SafeRLError(f"unknown algorithm '{args.algo}'{hint}; choose from {', '.join(ALGORITHMS)}")
+    training.check_algo(args.algo, required=not args.resume)
     check_positive(args, "steps", "num_envs")
-    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds is not None else None
-    if seeds is not None and args.seed is not None:
-        raise SafeRLError("give --seed or --seeds, not both")
-    check_resume_only(args, "replan_schedule", "restart_unreadable")
-    if args.resume:
-        if not args.run_dir:
-            raise SafeRLError("--resume needs --run-dir")
-        members = resumed_members(Path(args.run_dir), args.algo, args.steps)
-        args.algo = members[0].config.train.algo
-        for note in check_resume_flags(members, args.env, args.num_envs, args.seed, seeds, args.config, args.set,
-                                       args.replan_schedule):
-            print(note)
-        if args.steps:
-            print(f"note: --resume with --steps {args.steps}: the run now trains to {args.steps} steps per member")
-    else:
-        sets, cost_limits = split_cost_limits(args.set)
-        config = build_config(args.algo, args.config, sets, flag_overrides(args))
-        members = new_members(config, seeds, cost_limits, Path(args.run_dir) if args.run_dir else None)
-    run_dir = members[0].run_dir if len(members) == 1 else members[0].run_dir.parent
-    with claim(run_dir, *(m.run_dir for m in members)):
-        if args.resume:
-            restart_unreadable(members, args.restart_unreadable)
-        else:
-            start_members(members)
-        return train_members(args, members, run_dir)
+    args.seeds = parse_int_list(args.seeds, "--seeds") if args.seeds is not None else None
+    request = request_from(args, training.TrainRequest)
+    return train_and_print(training.train, request, training.train_summary, "resume with: saferl train")
 
 
-def train_members(args, members, run_dir: Path) -> int:
-    """Train the members of a claimed run directory; the summary lines, or the way to resume after Ctrl-C."""
-    from saferl.runner import Runner
+def request_from(args, request_type):
+    """A `saferl.training` request from the flags of the same names."""
+    return request_type(**{field.name: getattr(args, field.name) for field in dataclasses.fields(request_type)})
 
-    runner = Runner(members, resume=args.resume)
-    print(f"run directory: {run_dir}" + (f" ({len(members)} members)" if len(members) > 1 else ""), flush=True)
-    print_training_notes(members[0].config, args.steps, runner)
+
+def train_and_print(job, request, summary, how: str) -> int:
+    """Run a training job and print its closing lines; after a Ctrl-C, how to continue it (exit status 130)."""
+    from saferl.training import Interrupted
+
     try:
-        rows = runner.train()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at epoch {runner.epoch}; resume with: saferl train --algo {args.algo} "
-              f"--run-dir {run_dir} --resume", file=sys.stderr)
+        trained = job(request, say=functools.partial(print, flush=True))  # announced at once: runs take hours
+    except Interrupted as stop:
+        print(f"\ninterrupted at epoch {stop.epoch}; {how} --algo {stop.algo} --run-dir {stop.run_dir} --resume",
+              file=sys.stderr)
         return 130
-    print(f"run directory: {run_dir}")
-    if not rows[0]:
-        print(NOTHING_TO_TRAIN.format(steps=runner.env_steps))
-        return 0
-    for member, row in zip(members, rows, strict=True):
-        label = f"seed {member.seed}: " if len(members) > 1 else ""
-        print(f"final: {label}env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
-              f"cost={row.get('ep_cost', float('nan')):.2f} (limit {member.cost_limit:g}) "
-              f"fps={row.get('total_fps', float('nan')):.0f}")
-        print(label + training_story(member))
+    for line in summary(trained):
+        print(line)
     return 0
-
-
-def check_resume_only(args, *names) -> None:
-    for name in names:
-        if getattr(args, name) and not args.resume:
-            raise SafeRLError(f"--{name.replace('_', '-')} goes with --resume")
-
-
-def training_story(member) -> str:
-    """The one-line account of the constraint over a member's whole run (see report.stats.constraint_story)."""
-    from saferl.logger import read_progress
-    from saferl.report.stats import constraint_story
-
-    rows = read_progress(member.run_dir / "progress.csv", notes=[])
-    columns = [[float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in rows]
-               for key in ("env_steps", "ep_return", "ep_cost")]
-    return constraint_story(*columns, member.cost_limit)
 
 
 def cmd_eval(args) -> int:
     from saferl.rollout import evaluate
 
-    if args.episodes < 1:
-        raise SafeRLError(f"--episodes must be >= 1, got {args.episodes}")
+    check_positive(args, "episodes")
     summary = evaluate(Path(args.run_dir), args.episodes, args.deterministic, args.seed)
     print(f"{summary['env_id']} {summary['algo']}: return {summary['mean_return']:.2f} +- "
           f"{summary['std_return']:.2f}, cost {summary['mean_cost']:.2f} +- {summary['std_cost']:.2f} "
@@ -246,25 +184,13 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def check_env_id(env_id: str) -> None:
-    """Fail in one line before any long work starts on an id that does not exist."""
-    from saferl import envs
-
-    try:
-        envs.make(env_id, num_envs=1).close()
-    except ValueError as exc:
-        raise SafeRLError(str(exc)) from None
-
-
 def cmd_bench(args) -> int:
     from saferl.bench import run_bench
+    from saferl.envs import require_env
 
-    check_env_id(args.env)
-    for name in ("steps", "constrained_steps", "num_envs", "repeats"):
-        if getattr(args, name) < 1:
-            raise SafeRLError(f"--{name.replace('_', '-')} must be >= 1")
-    out = Path(args.out) if args.out else Path("bench-results") / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    check_json_out(out)
+    require_env(args.env)
+    check_positive(args, "steps", "constrained_steps", "num_envs", "repeats")
+    out = json_out(args.out, Path("bench-results") / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     run_bench(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out,
               repeats=args.repeats)
     return 0
@@ -278,58 +204,6 @@ def cmd_report(args) -> int:
     return 0
 
 
-def flag_overrides(args) -> dict:
-    """The config layer the run flags stand for (`--env`, `--num-envs`, `--steps`, `--seed`, when given)."""
-    extra: dict = {}
-    if getattr(args, "env", None):
-        extra.setdefault("env", {})["id"] = args.env
-    if args.num_envs:
-        extra.setdefault("env", {})["num_envs"] = args.num_envs
-    if args.steps:
-        extra.setdefault("train", {})["total_steps"] = args.steps
-    if args.seed is not None:
-        extra.setdefault("train", {})["seed"] = args.seed
-    return extra
-
-
-NOTHING_TO_TRAIN = ("note: nothing to train: the run already has {steps} steps (per member); pass a larger --steps "
-                    "with --resume to continue it")
-MIN_ROLLOUT = 64  # steps per env per rollout below which GAE sees too little of an episode to be useful
-
-
-def training_notes(config, steps_flag: int | None, episode_limit: int | None) -> list[str]:
-    """What the run will really do where it differs from what was asked, or can hardly learn: one line each."""
-    per_epoch, num_envs, total = config.train.steps_per_epoch, config.env.num_envs, config.train.total_steps
-    epochs = max(1, math.ceil(total / per_epoch))  # the runner trains whole epochs
-    rollout = per_epoch // num_envs
-    notes = []
-    if epochs * per_epoch != total:
-        asked = f"--steps {total}" if steps_flag else f"train.total_steps={total}"
-        notes.append(f"note: {asked} rounds up to {epochs} epoch{'s' * (epochs != 1)} of {per_epoch} steps "
-                     f"({epochs * per_epoch} steps; train.steps_per_epoch sets the epoch size)")
-    if rollout < MIN_ROLLOUT:
-        notes.append(f"warning: rollouts of {rollout} steps per env (train.steps_per_epoch {per_epoch} over "
-                     f"{num_envs} envs) are too short for useful advantages; use fewer envs or longer epochs")
-    if episode_limit and epochs * rollout < episode_limit:
-        notes.append(f"warning: each env runs {epochs * rollout} steps in the whole run but episodes last up to "
-                     f"{episode_limit}: an episode that runs to its time limit never ends, so none is logged")
-    return notes
-
-
-def print_training_notes(config, steps_flag: int | None, runner) -> None:
-    for line in training_notes(config, steps_flag, getattr(runner.env, "max_episode_steps", None)):
-        print(line, flush=True)
-
-
-def check_seed(args) -> None:
-    """Every command's --seed: numpy's legacy seeding fails outside [0, 2**32), and the runner adds offsets."""
-    from saferl.config import MAX_SEED
-
-    seed = getattr(args, "seed", None)
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise SafeRLError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
-
-
 def check_finite(args, *names, minimum: float = 0.0) -> None:
     for name in names:
         value = getattr(args, name)
@@ -337,10 +211,13 @@ def check_finite(args, *names, minimum: float = 0.0) -> None:
             raise SafeRLError(f"--{name.replace('_', '-')} must be a finite number >= {minimum:g}, got {value}")
 
 
-def check_json_out(out: Path) -> None:
-    """A benchmark's --out may replace an earlier result (a .json file), never a checkpoint, dataset or folder."""
+def json_out(flag: str | None, default: Path) -> Path:
+    """A benchmark's --out (else `default`): it may replace an earlier result (a .json file), never a checkpoint,
+    dataset or folder."""
+    out = Path(flag) if flag else default
     if out.is_dir() or (out.exists() and out.suffix != ".json"):
         raise SafeRLError(f"--out {out} exists and is not a JSON result file; give a new .json path")
+    return out
 
 
 def check_positive(args, *names) -> None:
@@ -352,15 +229,21 @@ def check_positive(args, *names) -> None:
 
 def cmd_collect(args) -> int:
     from saferl.offline.dataset import check_dataset_out, collect_demonstrations
+    from saferl.offline.scripted import collect_scripted
 
     if args.deterministic and args.noise is not None:
         raise SafeRLError("--deterministic and --noise exclude each other (--noise already uses the mean action)")
     if (args.run_dir is None) == (args.scripted is None):
         raise SafeRLError("give a run directory or --scripted ENV_ID (one of them)")
     check_scripted_only(args)
+    check_dataset_out(Path(args.out), Path(args.run_dir) if args.run_dir else None, overwrite=args.force)
     if args.scripted:
-        return collect_scripted_cli(args)
-    check_dataset_out(Path(args.out), Path(args.run_dir), overwrite=args.force)
+        summary = collect_scripted(args.scripted, args.episodes, Path(args.out), args.noise or 0.0,
+                                   args.unsafe_fraction or 0.0, args.seed or 0)
+        print(f"{summary['episodes']} scripted episodes ({summary['steps']} steps, {summary['unsafe_episodes']} "
+              f"unsafe): success {summary['success_rate']:.0%}, return {summary['mean_return']:.2f}, cost "
+              f"{summary['mean_cost']:.2f} -> {summary['out']}")
+        return 0
     summary = collect_demonstrations(Path(args.run_dir), args.episodes, Path(args.out), args.noise,
                                      args.deterministic, args.seed)
     print(f"{summary['episodes']} episodes ({summary['steps']} steps): return {summary['mean_return']:.2f}, "
@@ -375,110 +258,36 @@ def check_scripted_only(args) -> None:
                           "use --noise to make its demonstrations imperfect)")
 
 
-def collect_scripted_cli(args) -> int:
-    from saferl.offline.dataset import check_dataset_out
-    from saferl.offline.scripted import collect_scripted
-
-    check_dataset_out(Path(args.out), None, overwrite=args.force)
-    summary = collect_scripted(args.scripted, args.episodes, Path(args.out), args.noise or 0.0,
-                               args.unsafe_fraction or 0.0,
-                               args.seed or 0)
-    print(f"{summary['episodes']} scripted episodes ({summary['steps']} steps, {summary['unsafe_episodes']} unsafe): "
-          f"success {summary['success_rate']:.0%}, return {summary['mean_return']:.2f}, cost "
-          f"{summary['mean_cost']:.2f} -> {summary['out']}")
-    return 0
-
-
 def cmd_bc(args) -> int:
-    from saferl.config import build_config
-    from saferl.launch import default_run_dir
-    from saferl.offline.dataset import dataset_env_id, train_bc
+    from saferl import training
 
     check_positive(args, "epochs")
-    env_id = args.env or dataset_env_id(Path(args.dataset))
-    if not env_id:
-        raise SafeRLError(f"--env is needed: {args.dataset} does not name its env")
-    extra: dict = {"env": {"id": env_id}, "bc": {"dataset": str(args.dataset)}}
-    if args.filter is not None:
-        extra["bc"]["filter"] = args.filter
-    if args.epochs is not None:
-        extra["bc"]["epochs"] = args.epochs
-    if args.cost_limit is not None:
-        extra["env"]["cost_limit"] = args.cost_limit
-    if args.seed is not None:
-        extra["train"] = {"seed": args.seed}
-    config = build_config("bc", args.config, args.set, extra)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config, [config.train.seed])
-    summary = train_bc(config, run_dir)
-    print(f"run directory: {run_dir}")
-    line = (f"bc: {summary['episodes_kept']}/{summary['episodes_total']} episodes ({summary['filter']}), "
-            f"{summary['epochs_run']} epochs (best {summary['best_epoch']}), val action MSE "
-            f"{summary['best_val_loss']:.3g}")
-    if "eval_return" in summary:
-        line += (f"; clone: return {summary['eval_return']:.2f}, cost {summary['eval_cost']:.2f} "
-                 f"(limit {config.env.cost_limit:g})")
-    print(line)
+    cloned = training.behaviour_clone(request_from(args, training.CloneRequest))
+    for line in training.clone_summary(cloned):
+        print(line)
     return 0
 
 
 def cmd_finetune(args) -> int:
-    from saferl.launch import check_resume_flags, default_run_dir, resumed_members
-    from saferl.offline.finetune import build_finetune_config, check_same_clone, load_bc_run
-    from saferl.ownership import claim
-    from saferl.recovery import restart_unreadable
+    from saferl import training
 
     check_positive(args, "steps", "num_envs")
-    check_resume_only(args, "restart_unreadable")
-    bc_config, _, _ = load_bc_run(Path(args.bc_run_dir))
-    if args.resume:
-        if not args.run_dir:
-            raise SafeRLError("--resume needs --run-dir")
-        members = resumed_members(Path(args.run_dir), args.algo, args.steps)
-        for note in check_resume_flags(members, None, args.num_envs, args.seed, None, args.config, args.set):
-            print(note)
-        check_same_clone(members[0].run_dir, Path(args.bc_run_dir))
-        run_dir, config = members[0].run_dir, members[0].config
-    else:
-        config = build_finetune_config(bc_config, args.algo, args.config, args.set, flag_overrides(args))
-        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(config, [config.train.seed], "finetune-")
-    with claim(run_dir):
-        if args.resume:
-            restart_unreadable(members, args.restart_unreadable)
-        return finetune_members(args, config, run_dir)
-
-
-def finetune_members(args, config, run_dir: Path) -> int:
-    """Fine-tune in a claimed run directory; the summary line, or the way to resume after Ctrl-C."""
-    from saferl.offline.finetune import finetune_runner
-
-    runner = finetune_runner(config, run_dir, Path(args.bc_run_dir), resume=args.resume)
-    print(f"run directory: {run_dir}", flush=True)
-    print_training_notes(config, args.steps, runner)
-    try:
-        row = runner.train()[0]
-    except KeyboardInterrupt:
-        print(f"\ninterrupted at epoch {runner.epoch}; continue with: saferl finetune {args.bc_run_dir} "
-              f"--algo {args.algo} --run-dir {run_dir} --resume", file=sys.stderr)
-        return 130
-    if not row:
-        print(NOTHING_TO_TRAIN.format(steps=runner.env_steps))
-        return 0
-    print(f"final: env_steps={row.get('env_steps')} return={row.get('ep_return', float('nan')):.2f} "
-          f"cost={row.get('ep_cost', float('nan')):.2f} (limit {config.env.cost_limit:g})")
-    return 0
+    request = request_from(args, training.FinetuneRequest)
+    return train_and_print(training.finetune, request, training.finetune_summary,
+                           f"continue with: saferl finetune {args.bc_run_dir}")
 
 
 def cmd_bench_offline(args) -> int:
+    from saferl.envs import require_env
     from saferl.offline.bench import run_bench_offline
 
-    check_env_id(args.env)
+    require_env(args.env)
     check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")
     check_finite(args, "noise", "cost_limit")
     check_scripted_only(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
-    out = Path(args.out) if args.out else work_dir / "bench-offline.json"
-    check_json_out(out)
+    out = json_out(args.out, work_dir / "bench-offline.json")
     run_bench_offline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
                       args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
                       args.cost_limit, args.set, args.scripted, args.unsafe_fraction or 0.0)
@@ -500,30 +309,20 @@ def cmd_export(args) -> int:
     return 0
 
 
-def check_mujoco_gl() -> None:
-    """MuJoCo refuses a MUJOCO_GL it does not know when it is imported, which every command does (even on the toy
-    task, even when nothing renders): say so in one line."""
-    if "MUJOCO_GL" not in os.environ:
-        return
-    try:
-        import mujoco  # noqa: F401
-    except RuntimeError as exc:
-        if "MUJOCO_GL" not in str(exc):
-            raise
-        raise SafeRLError(f"{exc}; MuJoCo accepts egl, osmesa or glfw (or disable); unset it when nothing "
-                          "renders") from None
-
-
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report,
             "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline,
             "benchmark": cmd_benchmark, "export": cmd_export}
 
 
 def main(argv=None) -> int:
+    from saferl.config import check_seed
+
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        check_mujoco_gl()
-        check_seed(args)
+        if "MUJOCO_GL" in os.environ:  # MuJoCo refuses a value it does not know at import (which every command does)
+            import mujoco  # noqa: F401
+        if getattr(args, "seed", None) is not None:  # every command's --seed, before any work starts
+            check_seed(args.seed, "--seed")
         return COMMANDS[args.command](args)
     except SafeRLError as exc:
         if os.environ.get("SAFERL_DEBUG") and exc.__cause__ is not None:  # e.g. what a user env raised
@@ -531,7 +330,13 @@ def main(argv=None) -> int:
         print(f"saferl: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # unwritable run directory, disk full, a file where a folder should be...
-        print(f"saferl: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(f"saferl: error: {os_error_text(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if "MUJOCO_GL" not in str(exc):
+            raise
+        print(f"saferl: error: {exc}; MuJoCo accepts egl, osmesa or glfw (or disable); unset it when nothing "
+              "renders", file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,8 @@
 """Typed run configuration: dataclasses with defaults, loaded from YAML and `--set key=value`.
 
-Defaults follow OmniSafe's on-policy configs (the settings behind most published safe-RL numbers).
-Unknown keys, wrong types and out-of-range values raise `SafeRLError` naming the key.
+Defaults follow OmniSafe's on-policy configs (the settings behind most published safe-RL numbers); the reasons
+behind the others are in docs/configuration.md. Unknown keys, wrong types and out-of-range values raise
+`SafeRLError` naming the key.
 """
 
 from __future__ import annotations
@@ -28,14 +29,9 @@ ADVANTAGES = ("gae",) + GROUP_ESTIMATORS
 @dataclass
 class EnvConfig:
     id: str = "SafetyHalfCheetahVelocity-v1"
-    # 20 envs x 1,000 steps = one 20,000-step epoch of 20 whole 1,000-step episodes (velocity and navigation
-    # tasks), as OmniSafe's epoch of 20 episodes: the constraint then reads episodes of the current policy only,
-    # and no episode is cut by the epoch boundary. Batched stepping amortises the per-step policy call.
-    num_envs: int = 20
+    num_envs: int = 20  # x 1,000 steps: an epoch of 20 whole episodes, as OmniSafe's
     max_episode_steps: int | None = None  # None: the task's own limit (1000 for velocity tasks)
-    # The budget on the expected episode cost, per constraint: part of the task, read by every constrained
-    # algorithm (the Lagrangian methods' multipliers, CPO's constraint) and by reports and BC-Safe.
-    cost_limit: float = 25.0
+    cost_limit: float = 25.0  # the budget on the expected episode cost, per constraint: part of the task
 
     def validate(self):
         _check(self.num_envs >= 1, "env.num_envs must be >= 1")
@@ -48,9 +44,7 @@ class TrainConfig:
     algo: str = "ppo_lag"
     seed: int = 0
     total_steps: int = 10_000_000  # OmniSafe's benchmark budget
-    # The horizon of the learning-rate schedule, fixed when the run is created (null: total_steps then): a
-    # `--resume --steps N` that trains further never re-plans it silently (docs/safety.md).
-    schedule_steps: int | None = None
+    schedule_steps: int | None = None  # the lr schedule's horizon, fixed at creation (null: total_steps then)
     steps_per_epoch: int = 20_000  # rollout size, summed over envs
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -61,14 +55,12 @@ class TrainConfig:
     torch_threads: int = 1  # minibatches of 64 gain nothing from intra-op threads; the envs use the cores
     checkpoint_every: int = 1  # epochs
     episode_window: int = 100  # recent episodes averaged for logging (ep_return, ep_cost)
-    # The episodes whose mean cost J_c the multiplier and CPO's constraint read: null, the episodes that finished
-    # in this epoch (the current policy's; the last episode_window when none finished); N, the last N episodes.
+    # The episodes whose mean cost J_c the constraint reads: null, this epoch's (the last episode_window when
+    # none finished); N, the last N episodes.
     constraint_window: int | None = None
     progress_bar: bool = True
     tensorboard: bool = True
-    # Group rollouts and critic-free estimators (docs/group-estimators.md). group_size G: each member's envs form
-    # groups of G that start every episode from one state and run in lock-step; 0 is off (the ordinary rollout).
-    group_size: int = 0
+    group_size: int = 0  # G envs start each episode from one state, in lock-step; 0: off (docs/group-estimators.md)
     advantage: str = "gae"  # "gae" (the critics'), or critic-free "rloo", "rloo_step", "grpo" (need group_size)
     grpo_std: bool = True  # GRPO divides by the group's std; false is Dr. GRPO
     group_gamma: float = 1.0  # discount of the group estimators' returns (1: the episode's total, as GRPO's)
@@ -82,7 +74,7 @@ class TrainConfig:
         return self.advantage in GROUP_ESTIMATORS
 
     def validate(self):
-        _check(0 <= self.seed <= MAX_SEED, f"train.seed must be in [0, {MAX_SEED}], got {self.seed}")
+        check_seed(self.seed, "train.seed")
         _check(self.total_steps >= 1, "train.total_steps must be >= 1")
         _check(self.steps_per_epoch >= 1, "train.steps_per_epoch must be >= 1")
         for name in ("gamma", "gae_lambda", "cost_gamma", "cost_gae_lambda"):
@@ -110,13 +102,8 @@ class ModelConfig:
     init_log_std: float = 0.0
     normalize_obs: bool = True
     obs_clip: float = 10.0  # OmniSafe clips at 5
-    # When the observation statistics move: "epoch", after each update from the whole rollout (frozen while
-    # collecting, so one epoch's data share one scale); "step", before every env step, as OmniSafe's wrapper.
-    normalizer_update: str = "epoch"
-    # Weight initialisation: "orthogonal" (gain sqrt 2, output gain 0.01 for the actor's mean and 1 for the critics,
-    # zero biases: CleanRL, SB3); "kaiming_uniform" (weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), every
-    # layer: torch's nn.Linear default, what OmniSafe uses).
-    init: str = "orthogonal"
+    normalizer_update: str = "epoch"  # "epoch": after each update, from the rollout; "step": every env step
+    init: str = "orthogonal"  # "orthogonal" (CleanRL, SB3) or "kaiming_uniform" (torch's default, OmniSafe's)
 
     def validate(self):
         _check(self.activation in ("tanh", "relu", "elu"), "model.activation must be one of tanh, relu, elu")
@@ -133,20 +120,14 @@ class PPOConfig:
     minibatch_size: int = 64
     clip_ratio: float = 0.2
     target_kl: float | None = 0.02  # early stop when the epoch's mean KL exceeds it; None disables
-    # The KL the early stop reads: "k3", the sample estimate mean((r - 1) - log r); "exact", the Gaussians' KL
-    # averaged over the batch's states (OmniSafe).
-    kl_estimate: str = "k3"
+    kl_estimate: str = "k3"  # the early stop's KL: "k3", mean((r - 1) - log r); "exact", the Gaussians' (OmniSafe)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     anneal_lr: bool = True  # actor lr decays linearly to 0 over the run
     max_grad_norm: float | None = 40.0
     clip_per_network: bool = True  # clip actor, reward critic and cost critic each on its own (OmniSafe)
-    # The default clip loss's gradient written out by hand (saferl/algorithms/ppo_gradient.py, tested equal to
-    # autograd's): faster per minibatch step, measured in benchmarks/throughput/manual_vs_autograd.py.
-    manual_gradients: bool = True
-    # torch.compile the minibatch loss: measured about 10% faster end to end with one member and no faster with
-    # four (the batched matmuls dominate there), for a one-off compile of 15-40 s; so off by default.
-    compile: bool = False
+    manual_gradients: bool = True  # the clip loss's gradient by hand (saferl/algorithms/ppo_gradient.py)
+    compile: bool = False  # torch.compile the minibatch loss
     entropy_coef: float = 0.0
     value_coef: float = 1.0
     critic_l2: float = 0.0  # + critic_l2 x (sum of the critics' squared weights) in their loss; OmniSafe 0.001
@@ -224,10 +205,7 @@ class TrustRegionConfig:
     `trpo`), and the base of `cpo`'s."""
 
     target_kl: float = 0.01  # delta: the bound on the mean KL(old || new) of one update
-    # What the bound measures (Fisher and line search alike): "per_dim", the KL averaged over states and action
-    # dimensions (OmniSafe 0.5.0, whose Table 2 we compare with: a joint KL of target_kl x act_dim); "joint",
-    # the KL of the whole action distribution averaged over states (the TRPO paper's). docs/safety.md.
-    kl: str = "per_dim"
+    kl: str = "per_dim"  # what the bound measures: "per_dim" (OmniSafe 0.5.0) or "joint" (the TRPO paper's)
     cg_iters: int = 15
     cg_damping: float = 0.1  # F + damping I: keeps CG stable where the Fisher is nearly singular
     backtrack_coef: float = 0.8  # the line search tries step fractions backtrack_coef**k (not npg)
@@ -252,16 +230,9 @@ class TrustRegionConfig:
 class CPOConfig(TrustRegionConfig):
     """CPO: the trust-region settings plus its line search's cost slack."""
 
-    # Slack in the line search's cost test, as a fraction of the most one full trust-region step can change
-    # each cost surrogate (sqrt(2 delta s_i)): absorbs the second-order terms the linearisation ignores.
-    cost_tolerance: float = 0.05
-    # The units of the constraint's gap c against the per-step cost surrogate (docs/safety.md): "episode",
-    # c = J_c - limit (OmniSafe 0.5.0: over the limit the step is the pure cost descent, under it TRPO's);
-    # "per_step", c = (J_c - limit) / T (safety-starter-agents: the linearised cost brought exactly to the limit).
-    cost_scale: str = "episode"
-    # safety-starter-agents' learned margin: m += margin_lr * (J_c - limit) each epoch, m >= 0, and the
-    # constraint reads J_c + m. 0 disables it.
-    margin_lr: float = 0.0
+    cost_tolerance: float = 0.05  # line-search slack, a fraction of one full step's change of each cost surrogate
+    cost_scale: str = "episode"  # the gap's units: "episode", c = J_c - limit; "per_step", c = (J_c - limit) / T
+    margin_lr: float = 0.0  # learned margin m += margin_lr (J_c - limit), m >= 0, read as J_c + m; 0: off
 
     def validate(self, section: str = "cpo"):
         super().validate(section)
@@ -343,28 +314,23 @@ class Config:
         for section in dataclasses.fields(self):
             value = getattr(self, section.name)
             value.validate(section.name) if isinstance(value, TrustRegionConfig) else value.validate()
-        _check(
-            self.env.num_envs <= self.train.steps_per_epoch,
-            f"env.num_envs ({self.env.num_envs}) exceeds train.steps_per_epoch ({self.train.steps_per_epoch}): "
-            "every env needs at least one step per rollout",
-        )
-        _check(
-            self.train.steps_per_epoch % self.env.num_envs == 0,
-            f"train.steps_per_epoch ({self.train.steps_per_epoch}) must be a multiple of env.num_envs "
-            f"({self.env.num_envs})",
-        )
-        _check(
-            self.train.group_size == 0 or self.env.num_envs % self.train.group_size == 0,
-            f"env.num_envs ({self.env.num_envs}) must be a multiple of train.group_size ({self.train.group_size})",
-        )
-        _check(
-            self.ppo.minibatch_size <= self.train.steps_per_epoch,
-            "ppo.minibatch_size must be <= train.steps_per_epoch",
-        )
+        env, train = self.env, self.train
+        _check(env.num_envs <= train.steps_per_epoch, f"env.num_envs ({env.num_envs}) exceeds train.steps_per_epoch "
+               f"({train.steps_per_epoch}): every env needs at least one step per rollout")
+        _check(train.steps_per_epoch % env.num_envs == 0, f"train.steps_per_epoch ({train.steps_per_epoch}) must be a "
+               f"multiple of env.num_envs ({env.num_envs})")
+        _check(train.group_size == 0 or env.num_envs % train.group_size == 0,
+               f"env.num_envs ({env.num_envs}) must be a multiple of train.group_size ({train.group_size})")
+        _check(self.ppo.minibatch_size <= train.steps_per_epoch, "ppo.minibatch_size must be <= train.steps_per_epoch")
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def check_seed(seed: int, name: str) -> None:
+    """The one seed range: numpy's legacy seeding takes < 2**32, and the runner adds offsets to a seed."""
+    _check(0 <= seed <= MAX_SEED, f"{name} must be in [0, {MAX_SEED}], got {seed}")
 
 
 def _check(condition: bool, message: str) -> None:

@@ -1,7 +1,7 @@
 """From command-line choices to the members a `Runner` trains: new runs, multi-seed runs and resumed runs.
 
-Kept apart from the CLI so `saferl train`, `saferl finetune` and `saferl benchmark` share one way of laying out
-run directories and of deciding what a resumed run may change.
+Kept apart from the CLI so `saferl train`, `saferl finetune` and `saferl benchmark` (through saferl/training.py)
+share one way of laying out run directories and of deciding what a resumed run may change.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def new_members(config: Config, seeds: list[int] | None, cost_limits: list[float
     """Members of a new run: one (the plain run, in run_dir itself) or several (each in run_dir/seed-<s>)."""
     if seeds is None and cost_limits is None:
         directory = run_dir or default_run_dir(config, [config.train.seed])
-        return [Member(config.train.seed, config.env.cost_limit, Path(directory), config)]
+        return [Member(Path(directory), config)]
     seeds = seeds if seeds is not None else [config.train.seed]
     plan = plan_members(seeds, cost_limits or [config.env.cost_limit])
     root = Path(run_dir or default_run_dir(config, seeds))
@@ -57,7 +57,7 @@ def new_members(config: Config, seeds: list[int] | None, cost_limits: list[float
     for seed, limit in plan:
         member_config = copy.deepcopy(config)
         member_config.train.seed, member_config.env.cost_limit = seed, limit
-        members.append(Member(seed, limit, root / member_dir_name(seed, limit, limits_differ),
+        members.append(Member(root / member_dir_name(seed, limit if limits_differ else None),
                               member_config.validate()))
     names = [m.run_dir.name for m in members]
     if len(set(names)) != len(names):  # limits that differ by less than the name shows, e.g. 10 and 10.0000001
@@ -102,7 +102,7 @@ def resumed_members(run_dir: Path, algo: str | None, total_steps: int | None) ->
             config.train.schedule_steps = config.train.total_steps
         if total_steps:
             config.train.total_steps = total_steps
-        members.append(Member(config.train.seed, config.env.cost_limit, directory, config))
+        members.append(Member(directory, config))
     return members
 
 
@@ -135,15 +135,15 @@ def check_resume_flags(members: list[Member], env: str | None, num_envs: int | N
     change one is refused, naming it. The settings in RESUME_MAY_CHANGE are applied to every member; returns a
     note for each."""
     config = members[0].config
-    overrides: dict = {}
-    if config_file:
-        overrides = merge_dicts(overrides, load_yaml(Path(config_file)))
+    from_file = load_yaml(Path(config_file)) if config_file else {}
     rest, limits = split_cost_limits(sets or [])
     if limits is not None and sorted(limits) != sorted(m.cost_limit for m in members):
         raise SafeRLError(f"--resume: the run's cost limits are {', '.join(f'{m.cost_limit:g}' for m in members)}; "
                           "the --set cost limits conflict")
-    overrides = merge_dicts(overrides, parse_set(rest))
-    candidate = merge(copy.deepcopy(config), overrides)
+    layers = [from_file, parse_set(rest)]
+    candidate = copy.deepcopy(config)
+    for layer in layers:
+        merge(candidate, layer)
     if env:
         candidate.env.id = env
     if num_envs:
@@ -154,7 +154,7 @@ def check_resume_flags(members: list[Member], env: str | None, num_envs: int | N
             if (section, key) not in RESUME_MAY_CHANGE | PER_MEMBER and value != saved[section][key]:
                 raise SafeRLError(f"--resume: the run has {section}.{key}={saved[section][key]!r}; {value!r} "
                                   "conflicts (a resumed run keeps its settings; drop the flag or start a new run)")
-    check_member_settings(members, overrides, candidate, seed, seeds)
+    check_member_settings(members, layers, candidate, seed, seeds)
     notes = []
     for section, key in sorted(RESUME_MAY_CHANGE):
         value = wanted[section][key]
@@ -165,19 +165,22 @@ def check_resume_flags(members: list[Member], env: str | None, num_envs: int | N
     return notes + check_schedule(members, replan)
 
 
-def check_member_settings(members: list[Member], overrides: dict, candidate: Config, seed: int | None,
+def check_member_settings(members: list[Member], layers: list[dict], candidate: Config, seed: int | None,
                           seeds: list[int] | None) -> None:
-    """A seed or cost limit given to a resumed run (flag, --set, the old lagrange.cost_limit or a --config file)
-    must be every member's own."""
+    """A seed or cost limit given to a resumed run (flag, --set, the old lagrange.cost_limit or a --config file:
+    `layers`) must be every member's own."""
+
+    def given(section: str, key: str) -> bool:
+        return any(key in (layer.get(section) or {}) for layer in layers)
+
     run_seeds = [m.seed for m in members]
-    given_seed = seed if seed is not None else (candidate.train.seed if "seed" in overrides.get("train", {})
-                                                else None)
+    given_seed = seed if seed is not None else (candidate.train.seed if given("train", "seed") else None)
     if given_seed is not None and [given_seed] != run_seeds:
         raise SafeRLError(f"--resume: the run's seed is {','.join(map(str, run_seeds))}; seed {given_seed} "
                           "conflicts (a resumed run keeps its settings)")
     if seeds is not None and sorted(set(seeds)) != sorted(set(run_seeds)):
         raise SafeRLError(f"--resume: the run's seeds are {','.join(map(str, run_seeds))}; --seeds conflicts")
-    limit_given = "cost_limit" in overrides.get("env", {}) or "cost_limit" in overrides.get("lagrange", {})
+    limit_given = given("env", "cost_limit") or given("lagrange", "cost_limit")
     limits = sorted({m.cost_limit for m in members})
     if limit_given and limits != [candidate.env.cost_limit]:
         raise SafeRLError(f"--resume: the run's cost limit is {', '.join(f'{limit:g}' for limit in limits)}; "
@@ -211,15 +214,6 @@ def check_schedule(members: list[Member], replan: bool) -> list[str]:
             "(re-planned mid-run)"]
 
 
-def merge_dicts(base: dict, extra: dict) -> dict:
-    if not isinstance(extra, dict):
-        raise SafeRLError("a --config file must hold a mapping of sections")
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        out[key] = merge_dicts(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
 def default_run_dir(config: Config, seeds: list[int], prefix: str = "") -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     seed_part = f"seed{seeds[0]}" if len(seeds) == 1 else "seeds" + "-".join(map(str, seeds))
@@ -230,4 +224,4 @@ def train_single(config: Config, run_dir: Path) -> dict:
     """Train one plain run to the end (benchmarks and tests); returns its last progress row."""
     from saferl.runner import Runner
 
-    return Runner([Member(config.train.seed, config.env.cost_limit, Path(run_dir), config)]).train()[0]
+    return Runner([Member(Path(run_dir), config)]).train()[0]

@@ -54,6 +54,17 @@ def read_progress(path: Path, notes: list[str] | None = None) -> list[dict[str, 
     return rows
 
 
+def progress_number(cell, default: float = math.nan) -> float:
+    """A progress.csv cell as a number: `default` for an empty cell (a statistic the epoch did not have) and for
+    one that is not a number (e.g. `phase`)."""
+    if cell is None or cell == "":
+        return default
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return default
+
+
 def rows_up_to(path: Path, epoch: int) -> list[dict[str, str]]:
     """The rows of a progress.csv up to `epoch` (a resumed run rewrites the rest). A file whose epochs cannot
     be read is a one-line error: guessing would drop or repeat rows."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from saferl.config import MAX_SEED, Config
+from saferl.config import Config, check_seed
 from saferl.errors import SafeRLError
 from saferl.io import write_json
 
@@ -28,12 +28,19 @@ MEMBERS_FILE = "members.json"
 
 @dataclass
 class Member:
-    """One training run inside a multi-member process: its own seed, cost limit, config and directory."""
+    """One training run inside a multi-member process: its directory and its config (which holds its seed and
+    cost limit: one place, so the two can never disagree)."""
 
-    seed: int
-    cost_limit: float
     run_dir: Path
     config: Config
+
+    @property
+    def seed(self) -> int:
+        return self.config.train.seed
+
+    @property
+    def cost_limit(self) -> float:
+        return self.config.env.cost_limit
 
 
 def plan_members(seeds: list[int], cost_limits: list[float]) -> list[tuple[int, float]]:
@@ -55,10 +62,10 @@ def plan_members(seeds: list[int], cost_limits: list[float]) -> list[tuple[int, 
     return list(zip(seeds, cost_limits, strict=True))
 
 
-def member_dir_name(seed: int, cost_limit: float, limits_differ: bool) -> str:
-    if not limits_differ:
-        return f"seed-{seed}"
-    return f"seed-{seed}-limit-{cost_limit:g}"
+def member_dir_name(seed: int, cost_limit: float | None = None) -> str:
+    """A member's directory under its run's root: `seed-<s>`, or `seed-<s>-limit-<c>` when the members' cost
+    limits differ (give `cost_limit` then)."""
+    return f"seed-{seed}" if cost_limit is None else f"seed-{seed}-limit-{cost_limit:g}"
 
 
 def parse_int_list(text: str, name: str) -> list[int]:
@@ -67,8 +74,7 @@ def parse_int_list(text: str, name: str) -> list[int]:
     except ValueError:
         raise SafeRLError(f"{name} expects comma-separated integers, e.g. 0,1,2; got '{text}'") from None
     for value in values:
-        if not 0 <= value <= MAX_SEED:
-            raise SafeRLError(f"{name}: seed {value} is outside [0, {MAX_SEED}]")
+        check_seed(value, f"{name}: a seed")
     if not values:
         raise SafeRLError(f"{name} expects at least one value")
     return values

@@ -20,7 +20,7 @@ TOY_SETS = [
     "train.tensorboard=false",
     "ppo.update_epochs=10",
     "ppo.actor_lr=1e-3",
-    "lagrange.cost_limit=10",
+    "env.cost_limit=10",
     "lagrange.multiplier_lr=0.5",
 ]
 

@@ -8,8 +8,9 @@ import time
 import pytest
 import yaml
 
-from saferl import benchmark
-from saferl.benchmark import OMNISAFE_TABLE2, Grid, results_markdown
+from saferl import benchmark, benchmark_results
+from saferl.benchmark import Grid
+from saferl.benchmark_results import OMNISAFE_TABLE2, results_markdown
 from saferl.cli import main
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
@@ -74,7 +75,7 @@ def test_omnisafe_table_and_markdown():
             "eval_return": {"mean": 11.0, "std": 0.0}, "eval_cost": {"mean": 3.0, "std": 0.0}, "wall_s": 12.0,
             "train_s": 6.0, "steps_per_s": 166.7, "variant": "episode",
             "per_seed": [{"stays_under_limit_from": 400}, {"stays_under_limit_from": None}],
-            "omnisafe": benchmark.omnisafe_entry("SafetyHopperVelocity-v1", "cpo")}
+            "omnisafe": benchmark_results.omnisafe_entry("SafetyHopperVelocity-v1", "cpo")}
     row = results_markdown(Grid(["cpo"], ["SafetyHopperVelocity-v1"], [0, 1], 1000, []), [cell]).splitlines()[-1]
     assert row == ("| SafetyHopperVelocity-v1 | cpo-episode | 1000 | 2 | 10.00 ± 1.00 | 2.00 ± 0.50 | 0.4k, – | 11.00 "
                    "| 3.00 | 6 | 12 | 167 | 1714.0 | 13.4 |")
@@ -126,6 +127,9 @@ def test_a_longer_grid_never_replans_a_cells_learning_rate_schedule(tmp_path):
     longer = benchmark.run_cell({**short, "steps": 800})
     assert not longer["ok"] and "planned for 400 steps" in longer["error"] and "\n" not in longer["error"]
     assert read_progress(out / TOY_ID / "ppo_lag" / "seed-3" / "progress.csv")[-1]["env_steps"] == "400"
+    log = (out / TOY_ID / "ppo_lag" / "train.log").read_text().splitlines()  # both calls, the error last
+    assert [line.split(" ppo_lag on ")[0].split()[-1] for line in log if line.startswith("--- ")] == ["train", "resume"]
+    assert "final: env_steps=400" in "\n".join(log) and log[-1] == f"saferl: error: {longer['error']}"
 
 
 @pytest.mark.slow

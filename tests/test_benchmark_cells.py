@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from saferl import benchmark
-from saferl.benchmark import Grid, results_markdown
+from saferl import benchmark, benchmark_results
+from saferl.benchmark import Grid
+from saferl.benchmark_results import results_markdown
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 
@@ -33,6 +34,16 @@ def trained_cell(tmp_path_factory):
 def out(trained_cell, tmp_path):
     return shutil.copytree(trained_cell, tmp_path / "out")
 
+
+
+def test_a_cells_log_holds_what_its_training_announced(trained_cell):
+    """The library's lines, written to the cell's train.log by the benchmark (no CLI, no captured stdout)."""
+    log = (cell_dir(trained_cell) / "train.log").read_text().splitlines()
+    assert log[0].startswith("--- ") and log[0].endswith(f"train cpo on {TOY_ID}: seeds 0,1, 400 steps, set "
+                                                          f"{' '.join(TINY_SETS)} train.progress_bar=false")
+    assert log[1] == f"run directory: {cell_dir(trained_cell)} (2 members)"
+    assert [line.split(" return=")[0] for line in log if line.startswith("final:")] == [
+        "final: seed 0: env_steps=400", "final: seed 1: env_steps=400"]
 
 def cell_dir(out):
     return out / TOY_ID / "cpo"
@@ -84,11 +95,11 @@ def test_results_show_the_steps_each_seed_trained(out):
     grid = Grid(["cpo"], [TOY_ID], [0, 1], 300, TINY_SETS)
     row = results_markdown(grid, [result]).splitlines()[-1]
     assert row.startswith(f"| {TOY_ID} | cpo | 400 | 2 |"), row
-    assert "400 steps x 2 seeds" in benchmark.progress_line(1, 1, result)
+    assert "400 steps x 2 seeds" in benchmark_results.progress_line(1, 1, result)
     assert json.loads((cell_dir(out) / "cell.json").read_text())["steps"] == 300  # what the grid asked, kept
 
 
 def test_trained_steps_lists_seeds_that_differ():
     cell = {"steps": 400, "per_seed": [{"env_steps": 20000}, {"env_steps": 19600}]}
-    assert benchmark.trained_steps(cell) == "20000, 19600"
-    assert benchmark.trained_steps({**cell, "per_seed": [{"env_steps": 20000}] * 2}) == "20000"
+    assert benchmark_results.trained_steps(cell) == "20000, 19600"
+    assert benchmark_results.trained_steps({**cell, "per_seed": [{"env_steps": 20000}] * 2}) == "20000"

@@ -157,7 +157,7 @@ def test_a_non_finite_update_stops_before_saving(tmp_path):
                 runner.policy.reward_critic.weights[1][0, 0, 0] = float("nan")
         return stats
 
-    member = Member(0, 25.0, tmp_path / "run", copy.deepcopy(config))
+    member = Member(tmp_path / "run", copy.deepcopy(config))  # seed 0, cost limit 25: the defaults
     runner = Runner([member], learn=poisoning_update)
     with pytest.raises(SafeRLError, match="update of epoch 3 made reward_critic.weights.1 of the member with seed 0"):
         runner.train()

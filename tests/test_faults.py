@@ -63,7 +63,7 @@ def test_steps_that_round_up_to_whole_epochs_are_announced(capsys, tmp_path):
 
 
 def test_training_notes_from_the_config():
-    from saferl.cli import training_notes
+    from saferl.training import training_notes
 
     config = build_config("ppo_lag", sets=["train.total_steps=1000"])
     assert training_notes(config, 1000, 1000)[0].startswith("note: --steps 1000 rounds up to 1 epoch of 20000 steps")
@@ -98,7 +98,7 @@ def test_a_resume_with_nothing_left_to_train_says_so(capsys, expert):
         ("finetune.min_log_std=-100", "finetune.min_log_std must be in [-20, 2]"),
         ("train.seed=-1", "train.seed must be in [0, 2147483647]"),
         ("train.seed=4294967296", "train.seed must be in [0, 2147483647]"),
-        ("lagrange.cost_limit=.inf", "must be a finite number, got inf"),
+        ("env.cost_limit=.inf", "must be a finite number, got inf"),
         ("env.cost_limit=.nan", "config key 'env.cost_limit' must be a finite number"),
         ("ppo.actor_lr=.inf", "config key 'ppo.actor_lr' must be a finite number"),
         ("trpo.target_kl=.inf", "config key 'trpo.target_kl' must be a finite number"),

@@ -26,7 +26,7 @@ def members_for(config, seeds, root, limits=None):
     for seed, limit in zip(seeds, limits, strict=True):
         member_config = copy.deepcopy(config)
         member_config.train.seed, member_config.env.cost_limit = seed, limit
-        out.append(Member(seed, limit, root / f"seed-{seed}-{limit:g}", member_config))
+        out.append(Member(root / f"seed-{seed}-{limit:g}", member_config))
     return out
 
 

@@ -45,7 +45,7 @@ RECIPE_OFF = ["finetune.critic_warmup_epochs=0", "finetune.log_std_rule=fixed", 
 
 def bc_config(dataset, extra=()):
     return build_config("bc", sets=[f"env.id={TOY_ID}", f"bc.dataset={dataset}", "bc.epochs=40", *QUIET,
-                                    "lagrange.cost_limit=10", *extra])
+                                    "env.cost_limit=10", *extra])
 
 
 def toy_dataset(episode_costs, length=5, obs_dim=2, act_dim=1) -> Dataset:

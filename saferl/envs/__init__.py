@@ -42,6 +42,7 @@ from saferl.envs.navigation import NAVIGATION_IDS, NavigationVectorEnv
 from saferl.envs.toy import NOISY_TOY_BACKGROUND_COST, NOISY_TOY_ID, NOISY_TOY_NOISE_DIMS, TOY_ID, ToyVelocityVecEnv
 from saferl.envs.vector import SafetyGymnasiumStep, SyncVectorEnv, VectorEnv, flatten_observation
 from saferl.envs.velocity import EFFORT_THRESHOLD, VELOCITY_ENV_IDS, VELOCITY_TASKS, register_velocity_envs
+from saferl.errors import SafeRLError
 
 register_velocity_envs()
 
@@ -56,6 +57,7 @@ __all__ = [
     "make",
     "make_safe_env",
     "physics_ceiling",
+    "require_env",
 ]
 
 BACKENDS = ("auto", "batched", "sync")
@@ -83,7 +85,7 @@ def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed:
         return ToyVelocityVecEnv(num_envs, seed, max_episode_steps)
     if env_id_or_factory == NOISY_TOY_ID:
         return ToyVelocityVecEnv(num_envs, seed, max_episode_steps, NOISY_TOY_NOISE_DIMS, NOISY_TOY_BACKGROUND_COST)
-    env_id = _check_env_id(env_id_or_factory)
+    env_id = _registered_id(env_id_or_factory)
     if env_id in NAVIGATION_IDS and backend != "sync" and not kwargs:  # natively batched
         return NavigationVectorEnv(env_id, num_envs, seed, max_episode_steps=max_episode_steps,
                                    num_threads=num_threads)
@@ -105,7 +107,16 @@ def make(env_id_or_factory: str | Callable[[], object], num_envs: int = 1, seed:
 
 def make_safe_env(env_id: str, **kwargs) -> SafetyGymnasiumStep:
     """One env whose ``step`` returns ``(obs, reward, cost, terminated, truncated, info)``."""
-    return SafetyGymnasiumStep(_gymnasium_make(_check_env_id(env_id), **kwargs))
+    return SafetyGymnasiumStep(_gymnasium_make(_registered_id(env_id), **kwargs))
+
+
+def require_env(env_id: str) -> None:
+    """Build one copy of `env_id` and close it: an id that does not exist (or an env that fails to build) is a
+    one-line `SafeRLError` before any long work starts."""
+    try:
+        make(env_id, num_envs=1).close()
+    except ValueError as exc:
+        raise SafeRLError(str(exc)) from None
 
 
 def _gymnasium_make(env_id: str, **kwargs) -> gymnasium.Env:
@@ -119,8 +130,9 @@ def _gymnasium_make(env_id: str, **kwargs) -> gymnasium.Env:
         return gymnasium.make(env_id, **kwargs)
 
 
-def _check_env_id(env_id: str) -> str:
-    """Known id, or "module:EnvId" (gymnasium's convention: importing the module registers the id)."""
+def _registered_id(env_id: str) -> str:
+    """The registered id that `env_id` names, else ValueError: a known id, or "module:EnvId" (gymnasium's
+    convention: importing the module registers the id)."""
     if ":" in env_id:
         module, env_id = env_id.split(":", 1)
         try:

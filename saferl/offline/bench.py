@@ -28,23 +28,18 @@ from pathlib import Path
 from saferl.config import build_config
 from saferl.errors import SafeRLError
 from saferl.io import versions, write_json
-from saferl.logger import read_progress
+from saferl.logger import progress_number, read_progress
 
 EARLY_FRACTION = 0.1  # "the first 10% of fine-tuning"
-
-
-def number(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+CURVE_COLUMNS = ("epoch_ep_return", "epoch_ep_cost", "success_rate")  # per epoch, after env_steps
 
 
 def steps_to_reach(rows: list[dict], target: float, cost_limit: float | None = None) -> int | None:
     """Env steps at the end of the first epoch whose windowed return is >= target (and, given a limit, whose
     windowed cost is within it), None if none is."""
     for row in rows:
-        if number(row["ep_return"]) >= target and (cost_limit is None or number(row["ep_cost"]) <= cost_limit):
+        within = cost_limit is None or progress_number(row["ep_cost"]) <= cost_limit
+        if progress_number(row["ep_return"]) >= target and within:
             return int(row["env_steps"])
     return None
 
@@ -53,8 +48,8 @@ def early_dip(rows: list[dict], reference: float) -> dict:
     """Lowest per-epoch return among the first EARLY_FRACTION of the policy-update epochs (at least one)."""
     updates = [r for r in rows if r.get("phase", "finetune") != "warmup"]
     early = updates[:max(1, int(EARLY_FRACTION * len(updates)))]
-    returns = [number(r.get("epoch_ep_return")) for r in early]
-    returns = [x for x in returns if math.isfinite(x)] or [number(early[0]["ep_return"])]
+    returns = [progress_number(r.get("epoch_ep_return")) for r in early]
+    returns = [x for x in returns if math.isfinite(x)] or [progress_number(early[0]["ep_return"])]
     lowest = min(returns)
     return {"epochs": len(early), "lowest_return": lowest, "minus_bc": lowest - reference,
             "relative_to_bc": lowest / reference if reference > 0 else None}
@@ -62,18 +57,17 @@ def early_dip(rows: list[dict], reference: float) -> dict:
 
 def run_summary(rows: list[dict], expert_return: float, cost_limit: float, reference: float) -> dict:
     last = rows[-1]
-    summary = {"env_steps": int(last["env_steps"]), "final_return": number(last["ep_return"]),
-               "final_cost": number(last["ep_cost"]), "total_violations": int(float(last["total_violations"])),
+    summary = {"env_steps": int(last["env_steps"]), "final_return": progress_number(last["ep_return"]),
+               "final_cost": progress_number(last["ep_cost"]), "total_violations": int(float(last["total_violations"])),
                "steps_to_expert_return": steps_to_reach(rows, expert_return),
                "steps_to_expert_return_within_limit": steps_to_reach(rows, expert_return, cost_limit),
                "early_dip": early_dip(rows, reference),
-               "curve": [[int(r["env_steps"]), number(r.get("epoch_ep_return")), number(r.get("epoch_ep_cost")),
-                          number(r.get("success_rate"))] for r in rows]}
+               "curve": [[int(r["env_steps"]), *(progress_number(r.get(key)) for key in CURVE_COLUMNS)] for r in rows]}
     if "success_rate" in last:
         updates = [r for r in rows if r.get("phase", "finetune") != "warmup"]
         early = updates[:max(1, int(EARLY_FRACTION * len(updates)))]
-        summary["final_success"] = number(last["success_rate"])
-        summary["early_lowest_success"] = min(number(r.get("success_rate")) for r in early)
+        summary["final_success"] = progress_number(last["success_rate"])
+        summary["early_lowest_success"] = min(progress_number(r.get("success_rate")) for r in early)
     return summary
 
 
@@ -170,7 +164,7 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
                    for name in ("finetune", "scratch")}
     finetune_rows = read_progress(work_dir / "finetune" / "progress.csv")
     scratch_rows = read_progress(work_dir / "scratch" / "progress.csv")
-    warmup = [number(r["epoch_ep_return"]) for r in finetune_rows if r["phase"] == "warmup"]
+    warmup = [progress_number(r["epoch_ep_return"]) for r in finetune_rows if r["phase"] == "warmup"]
     limit = finetune_config.env.cost_limit
     expert_return = expert["return"] if scripted else expert["mean_return"]
     result = {

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from saferl.errors import SafeRLError
-from saferl.logger import read_progress
+from saferl.logger import progress_number, read_progress
 from saferl.report.stats import finite_values
 
 NOT_COST_COLUMNS = ("ep_return", "ep_cost", "ep_length")
@@ -95,14 +95,7 @@ def env_cost_names(env_id: str) -> list[str]:
 
 def progress_columns(rows: list[dict]) -> dict[str, np.ndarray]:
     """Rows of strings as float columns; a cell that is empty or not a number (e.g. `phase`) is NaN."""
-    return {name: np.array([_to_float(row[name]) for row in rows]) for name in (rows[0] if rows else {})}
-
-
-def _to_float(cell: str) -> float:
-    try:
-        return float(cell)
-    except ValueError:
-        return float("nan")
+    return {name: np.array([progress_number(row[name]) for row in rows]) for name in (rows[0] if rows else {})}
 
 
 def cost_limit_value(value):

@@ -78,11 +78,12 @@ def training_stats(costs, limit: float | None, epochs=None) -> dict:
     return stats
 
 
-def mean_std(values) -> tuple[float, float]:
+def mean_std(values) -> dict[str, float]:
+    """{"mean", "std"} (population std) of the finite values (None and NaN are skipped); NaN for none."""
     values = finite_values(values)
     if values.size == 0:
-        return float("nan"), float("nan")
-    return float(values.mean()), float(values.std())
+        return {"mean": math.nan, "std": math.nan}
+    return {"mean": float(values.mean()), "std": float(values.std())}
 
 
 def band(xs: list, ys: list) -> dict | None:

@@ -30,8 +30,9 @@ def summarise_evaluation(run: Run) -> dict | None:
     if ev["source"] == "eval.json" and len(trained) == len(names):
         names = trained
     ev["cost_names"] = names
+    returns = mean_std(ev["returns"])
     summary = {"source": ev["source"], "episodes": len(ev["returns"]), "deterministic": ev.get("deterministic"),
-               "mean_return": mean_std(ev["returns"])[0], "std_return": mean_std(ev["returns"])[1],
+               "mean_return": returns["mean"], "std_return": returns["std"],
                "mean_length": float(np.mean(ev["lengths"])), "constraints": {}}
     for k, name in enumerate(names):
         stats = violation_stats(costs[:, k], run.limit(k))
@@ -94,18 +95,10 @@ def summarise_group(group: list[Run], summaries: dict) -> dict:
     costs = {n: [f["costs"].get(n) for f in finals] for n in finals[0]["costs"]}
     row = {"algo": first.algo, "env_id": first.env_id, "cost_limit": first.cost_limit, "seeds": len(group),
            "runs": [r.label for r in group], "source": "evaluation" if use_eval else "training (last epoch)",
-           "return": _mean_std(returns), "costs": {n: _mean_std(vs) for n, vs in costs.items()}}
+           "return": mean_std(returns), "costs": {n: mean_std(vs) for n, vs in costs.items()}}
     means = [c["mean"] for c in row["costs"].values()]
     row["verdict"] = verdict(means, [first.limit(k) for k in range(max(1, len(means)))])
     return {"row": row, "curves": curves}
-
-
-def _nan(value) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _mean_std(values) -> dict:
-    return dict(zip(("mean", "std"), mean_std([_nan(v) for v in values]), strict=True))
 
 
 def budget_rows(groups: list[list[Run]], summaries: dict) -> list[dict]:
@@ -133,9 +126,9 @@ def budget_rows(groups: list[list[Run]], summaries: dict) -> list[dict]:
             evaluated = len(eval_return) == len(group)
             rows.append({"algo": algo, "env_id": env_id, "cost_limit": group[0].limit(), "seeds": len(group),
                          "runs": [r.label for r in group], "final_rows": FINAL_ROWS,
-                         "train_return": _mean_std(train_return), "train_cost": _mean_std(train_cost),
-                         "eval_return": _mean_std(eval_return) if evaluated else None,
-                         "eval_cost": _mean_std(eval_cost) if evaluated else None})
+                         "train_return": mean_std(train_return), "train_cost": mean_std(train_cost),
+                         "eval_return": mean_std(eval_return) if evaluated else None,
+                         "eval_cost": mean_std(eval_cost) if evaluated else None})
     return rows
 
 
