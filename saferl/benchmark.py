@@ -344,6 +344,9 @@ def start_ray(address: str | None, num_cpus: int):
         if address:
             ray.init(address=address, **quiet)
         else:
+            # Ray runs its workers at nice 15 by default: on a shared machine the cells would yield to everything
+            # else. Workers at the driver's priority (the user's own RAY_worker_niceness wins).
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, **quiet)
             WATCHDOGS.append(watch())  # Ray's processes go with this one, even after kill -9
     except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...: say it in one line

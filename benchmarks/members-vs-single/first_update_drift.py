@@ -22,7 +22,7 @@ def members_for(config, seeds, root):
     for seed in seeds:
         member_config = copy.deepcopy(config)
         member_config.train.seed = seed
-        out.append(Member(seed, member_config.env.cost_limit, root / f"seed-{seed}", member_config))
+        out.append(Member(root / f"seed-{seed}", member_config))
     return out
 
 
