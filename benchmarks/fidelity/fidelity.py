@@ -84,7 +84,7 @@ def steps_until_divergence(a: list, b: list) -> tuple[int | None, list[int]]:
 
 def compare_id(env_id: str, args, workdir: pathlib.Path) -> dict:
     seeds = list(range(args.seeds))
-    actions = np.random.default_rng(12345).uniform(-1, 1, (args.steps, 2))
+    actions = ours.random_actions(ours.action_space_of(env_id), args.steps, 12345)
     job = {"env_id": env_id, "layouts": {"seeds": seeds, "replacements": args.replacements},
            "trajectory": {"seed": 0, "actions": actions.tolist()},
            "stats": {"episodes": args.episodes, "seed": 1000}}

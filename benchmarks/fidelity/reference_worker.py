@@ -7,7 +7,8 @@ Usage: ``python reference_worker.py JOB.json OUT.json``. A job names one env id 
   and yaw, the goal button; then ``replacements`` times: put the robot (Push: the box) on the goal,
   step once with a zero action and record where the new goal went.
 - ``trajectory``: observations, rewards and costs under the given actions from ``reset(seed)``.
-- ``stats``: per-episode return, cost and mean observation under uniform random actions.
+- ``stats``: per-episode return, cost and mean observation under uniform random actions (within the
+  actuators' control ranges, e.g. +-20 rad/s for the Racecar's drive).
 - ``speed``: single-env steps per second under uniform random actions (autoresets included).
 
 No saferl import here: this file must run with gymnasium 0.28.1 and MuJoCo 2.3.3.
@@ -131,16 +132,23 @@ def trajectory(env_id: str, seed: int, actions: list) -> dict:
     return {"obs": observations, "reward": rewards, "cost": costs}
 
 
+def control_range(env) -> tuple[np.ndarray, np.ndarray]:
+    """The actuators' control ranges (float64; the action space holds them rounded to float32)."""
+    low, high = env.unwrapped.task.model.actuator_ctrlrange.T.copy()
+    return low, high
+
+
 def stats(env_id: str, episodes: int, seed: int) -> dict:
     env = make(env_id)
     rng = np.random.default_rng(seed)
+    low, high = control_range(env)
     returns, costs, obs_means, lengths = [], [], [], []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
         total_r = total_c = 0.0
         obs_sum, n = np.array(obs, dtype=np.float64), 1
         while True:
-            obs, reward, cost, terminated, truncated, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            obs, reward, cost, terminated, truncated, _ = env.step(rng.uniform(low, high))
             total_r += reward
             total_c += cost
             obs_sum += obs
@@ -157,7 +165,8 @@ def stats(env_id: str, episodes: int, seed: int) -> dict:
 
 def speed(env_id: str, seconds: float, seed: int) -> float:
     env = make(env_id)
-    actions = np.random.default_rng(seed).uniform(-1, 1, (256,) + env.action_space.shape)
+    low, high = control_range(env)
+    actions = np.random.default_rng(seed).uniform(low, high, (256,) + low.shape)
     env.reset(seed=seed)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:

@@ -13,6 +13,7 @@ import numpy as np
 from .gym_env import NavigationEnv
 from .layout import new_rng, sample_layout
 from .sim import NavigationSim
+from .vector import action_space
 
 
 def replace_goal(sim: NavigationSim, i: int = 0) -> np.ndarray:
@@ -22,7 +23,7 @@ def replace_goal(sim: NavigationSim, i: int = 0) -> np.ndarray:
         sim.set_state(i, objects={"push_box": goal[None]})
     else:
         sim.set_state(i, robot=(goal[0], goal[1], sim.robot_yaw(i)))
-    sim.step(np.zeros((sim.num_envs, 2)))
+    sim.step(np.zeros((sim.num_envs, sim.model.nu)))
     return sim.obj[i, sim.slots["goal"].start, :2].copy()
 
 
@@ -58,11 +59,11 @@ def trajectory(env_id: str, seed: int, actions: np.ndarray) -> dict:
         obs, _ = env.reset(seed=seed)
         observations, rewards, costs = [obs.tolist()], [], []
         for a in actions:
-            obs, reward, _, truncated, info = env.step(a)
+            obs, reward, terminated, truncated, info = env.step(a)
             observations.append(obs.tolist())
             rewards.append(reward)
             costs.append(info["cost"])
-            if truncated:
+            if terminated or truncated:
                 break
         return {"obs": observations, "reward": rewards, "cost": costs}
     finally:
@@ -72,10 +73,12 @@ def trajectory(env_id: str, seed: int, actions: np.ndarray) -> dict:
 def episode_stats(env_id: str, episodes: int, seed: int) -> dict:
     """Per-episode return, cost, length and mean observation under uniform random actions.
 
-    Episode k starts from ``reset(seed=seed + k)``; actions come from ``default_rng(seed)``.
+    Episode k starts from ``reset(seed=seed + k)``; actions come from ``default_rng(seed)``, uniform
+    within the actuators' control ranges.
     """
     env = NavigationEnv(env_id)
     rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
     out = {"return": [], "cost": [], "obs_mean": [], "length": []}
     try:
         for ep in range(episodes):
@@ -83,12 +86,12 @@ def episode_stats(env_id: str, episodes: int, seed: int) -> dict:
             total_r = total_c = 0.0
             obs_sum, n = obs.copy(), 1
             while True:
-                obs, reward, _, truncated, info = env.step(rng.uniform(-1, 1, 2))
+                obs, reward, terminated, truncated, info = env.step(rng.uniform(low, high))
                 total_r += reward
                 total_c += info["cost"]
                 obs_sum += obs
                 n += 1
-                if truncated:
+                if terminated or truncated:
                     break
             out["return"].append(total_r)
             out["cost"].append(total_c)
@@ -102,19 +105,33 @@ def episode_stats(env_id: str, episodes: int, seed: int) -> dict:
 def single_env_speed(env_id: str, seconds: float, seed: int) -> float:
     """Steps per second of one ``gymnasium`` env under uniform random actions (resets included)."""
     env = NavigationEnv(env_id)
-    actions = np.random.default_rng(seed).uniform(-1, 1, (256, 2))
+    actions = random_actions(env.action_space, 256, seed)
     try:
         env.reset(seed=seed)
         steps, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             for a in actions:
-                _, _, _, truncated, _ = env.step(a)
-                if truncated:
+                _, _, terminated, truncated, _ = env.step(a)
+                if terminated or truncated:
                     env.reset()
             steps += len(actions)
         return steps / (time.perf_counter() - start)
     finally:
         env.close()
+
+
+def random_actions(space, steps: int, seed: int) -> np.ndarray:
+    """``steps`` actions [steps, dim] uniform within ``space``'s bounds, from ``default_rng(seed)``."""
+    return np.random.default_rng(seed).uniform(space.low, space.high, (steps, space.shape[0]))
+
+
+def action_space_of(env_id: str):
+    """The action space of ``env_id`` (its actuators' control ranges)."""
+    sim = NavigationSim(env_id, 1)
+    try:
+        return action_space(sim.model)
+    finally:
+        sim.close()
 
 
 def layout_difference(ours: dict, ref: dict) -> float:
