@@ -3,7 +3,8 @@
 Per step, the only per-env Python is writing the controls, ``mj_step``, one ``mj_forward`` (as
 Safety-Gymnasium, so sensors describe the state after the last substep) and one copy of
 ``sensordata`` (``world.py`` puts everything we need there); tasks with gremlins also move their
-weld targets before every substep; observation, reward and cost are
+weld targets before every substep. (RK4 robots, Racecar and Ant, cannot let resting objects sleep,
+so their vases and boxes cost every substep as they do in Safety-Gymnasium.) Observation, reward and cost are
 then computed for the whole batch with numpy (reward and cost live in ``rules.py``). Physics
 runs on the project's shared thread team (``saferl.envs.threads``): ``mj_step`` releases the GIL.
 Resets, goal re-placements and button re-choices are rare, so they stay simple per-env Python.
