@@ -8,9 +8,9 @@ in a separate environment (``run.sh`` builds it) through ``reference_worker.py``
 the same time. Writes ``results.json`` and ``results.md`` next to this file; exits 1 on a layout
 mismatch or a flagged statistic.
 
-Flags: return or cost with |z| > 3; an observation dimension whose Welch p-value is below 0.0027 / dims
-(the |z| > 3 rate, Bonferroni-corrected over the id's dimensions, so chance alone flags about 0.3% of
-ids). Dimensions with |z| > 3 are counted in the table whatever their correction.
+Flags: return, cost or episode length (an Ant's fall) with |z| > 3; an observation dimension whose Welch
+p-value is below 0.0027 / dims (the |z| > 3 rate, Bonferroni-corrected over the id's dimensions, so chance
+alone flags about 0.3% of ids). Dimensions with |z| > 3 are counted in the table whatever their correction.
 
 Also ``--record-fixtures PATH``: layouts from Safety-Gymnasium only, for tests/fixtures; ``--record-models
 PATH``: each robot's physics numbers from Safety-Gymnasium, for tests/fixtures; and ``--merge``:
@@ -107,6 +107,7 @@ def compare_id(env_id: str, args, workdir: pathlib.Path) -> dict:
     first, dims = steps_until_divergence(mine["trajectory"]["obs"], ref["trajectory"]["obs"])
     z_ret, _ = welch_z(mine["stats"]["return"], ref["stats"]["return"])
     z_cost, _ = welch_z(mine["stats"]["cost"], ref["stats"]["cost"])
+    z_length, _ = welch_z(mine["stats"]["length"], ref["stats"]["length"])   # only a falling Ant ends early
     obs_m, obs_r = np.array(mine["stats"]["obs_mean"]), np.array(ref["stats"]["obs_mean"])
     obs_tests = [welch_z(obs_m[:, k], obs_r[:, k]) for k in range(obs_m.shape[1])]
     obs_z = np.array([z for z, _ in obs_tests])
@@ -119,17 +120,19 @@ def compare_id(env_id: str, args, workdir: pathlib.Path) -> dict:
         "first_divergence": first, "divergent_dims": dims[:8],
         "return": [float(np.mean(mine["stats"]["return"])), float(np.mean(ref["stats"]["return"]))],
         "cost": [float(np.mean(mine["stats"]["cost"])), float(np.mean(ref["stats"]["cost"]))],
-        "z_return": z_ret, "z_cost": z_cost,
+        "z_return": z_ret, "z_cost": z_cost, "z_length": z_length,
+        "length": [float(np.mean(mine["stats"]["length"])), float(np.mean(ref["stats"]["length"]))],
         "obs_dims": int(obs_z.size), "obs_dims_z_over_3": int((np.abs(obs_z) > 3).sum()),
         "obs_max_abs_z": float(np.abs(obs_z).max()), "obs_max_abs_z_dim": int(np.abs(obs_z).argmax()),
         "obs_flagged_dims": flagged_dims,
         "episodes": args.episodes,
         "speed": [mine["speed"], ref["speed"]],
-        "raw": {side: {k: data["stats"][k] for k in ("return", "cost", "obs_mean")}
+        "raw": {side: {k: data["stats"][k] for k in ("return", "cost", "obs_mean", "length")}
                 for side, data in (("saferl", mine), ("safety_gymnasium", ref))},   # to re-score without re-running
     }
     row["flags"] = ([] if layouts_equal == len(seeds) else ["layout"]) + \
         (["return"] if abs(z_ret) > 3 else []) + (["cost"] if abs(z_cost) > 3 else []) + \
+        (["length"] if abs(z_length) > 3 else []) + \
         ([f"obs{flagged_dims}"] if flagged_dims else [])
     return row
 
@@ -142,9 +145,9 @@ def markdown(rows: list[dict], args, elapsed: float) -> str:
         f"with up to {args.replacements} goal re-placements (Goal, Push). Divergence: {args.steps} fixed uniform "
         f"actions from `reset(seed=0)`, first step whose observation differs by more than {DIVERGENCE:g} ('-': none). "
         f"Statistics: {args.episodes} random-action episodes per side (seeds 1000+k), Welch z of ours minus "
-        "Safety-Gymnasium's. Flags: |z| > 3 on return or cost; an observation dimension with a Welch p-value "
-        "below 0.0027 / dims. Speed: one gymnasium env each, uniform random actions, steps/s on this machine "
-        "(shared, so compare the ratio).",
+        "Safety-Gymnasium's. Flags: |z| > 3 on return, cost or episode length; an observation dimension with a "
+        "Welch p-value below 0.0027 / dims. Speed: one gymnasium env each, uniform random actions, steps/s on this "
+        "machine (shared, so compare the ratio).",
         "",
         "| id | layouts equal | steps equal | first diverging dims | return ours / SG (z) | cost ours / SG (z) "
         "| obs dims \\|z\\|>3 (max \\|z\\|) | steps/s ours / SG (x) | flags |",
