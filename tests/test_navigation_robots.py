@@ -95,7 +95,7 @@ def test_batched_env_equals_single_envs(env_id):
             np.testing.assert_array_equal(env.reset(seed=11 + i)[0], obs[i])
         space = vec.single_action_space
         rng = np.random.default_rng(0)
-        for _ in range(8):
+        for _ in range(5):
             actions = rng.uniform(space.low, space.high, (2,) + space.shape)
             obs, reward, cost, terminated, _, _ = vec.step(actions)
             for i, env in enumerate(singles):
