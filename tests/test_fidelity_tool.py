@@ -4,9 +4,12 @@ import importlib.util
 import pathlib
 import sys
 
+import gymnasium
 import numpy as np
 import pytest
 from scipy import stats
+
+from saferl.envs.navigation.fidelity import random_actions
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity"
 
@@ -60,3 +63,33 @@ def test_patch_turns_mutable_defaults_into_factories(tmp_path):
     assert "    alpha: float = COLOR['vase'][-1]\n" in text          # a float default is left alone
     patch.main(str(tmp_path))
     assert source.read_text() == text                                 # idempotent
+
+
+def test_merge_replaces_rows_of_the_ids_run_and_keeps_the_others_in_id_order():
+    settings = {"seeds": 20, "replacements": 2, "steps": 300, "episodes": 3, "speed_seconds": 1.5}
+    old = {"settings": dict(settings, ids=["SafetyPointGoal0-v0", "SafetyCarGoal0-v0"]),
+           "rows": [{"env_id": "SafetyPointGoal0-v0", "v": 1}, {"env_id": "SafetyCarGoal0-v0", "v": 1}]}
+    new = [{"env_id": "SafetyAntGoal0-v0", "v": 2}, {"env_id": "SafetyPointGoal0-v0", "v": 2}]
+    rows, ids = fidelity.merge_rows(old, dict(settings, ids=[]), new)
+    assert ids == ["SafetyPointGoal0-v0", "SafetyCarGoal0-v0", "SafetyAntGoal0-v0"]
+    assert [r["v"] for r in rows] == [2, 1, 2]
+    with pytest.raises(ValueError, match="steps 300 vs 1000"):
+        fidelity.merge_rows(old, dict(settings, steps=1000), new)
+
+
+def test_merge_without_results_is_a_clear_error(tmp_path, capsys):
+    python = tmp_path / "python"
+    python.write_text("")
+    code = fidelity.main(["--merge", "--out-dir", str(tmp_path), "--reference-python", str(python),
+                          "--ids", "SafetyAntGoal0-v0"])
+    assert code == 2 and capsys.readouterr().err.startswith("saferl: error: --merge: no ")
+
+
+def test_random_actions_keep_the_point_and_car_draws():
+    """Actions uniform within the control ranges are the old uniform(-1, 1) draws when the range is +-1."""
+    space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float64)
+    np.testing.assert_array_equal(random_actions(space, 50, 12345),
+                                  np.random.default_rng(12345).uniform(-1, 1, (50, 2)))
+    wide = gymnasium.spaces.Box(np.array([-20.0, -0.785]), np.array([20.0, 0.785]), (2,), np.float64)
+    actions = random_actions(wide, 2000, 0)
+    assert np.all(np.abs(actions) <= [20.0, 0.785]) and np.abs(actions[:, 0]).max() > 19.0

@@ -1,8 +1,9 @@
 """Navigation details pinned to Safety-Gymnasium 1.0.0 (no reference environment needed).
 
 Gremlin motion, sensor timing, 3-D Push distances, the vase and hazard rules, spawn heights, retry
-budgets and the RandomState draw order; ``tests/fixtures/sg_layouts.json`` holds layouts recorded
-from Safety-Gymnasium itself (``benchmarks/fidelity/fidelity.py --record-fixtures`` writes it).
+budgets and the RandomState draw order; ``tests/fixtures/sg_layouts.json`` (Point, Car) and
+``sg_layouts_robots.json`` (Racecar, Doggo, Ant) hold layouts recorded from Safety-Gymnasium itself
+(``benchmarks/fidelity/fidelity.py --record-fixtures`` writes them).
 """
 
 import json
@@ -25,7 +26,7 @@ from saferl.envs.navigation.layout import (
 )
 from saferl.envs.navigation.sim import NavigationSim
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "sg_layouts.json"
+FIXTURES = sorted((pathlib.Path(__file__).parent / "fixtures").glob("sg_layouts*.json"))   # Point/Car, then robots
 
 
 def draws_consumed(rng: np.random.RandomState, seed: int, limit: int = 100000) -> int:
@@ -211,7 +212,7 @@ def test_each_step_consumes_one_draw_before_the_next_unseeded_layout():
 # -- layouts recorded from Safety-Gymnasium 1.0.0 ----------------------------------------------------
 
 def fixture_cases():
-    records = json.loads(FIXTURES.read_text())
+    records = {k: v for path in FIXTURES for k, v in json.loads(path.read_text()).items()}
     return [(env_id, r) for env_id, rs in records.items() for r in rs]
 
 

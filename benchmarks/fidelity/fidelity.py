@@ -8,11 +8,14 @@ in a separate environment (``run.sh`` builds it) through ``reference_worker.py``
 the same time. Writes ``results.json`` and ``results.md`` next to this file; exits 1 on a layout
 mismatch or a flagged statistic.
 
-Flags: return or cost with |z| > 3; an observation dimension whose Welch p-value is below 0.0027 / dims
-(the |z| > 3 rate, Bonferroni-corrected over the id's dimensions, so chance alone flags about 0.3% of
-ids). Dimensions with |z| > 3 are counted in the table whatever their correction.
+Flags: return, cost or episode length (an Ant's fall) with |z| > 3; an observation dimension whose Welch
+p-value is below 0.0027 / dims (the |z| > 3 rate, Bonferroni-corrected over the id's dimensions, so chance
+alone flags about 0.3% of ids). Dimensions with |z| > 3 are counted in the table whatever their correction.
 
-Also ``--record-fixtures PATH``: layouts from Safety-Gymnasium only, for tests/fixtures.
+Also ``--record-fixtures PATH``: layouts from Safety-Gymnasium only, for tests/fixtures; ``--record-models
+PATH``: each robot's physics numbers from Safety-Gymnasium, for tests/fixtures; and ``--merge``:
+keep the rows of ids not run now from the existing ``results.json`` (same settings required), so a long
+table can be filled a few ids at a time.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from scipy import stats as sps
 
 from saferl.envs.navigation import NAVIGATION_IDS
 from saferl.envs.navigation import fidelity as ours
+from saferl.envs.navigation.robots import ROBOTS
 
 HERE = pathlib.Path(__file__).resolve().parent
 WORKER = HERE / "reference_worker.py"
@@ -84,7 +88,7 @@ def steps_until_divergence(a: list, b: list) -> tuple[int | None, list[int]]:
 
 def compare_id(env_id: str, args, workdir: pathlib.Path) -> dict:
     seeds = list(range(args.seeds))
-    actions = np.random.default_rng(12345).uniform(-1, 1, (args.steps, 2))
+    actions = ours.random_actions(ours.action_space_of(env_id), args.steps, 12345)
     job = {"env_id": env_id, "layouts": {"seeds": seeds, "replacements": args.replacements},
            "trajectory": {"seed": 0, "actions": actions.tolist()},
            "stats": {"episodes": args.episodes, "seed": 1000}}
@@ -103,6 +107,7 @@ def compare_id(env_id: str, args, workdir: pathlib.Path) -> dict:
     first, dims = steps_until_divergence(mine["trajectory"]["obs"], ref["trajectory"]["obs"])
     z_ret, _ = welch_z(mine["stats"]["return"], ref["stats"]["return"])
     z_cost, _ = welch_z(mine["stats"]["cost"], ref["stats"]["cost"])
+    z_length, _ = welch_z(mine["stats"]["length"], ref["stats"]["length"])   # only a falling Ant ends early
     obs_m, obs_r = np.array(mine["stats"]["obs_mean"]), np.array(ref["stats"]["obs_mean"])
     obs_tests = [welch_z(obs_m[:, k], obs_r[:, k]) for k in range(obs_m.shape[1])]
     obs_z = np.array([z for z, _ in obs_tests])
@@ -115,17 +120,19 @@ def compare_id(env_id: str, args, workdir: pathlib.Path) -> dict:
         "first_divergence": first, "divergent_dims": dims[:8],
         "return": [float(np.mean(mine["stats"]["return"])), float(np.mean(ref["stats"]["return"]))],
         "cost": [float(np.mean(mine["stats"]["cost"])), float(np.mean(ref["stats"]["cost"]))],
-        "z_return": z_ret, "z_cost": z_cost,
+        "z_return": z_ret, "z_cost": z_cost, "z_length": z_length,
+        "length": [float(np.mean(mine["stats"]["length"])), float(np.mean(ref["stats"]["length"]))],
         "obs_dims": int(obs_z.size), "obs_dims_z_over_3": int((np.abs(obs_z) > 3).sum()),
         "obs_max_abs_z": float(np.abs(obs_z).max()), "obs_max_abs_z_dim": int(np.abs(obs_z).argmax()),
         "obs_flagged_dims": flagged_dims,
         "episodes": args.episodes,
         "speed": [mine["speed"], ref["speed"]],
-        "raw": {side: {k: data["stats"][k] for k in ("return", "cost", "obs_mean")}
+        "raw": {side: {k: data["stats"][k] for k in ("return", "cost", "obs_mean", "length")}
                 for side, data in (("saferl", mine), ("safety_gymnasium", ref))},   # to re-score without re-running
     }
     row["flags"] = ([] if layouts_equal == len(seeds) else ["layout"]) + \
         (["return"] if abs(z_ret) > 3 else []) + (["cost"] if abs(z_cost) > 3 else []) + \
+        (["length"] if abs(z_length) > 3 else []) + \
         ([f"obs{flagged_dims}"] if flagged_dims else [])
     return row
 
@@ -134,13 +141,13 @@ def markdown(rows: list[dict], args, elapsed: float) -> str:
     lines = [
         "# Fidelity: saferl navigation vs Safety-Gymnasium 1.0.0",
         "",
-        f"Written by `make fidelity` ({elapsed / 60:.1f} min). Layouts: {args.seeds} seeds per id, each with up to "
-        f"{args.replacements} goal re-placements (Goal, Push). Divergence: {args.steps} fixed uniform actions from "
-        f"`reset(seed=0)`, first step whose observation differs by more than {DIVERGENCE:g} ('-': none). "
+        f"Written by `make fidelity` ({elapsed / 60:.1f} min in all). Layouts: {args.seeds} seeds per id, each "
+        f"with up to {args.replacements} goal re-placements (Goal, Push). Divergence: {args.steps} fixed uniform "
+        f"actions from `reset(seed=0)`, first step whose observation differs by more than {DIVERGENCE:g} ('-': none). "
         f"Statistics: {args.episodes} random-action episodes per side (seeds 1000+k), Welch z of ours minus "
-        "Safety-Gymnasium's. Flags: |z| > 3 on return or cost; an observation dimension with a Welch p-value "
-        "below 0.0027 / dims. Speed: one gymnasium env each, uniform random actions, steps/s on this machine "
-        "(shared, so compare the ratio).",
+        "Safety-Gymnasium's. Flags: |z| > 3 on return, cost or episode length; an observation dimension with a "
+        "Welch p-value below 0.0027 / dims. Speed: one gymnasium env each, uniform random actions, steps/s on this "
+        "machine (shared, so compare the ratio).",
         "",
         "| id | layouts equal | steps equal | first diverging dims | return ours / SG (z) | cost ours / SG (z) "
         "| obs dims \\|z\\|>3 (max \\|z\\|) | steps/s ours / SG (x) | flags |",
@@ -159,6 +166,22 @@ def markdown(rows: list[dict], args, elapsed: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+MERGED_SETTINGS = ("seeds", "replacements", "steps", "episodes", "speed_seconds")
+
+
+def merge_rows(old: dict, settings: dict, rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """``rows`` merged into ``old`` (a results.json): new rows replace old rows of the same id, then all rows
+    in NAVIGATION_IDS order; and the ids covered. Settings that shape a row must match the old file's."""
+    differ = [k for k in MERGED_SETTINGS if old["settings"].get(k) != settings[k]]
+    if differ:
+        raise ValueError("--merge needs the settings of the existing results.json; these differ: "
+                         + ", ".join(f"{k} {old['settings'].get(k)} vs {settings[k]}" for k in differ))
+    by_id = {r["env_id"]: r for r in old["rows"]}
+    by_id.update({r["env_id"]: r for r in rows})
+    order = [i for i in NAVIGATION_IDS if i in by_id]
+    return [by_id[i] for i in order], order
+
+
 def record_fixtures(args) -> None:
     """Layouts from Safety-Gymnasium only (positions for given seeds), for the tests."""
     records = {}
@@ -172,6 +195,17 @@ def record_fixtures(args) -> None:
     print(f"wrote {args.record_fixtures}: {len(records)} ids x {args.seeds} seeds")
 
 
+def record_models(args) -> None:
+    """Each robot's physics numbers from Safety-Gymnasium's compiled world (its Goal0 task), for the tests."""
+    records = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for robot in ROBOTS:
+            job = {"env_id": f"Safety{robot}Goal0-v0", "model": True}
+            records[robot] = finish_reference(*start_reference(args.reference_python, job, pathlib.Path(tmp)))["model"]
+    pathlib.Path(args.record_models).write_text(json.dumps(records, indent=1) + "\n")
+    print(f"wrote {args.record_models}: {', '.join(records)}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference-python", default=str(HERE / ".reference" / "bin" / "python"))
@@ -183,6 +217,9 @@ def main(argv=None) -> int:
     parser.add_argument("--speed-seconds", type=float, default=2.0)
     parser.add_argument("--out-dir", default=str(HERE))
     parser.add_argument("--record-fixtures", metavar="PATH")
+    parser.add_argument("--record-models", metavar="PATH")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the existing results.json rows of ids not run now (same settings required)")
     args = parser.parse_args(argv)
     unknown = [i for i in args.ids if i not in NAVIGATION_IDS]
     if unknown:
@@ -195,6 +232,23 @@ def main(argv=None) -> int:
     if args.record_fixtures:
         record_fixtures(args)
         return 0
+    if args.record_models:
+        record_models(args)
+        return 0
+    out = pathlib.Path(args.out_dir)
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("reference_python", "out_dir", "record_fixtures", "record_models", "merge")}
+    old = None
+    if args.merge:
+        if not (out / "results.json").exists():
+            print(f"saferl: error: --merge: no {out / 'results.json'} to merge into", file=sys.stderr)
+            return 2
+        old = json.loads((out / "results.json").read_text())
+        try:
+            merge_rows(old, settings, [])
+        except ValueError as e:
+            print(f"saferl: error: {e}", file=sys.stderr)
+            return 2
     start, rows = time.time(), []
     with tempfile.TemporaryDirectory() as tmp:
         for env_id in args.ids:
@@ -203,11 +257,14 @@ def main(argv=None) -> int:
             print(f"{env_id}: layouts {row['layouts_equal']}/{row['seeds']}, diverges at {row['first_divergence']}, "
                   f"z return {row['z_return']:+.2f} cost {row['z_cost']:+.2f}, "
                   f"speed {row['speed'][0]:.0f}/{row['speed'][1]:.0f}, flags {row['flags'] or 'none'}", flush=True)
-    out = pathlib.Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("reference_python", "out_dir", "record_fixtures")}
+    elapsed = time.time() - start
+    if old is not None:
+        elapsed += old["settings"].get("minutes", 0.0) * 60
+        rows, settings["ids"] = merge_rows(old, settings, rows)
+    settings["minutes"] = round(elapsed / 60, 1)
     (out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1) + "\n")
-    (out / "results.md").write_text(markdown(rows, args, time.time() - start))
+    (out / "results.md").write_text(markdown(rows, args, elapsed))
     flagged = [r["env_id"] for r in rows if r["flags"]]
     print(f"wrote {out / 'results.md'}; flagged: {flagged or 'none'}")
     return 1 if flagged else 0

@@ -7,8 +7,10 @@ Usage: ``python reference_worker.py JOB.json OUT.json``. A job names one env id 
   and yaw, the goal button; then ``replacements`` times: put the robot (Push: the box) on the goal,
   step once with a zero action and record where the new goal went.
 - ``trajectory``: observations, rewards and costs under the given actions from ``reset(seed)``.
-- ``stats``: per-episode return, cost and mean observation under uniform random actions.
+- ``stats``: per-episode return, cost and mean observation under uniform random actions (within the
+  actuators' control ranges, e.g. +-20 rad/s for the Racecar's drive).
 - ``speed``: single-env steps per second under uniform random actions (autoresets included).
+- ``model``: the robot's physics numbers (masses, inertias, joints, colliding geoms, actuators).
 
 No saferl import here: this file must run with gymnasium 0.28.1 and MuJoCo 2.3.3.
 
@@ -131,16 +133,23 @@ def trajectory(env_id: str, seed: int, actions: list) -> dict:
     return {"obs": observations, "reward": rewards, "cost": costs}
 
 
+def control_range(env) -> tuple[np.ndarray, np.ndarray]:
+    """The actuators' control ranges (float64; the action space holds them rounded to float32)."""
+    low, high = env.unwrapped.task.agent.engine.model.actuator_ctrlrange.T.copy()
+    return low, high
+
+
 def stats(env_id: str, episodes: int, seed: int) -> dict:
     env = make(env_id)
     rng = np.random.default_rng(seed)
+    low, high = control_range(env)
     returns, costs, obs_means, lengths = [], [], [], []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
         total_r = total_c = 0.0
         obs_sum, n = np.array(obs, dtype=np.float64), 1
         while True:
-            obs, reward, cost, terminated, truncated, _ = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            obs, reward, cost, terminated, truncated, _ = env.step(rng.uniform(low, high))
             total_r += reward
             total_c += cost
             obs_sum += obs
@@ -157,7 +166,8 @@ def stats(env_id: str, episodes: int, seed: int) -> dict:
 
 def speed(env_id: str, seconds: float, seed: int) -> float:
     env = make(env_id)
-    actions = np.random.default_rng(seed).uniform(-1, 1, (256,) + env.action_space.shape)
+    low, high = control_range(env)
+    actions = np.random.default_rng(seed).uniform(low, high, (256,) + low.shape)
     env.reset(seed=seed)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -171,6 +181,55 @@ def speed(env_id: str, seconds: float, seed: int) -> float:
     return rate
 
 
+def robot_model(env_id: str) -> dict:
+    """The robot's physics numbers in its compiled world, as ``saferl.envs.navigation.fidelity.robot_model_record``
+    writes them (the same fields, computed the same way; see there)."""
+    env = make(env_id)
+    env.reset(seed=0)
+    model = env.unwrapped.task.model
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    a = model.body("agent").id
+    origin, frame = data.xpos[a].copy(), data.xmat[a].reshape(3, 3).copy()
+
+    def local(v):
+        return [round(float(x), 9) for x in frame.T @ v]
+
+    bodies = [b for b in range(model.nbody) if b == a or (model.body_rootid[b] == a and b > a)]
+    record = {"timestep": float(model.opt.timestep), "integrator": int(model.opt.integrator),
+              "bodies": [], "joints": [], "geoms": [], "actuators": []}
+    for b in bodies:
+        mass = float(model.body_mass[b])
+        record["bodies"].append({"mass": mass, "inertia": sorted(model.body_inertia[b].tolist()),
+                                 "com": local(data.xipos[b] - origin) if mass > 0 else None})
+        for j in range(model.body_jntadr[b], model.body_jntadr[b] + model.body_jntnum[b]):
+            dof, hinge = model.jnt_dofadr[j], model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE
+            record["joints"].append({
+                "type": int(model.jnt_type[j]), "axis": local(data.xaxis[j]), "anchor": local(data.xanchor[j] - origin),
+                "limited": int(model.jnt_limited[j]), "range": model.jnt_range[j].tolist(),
+                "damping": float(model.dof_damping[dof]), "armature": float(model.dof_armature[dof]),
+                "stiffness": float(model.jnt_stiffness[j]),
+                "springref": float(model.qpos_spring[model.jnt_qposadr[j]]) if hinge else 0.0})
+        for g in range(model.body_geomadr[b], model.body_geomadr[b] + model.body_geomnum[b]):
+            if not (model.geom_contype[g] or model.geom_conaffinity[g]):
+                continue
+            mesh = model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH
+            record["geoms"].append({
+                "type": int(model.geom_type[g]), "size": [] if mesh else model.geom_size[g].tolist(),
+                "pos": [] if mesh else local(data.geom_xpos[g] - origin),
+                "condim": int(model.geom_condim[g]), "friction": model.geom_friction[g].tolist()})
+    first_joint = model.body_jntadr[a]
+    for u in range(model.nu):
+        record["actuators"].append({
+            "joint": int(model.actuator_trnid[u, 0] - first_joint), "gear": float(model.actuator_gear[u, 0]),
+            "gain": model.actuator_gainprm[u, :3].tolist(),
+            "bias": model.actuator_biasprm[u, :3].tolist() if model.actuator_biastype[u] else [],   # unused when none
+            "ctrlrange": model.actuator_ctrlrange[u].tolist(),
+            "forcerange": model.actuator_forcerange[u].tolist() if model.actuator_forcelimited[u] else []})
+    env.close()
+    return record
+
+
 def run(job: dict) -> dict:
     env_id = job["env_id"].removesuffix(".speed")
     out = {"env_id": env_id}
@@ -182,6 +241,8 @@ def run(job: dict) -> dict:
         out["trajectory"] = trajectory(env_id, job["trajectory"]["seed"], job["trajectory"]["actions"])
     if "stats" in job:
         out["stats"] = stats(env_id, job["stats"]["episodes"], job["stats"]["seed"])
+    if "model" in job:
+        out["model"] = robot_model(env_id)
     if "speed" in job:
         out["speed"] = speed(env_id, job["speed"]["seconds"], job["speed"]["seed"])
     return out

@@ -18,7 +18,8 @@ def benchmark(env_id: str = "SafetyPointGoal1-v0", num_envs: int = 1, seconds: f
     env = NavigationVectorEnv(env_id, num_envs=num_envs, seed=seed, num_threads=num_threads)
     try:
         env.reset()
-        actions = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(256, num_envs, 2))
+        space = env.single_action_space
+        actions = np.random.default_rng(seed).uniform(space.low, space.high, size=(256, num_envs) + space.shape)
         for k in range(20):  # warm up (thread pool, caches)
             env.step(actions[k])
         steps, start = 0, time.perf_counter()

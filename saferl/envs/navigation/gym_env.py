@@ -11,10 +11,12 @@ import numpy as np
 
 from .sim import NavigationSim
 from .tasks import NAVIGATION_IDS, task_spec
+from .vector import action_space
 
 
 class NavigationEnv(gymnasium.Env):
-    """``Safety{Point,Car}{Goal,Button,Push,Circle}{0,1,2}-v0``; ``step`` returns gymnasium's 5-tuple."""
+    """``Safety{Point,Car,Racecar,Doggo,Ant}{Goal,Button,Push,Circle}{0,1,2}-v0``; ``step`` returns gymnasium's
+    5-tuple (``terminated`` only when an Ant falls over)."""
 
     metadata = {"render_modes": ["rgb_array"]}
     def __init__(self, env_id: str = "SafetyPointGoal1-v0", max_episode_steps: int | None = None,
@@ -25,7 +27,7 @@ class NavigationEnv(gymnasium.Env):
         self.sim = NavigationSim(env_id, 1)
         self.max_episode_steps = int(max_episode_steps or spec.max_episode_steps)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (spec.obs_dim,), np.float64)
-        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float64)
+        self.action_space = action_space(self.sim.model)
         self.metadata = {**self.metadata, "render_fps": round(1.0 / spec.robot.dt)}
         self.render_mode = render_mode
         self._camera, self._size = camera, (height, width)
@@ -39,11 +41,13 @@ class NavigationEnv(gymnasium.Env):
         return self.sim.observe()[0], {}
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64).reshape(1, 2), -1.0, 1.0)
+        space = self.action_space
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(1, space.shape[0]), space.low, space.high)
         reward, cost = self.sim.step(action)
         self._elapsed += 1
         truncated = self._elapsed >= self.max_episode_steps
-        return self.sim.observe()[0], float(reward[0]), False, truncated, {"cost": float(cost[0])}
+        terminated = bool(self.sim.fallen()[0])
+        return self.sim.observe()[0], float(reward[0]), terminated, truncated, {"cost": float(cost[0])}
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -3,7 +3,8 @@
 Per step, the only per-env Python is writing the controls, ``mj_step``, one ``mj_forward`` (as
 Safety-Gymnasium, so sensors describe the state after the last substep) and one copy of
 ``sensordata`` (``world.py`` puts everything we need there); tasks with gremlins also move their
-weld targets before every substep; observation, reward and cost are
+weld targets before every substep. (RK4 robots, Racecar and Ant, cannot let resting objects sleep,
+so their vases and boxes cost every substep as they do in Safety-Gymnasium.) Observation, reward and cost are
 then computed for the whole batch with numpy (reward and cost live in ``rules.py``). Physics
 runs on the project's shared thread team (``saferl.envs.threads``): ``mj_step`` releases the GIL.
 Resets, goal re-placements and button re-choices are rare, so they stay simple per-env Python.
@@ -19,6 +20,7 @@ from saferl.envs.threads import ThreadTeam, default_num_threads
 from . import tasks as T
 from .layout import new_rng, sample_layout
 from .lidar import ego_xy, pseudo_lidar
+from .robots import ANT_RESET_NOISE
 from .rules import TaskRules
 from .world import build_world
 
@@ -30,6 +32,32 @@ def quat_to_mat(q: np.ndarray) -> np.ndarray:
         1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
         2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
         2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)
+
+
+def sensor_observation(sens: np.ndarray, layout: tuple[tuple[str, int], ...], out: np.ndarray) -> int:
+    """Write the robot's observed sensors (the first values of ``sens`` [N, ...]) into ``out`` [N, ...] as
+    ``layout`` says (see ``robots.OBS_WIDTH``); returns how many observation columns were written."""
+    src = dst = 0
+    for kind, n in layout:
+        block = sens[:, src:src + n]
+        if kind == "raw":
+            out[:, dst:dst + n] = block
+            width = n
+        elif kind == "z":                 # a position: its height only
+            out[:, dst] = block[:, 2]
+            width = 1
+        elif kind == "sincos":            # angles as (sin, cos) pairs
+            width = 2 * n
+            out[:, dst:dst + width:2] = np.sin(block)
+            out[:, dst + 1:dst + width:2] = np.cos(block)
+        elif kind == "quatmat":           # a quaternion as a rotation matrix
+            width = 9
+            out[:, dst:dst + width] = quat_to_mat(block)
+        else:
+            raise ValueError(f"unknown observation kind {kind!r}")
+        src += n
+        dst += width
+    return dst
 
 
 def _yaw_quat(yaw: float) -> tuple[float, float, float, float]:
@@ -61,6 +89,10 @@ class NavigationSim(TaskRules):
         # Safety-Gymnasium draws its frame skip (binomial(10, 1.0): always 10, one uniform consumed)
         # from the layout RNG every step; we skip those draws lazily, just before the RNG is next used.
         self.pending_draws = np.zeros(n, dtype=np.int64)
+        # The "split" first substep (mj_step2 after the last forward) is exact for Euler only, not RK4.
+        self._split_step = self.robot.integrator == "Euler"
+        self._init_qpos = np.array([model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j)]
+                                    for j, _, _ in self.robot.joint_init], dtype=np.int64)
         self._pos = world.robot_pos                  # slices of sensordata
         self._axes = slice(world.robot_xaxis.start, world.robot_yaxis.stop)
         assert world.robot_yaxis.start == world.robot_xaxis.stop, "x and y axes must be adjacent"
@@ -108,6 +140,8 @@ class NavigationSim(TaskRules):
             d = datas[i]
             if self._gremlins:
                 self._step_with_gremlins(i)
+            elif not self._split_step:
+                mujoco.mj_step(model, d, nstep)
             else:
                 # The forward that ended the last step (or the reset) already ran this state's position
                 # and velocity stages, so mj_step2 completes the first substep (same numbers, less work).
@@ -181,10 +215,25 @@ class NavigationSim(TaskRules):
         self.button_timer[i] = 0
         if self.spec.task == "Button":
             self._choose_button(i)
+        self._init_joints(i)
         mujoco.mj_forward(self.model, d)
         self.sens[i] = d.sensordata
         self._read_free_objects(i)
         self._reset_progress(i)
+
+    def _init_joints(self, i: int) -> None:
+        """The robot's starting joint angles with their noise (Ant), drawn after everything else of a reset."""
+        if not len(self._init_qpos):
+            return
+        rng, qpos = self.rng(i), self.datas[i].qpos
+        for adr, (_, angle, sign) in zip(self._init_qpos, self.robot.joint_init, strict=True):
+            qpos[adr] = angle + sign * rng.uniform(-ANT_RESET_NOISE, ANT_RESET_NOISE)
+
+    def fallen(self) -> np.ndarray:
+        """Envs whose robot has fallen over [N] (Ant: its torso centre at or below ``fall_height``)."""
+        if self.robot.fall_height is None:
+            return np.zeros(self.num_envs, dtype=bool)
+        return self.sens[:, self._pos.start + 2] <= self.robot.fall_height
 
     def robot_yaw(self, i: int) -> float:
         """Env i's heading: the angle of the robot's body x axis in the floor plane."""
@@ -254,18 +303,12 @@ class NavigationSim(TaskRules):
     # -- observation ----------------------------------------------------------------------------
 
     def observe(self, idx=None) -> np.ndarray:
-        """Observations [N, obs_dim] (or of envs ``idx``): sensors, Car extras, then one lidar per kind."""
+        """Observations [N, obs_dim] (or of envs ``idx``): the robot's sensors, then one lidar per kind."""
         s = self.sens if idx is None else self.sens[idx]
         obj = self.obj if idx is None else self.obj[idx]
         n = len(s)
         obs = np.empty((n, self.obs_dim))
-        if self.robot.free:  # sensordata: 4 site sensors, ball angular velocity, ball quaternion
-            obs[:, :15] = s[:, :15]
-            obs[:, 15:24] = quat_to_mat(s[:, 15:19])
-            k = 24
-        else:
-            obs[:, :12] = s[:, :12]
-            k = 12
+        k = sensor_observation(s, self.robot.obs_layout, obs)
         ego = ego_xy(obj - s[:, None, self._pos], s[:, self._axes].reshape(n, 2, 3))
         lidar = pseudo_lidar(ego, self.lidar_starts, self.spec.lidar_range, T.LIDAR_BINS)
         self._hide_buttons(lidar, idx)

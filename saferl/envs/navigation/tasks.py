@@ -55,8 +55,9 @@ PILLAR = (0.2, 0.3)       # 1 m tall
 BUTTON = (0.1, 0.2)
 GREMLIN = (0.1, 0.4)
 # The push box: a cube of this half-size with four corner columns (half as wide, reaching 1.5 times the
-# half-size), smaller and lighter for the Car. (size, keepout, density) per robot.
-PUSH_BOX = {"Point": (0.2, 0.2, 0.001), "Car": (0.125, 0.125, 0.0005)}
+# half-size), smaller and lighter for the Car only. (size, keepout, density) per robot.
+PUSH_BOX = {"Point": (0.2, 0.2, 0.001), "Car": (0.125, 0.125, 0.0005), "Racecar": (0.2, 0.2, 0.001),
+            "Doggo": (0.2, 0.2, 0.001), "Ant": (0.2, 0.2, 0.001)}
 
 
 def _group(kind: str, count: int, defaults: tuple[float, float], constrained: bool = False,
@@ -141,7 +142,7 @@ def _lidar_kinds(task: str, groups: list[Group]) -> tuple[str, ...]:
 
 
 def task_spec(env_id: str) -> TaskSpec:
-    """Parse ``Safety{Point,Car}{Goal,Button,Push,Circle}{0,1,2}-v0`` into its ``TaskSpec``."""
+    """Parse ``Safety{Point,Car,Racecar,Doggo,Ant}{Goal,Button,Push,Circle}{0,1,2}-v0`` into its ``TaskSpec``."""
     if not (env_id.startswith("Safety") and env_id.endswith("-v0")):
         raise ValueError(f"not a navigation id: {env_id!r}")
     body = env_id[len("Safety"):-len("-v0")]

@@ -1,6 +1,6 @@
 """``NavigationVectorEnv``: the project's VectorEnv contract on top of the batched simulator.
 
-Episodes only truncate (``max_episode_steps``); nothing terminates. Seeds, same-step autoreset
+Episodes truncate at ``max_episode_steps``; only a fallen Ant terminates. Seeds, same-step autoreset
 and episode statistics come from ``saferl.envs.vector.VectorEnv``.
 """
 
@@ -13,6 +13,12 @@ from saferl.envs.vector import VectorEnv
 
 from .sim import NavigationSim
 from .tasks import task_spec
+
+
+def action_space(model) -> gymnasium.spaces.Box:
+    """One control per actuator, bounded by its ``ctrlrange`` (as Safety-Gymnasium's robots)."""
+    low, high = model.actuator_ctrlrange.T.copy()
+    return gymnasium.spaces.Box(low, high, (model.nu,), np.float64)
 
 
 class NavigationVectorEnv(VectorEnv):
@@ -29,9 +35,9 @@ class NavigationVectorEnv(VectorEnv):
         self.cost_names = ["cost"]
         self.max_episode_steps = int(max_episode_steps or spec.max_episode_steps)
         self.single_observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (spec.obs_dim,), np.float64)
-        self.single_action_space = gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float64)
-        self._setup(num_envs, seed)
         self.sim = NavigationSim(env_id, num_envs, num_threads)
+        self.single_action_space = action_space(self.sim.model)
+        self._setup(num_envs, seed)
         self.num_threads = self.sim.num_threads
         self._renderer = None
 
@@ -45,7 +51,7 @@ class NavigationVectorEnv(VectorEnv):
     def _step_envs(self, actions):
         reward, cost = self.sim.step(actions)
         never = np.zeros(self.num_envs, dtype=bool)
-        return self.sim.observe(), reward, cost[:, None], never, never, {}
+        return self.sim.observe(), reward, cost[:, None], self.sim.fallen(), never, {}
 
     def render(self, env_index: int = 0, camera: str = "track", width: int = 320,
                height: int = 240) -> np.ndarray:

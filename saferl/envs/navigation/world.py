@@ -112,8 +112,9 @@ def world_xml(spec: TaskSpec) -> str:
     cam_height = (spec.extent + 0.6) / np.tan(np.radians(22.5))
     return f"""
 <mujoco model="{spec.env_id}">
-  <compiler angle="radian"/>
-  <option timestep="{robot.timestep}"><flag sleep="enable"/></option>
+  <compiler angle="radian" autolimits="true"/>
+  <option timestep="{robot.timestep}" integrator="{robot.integrator}"><flag sleep="enable"/></option>
+  <default>{robot.defaults}</default>
   <visual><global offwidth="1280" offheight="960"/><quality shadowsize="2048"/></visual>
   <asset>
     <texture name="sky" type="skybox" builtin="gradient" rgb1="0.55 0.7 0.85" rgb2="0.2 0.25 0.3"
@@ -121,6 +122,7 @@ def world_xml(spec: TaskSpec) -> str:
     <texture name="grid" type="2d" builtin="checker" rgb1="0.9 0.9 0.9" rgb2="0.78 0.78 0.78"
              width="256" height="256" mark="edge" markrgb="0.7 0.7 0.7"/>
     <material name="grid" texture="grid" texrepeat="1 1" texuniform="true"/>
+    {robot.assets}
   </asset>
   <worldbody>
     <light pos="0 0 6" dir="0 0 -1" directional="true" diffuse="0.8 0.8 0.8"/>
@@ -129,7 +131,8 @@ def world_xml(spec: TaskSpec) -> str:
     {robot.body}
     {chr(10).join(bodies)}
   </worldbody>
-  <equality>{"".join(welds)}</equality>
+  <equality>{robot.equality}{"".join(welds)}</equality>
+  <contact>{robot.contact}</contact>
   <actuator>{robot.actuators}</actuator>
   <sensor>
     {chr(10).join(sensors)}
