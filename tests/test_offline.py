@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from saferl.algorithms.common import BehaviourReference, PPOMinibatch
 from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
@@ -236,7 +237,6 @@ def test_multiplier_warm_start():
 def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_path):
     """The hand-written gradient knows nothing of the KL term, so it must be off while the term is on."""
     from saferl.algorithms import ppo as ppo_module
-    from saferl.algorithms.common import BehaviourReference
     from saferl.launch import new_members
 
     config = toy_config("ppo_lag", ["train.steps_per_epoch=400", *QUIET])
@@ -250,14 +250,14 @@ def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_pat
     runner.collect()
     batch = runner.rollout_batch()
     size = 64  # on one minibatch the loss grows by exactly coef * KL(reference || policy)
-    minibatch = [t[:, :size] for t in (batch.obs, batch.actions, batch.log_probs)]
-    minibatch += [torch.zeros(1, size, 1), torch.zeros(1, size), batch.reward_returns[:, :size],
-                  batch.cost_returns[:, :size], batch.reward_values[:, :size], batch.cost_values[:, :size]]
+    minibatch = PPOMinibatch(batch.obs, batch.actions, batch.log_probs, torch.zeros(1, batch.size, 1),
+                             torch.zeros(1, batch.size), batch.reward_returns, batch.cost_returns, batch.reward_values,
+                             batch.cost_values).slice(0, size)
     old_log_std = policy.log_std_per_member().detach()
     with torch.no_grad():
         plain = algorithm.loss(minibatch, old_log_std, torch.ones(1), torch.zeros(1))
-        penalised = algorithm.loss(minibatch + [reference.means(batch.obs[:, :size])], old_log_std, torch.ones(1),
-                                   torch.tensor([2.0]))
+        penalised = algorithm.loss(minibatch._replace(bc_means=reference.means(minibatch.obs)), old_log_std,
+                                   torch.ones(1), torch.tensor([2.0]))
     expected = 2.0 * algorithm.behaviour_kl(batch.obs[:, :size])[0]
     assert float(penalised[0] - plain[0]) == pytest.approx(float(expected), rel=1e-4)
 

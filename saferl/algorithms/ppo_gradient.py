@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import torch
 
+from saferl.algorithms.common import PPOMinibatch
 from saferl.maths.gaussian import LOG_SQRT_2PI
 from saferl.policies.actor_critic import ActorCritic
 from saferl.policies.ensemble import DERIVATIVES
 
 
 @torch.no_grad()
-def clip_loss_gradients(policy: ActorCritic, minibatch: list[torch.Tensor], clip_low: float, clip_high: float,
+def clip_loss_gradients(policy: ActorCritic, minibatch: PPOMinibatch, clip_low: float, clip_high: float,
                         value_coef: float, entropy_coef: float, with_cost: bool, grad_of: dict) -> None:
     """Write d(sum over members of PPO.loss)/d(parameter) into grad_of[id(parameter)] (views into the optimiser's
     flat gradient), for the clip objective without value clipping or a KL-to-clone term."""
-    obs, actions, old_log_probs, _, advantages, reward_returns, cost_returns, *_ = minibatch
+    mb = minibatch
+    obs, actions, old_log_probs, advantages = mb.obs, mb.actions, mb.old_log_probs, mb.advantages
+    reward_returns, cost_returns = mb.reward_returns, mb.cost_returns
     networks = policy.networks(with_cost)
     layers = policy.stacked_layers(with_cost)
     if layers is None:
