@@ -41,7 +41,14 @@ import time
 import numpy as np
 import torch
 
-from saferl.algorithms.policy_gradient import PG, MemberActor, gaussian_fisher_product_fn, kl_scale, mean_kl, surrogate
+from saferl.algorithms.policy_gradient import (
+    PG,
+    MemberUpdate,
+    gaussian_fisher_product_fn,
+    kl_scale,
+    mean_kl,
+    surrogate,
+)
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths.cpo_dual import CASE_CODES, SOLVER_CODES, cpo_step
@@ -63,18 +70,17 @@ class CPO(PG):
         self.margin = np.zeros_like(self.cost_limits)  # the learned margin per member and constraint (cpo.margin_lr)
 
     def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
-        self._episode_cost = np.asarray(episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
-        self._episode_length = np.asarray(episode_length, dtype=np.float64).reshape(-1)
         if self.cfg.margin_lr > 0:  # safety-starter-agents' learn_margin: m <- max(0, m + lr (J_c - limit))
-            gap = np.where(np.isfinite(self._episode_cost), self._episode_cost - self.cost_limits, 0.0)
+            cost = np.asarray(episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
+            gap = np.where(np.isfinite(cost), cost - self.cost_limits, 0.0)
             self.margin = np.maximum(0.0, self.margin + self.cfg.margin_lr * gap)
         return super().update(batch, episode_cost, episode_length)
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
-        """One member's CPO step (`advantages`, PG's Lagrangian hook, is unused: CPO keeps the reward and cost
-        advantages apart)."""
+    def actor_step(self, step: MemberUpdate) -> dict:
+        """One member's CPO step, from its batch's reward and cost advantages (kept apart, so `step.advantages`
+        is not read) and its episodes' cost and length."""
         start = time.perf_counter()
-        cfg = self.cfg
+        cfg, member, actor, batch = self.cfg, step.member, step.actor, step.batch
         params = actor.params
         num_costs = batch.cost_advantages.shape[1]
         delta = cfg.target_kl
@@ -101,10 +107,10 @@ class CPO(PG):
         S = 0.5 * (S + S.T)  # CG makes it slightly asymmetric
 
         # 3. c = J_c + margin - limit, in episode units or per step (cpo.cost_scale; the module docstring).
-        length = self._episode_length[member]
+        length = step.episode_length
         episode_length = float(length) if np.isfinite(length) else float(self.episode_length)
         limits = self.cost_limits[member]
-        episode_cost = np.where(np.isfinite(self._episode_cost[member]), self._episode_cost[member], limits)
+        episode_cost = np.where(np.isfinite(step.episode_cost), step.episode_cost, limits)
         gap = episode_cost + self.margin[member] - limits  # no finished episode yet: 0 (plus the margin)
         c = gap if cfg.cost_scale == "episode" else gap / episode_length
 

@@ -17,6 +17,7 @@ single-policy computation on flat parameter vectors (`MemberActor`).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -65,6 +66,18 @@ class MemberActor:
 def member_batch(batch: RolloutBatch, member: int) -> RolloutBatch:
     """Member k's samples as a batch of [B, ...] tensors (views)."""
     return RolloutBatch(*[t[member] for t in batch.fields()])
+
+
+class MemberUpdate(NamedTuple):
+    """What one member's actor step reads: its actor, its samples, the advantages the family's surrogate weighs,
+    and the constraint measurements of its recent episodes (CPO's c and T)."""
+
+    member: int
+    actor: MemberActor
+    batch: RolloutBatch  # [B, ...] views of the member's samples
+    advantages: torch.Tensor  # [B]: A_r, or trpo_lag's (A_r - lambda . A_c) / (1 + sum lambda)
+    episode_cost: np.ndarray  # [C]: mean cost of the recent episodes, NaN while none finished
+    episode_length: float  # their mean length, NaN while none finished
 
 
 # -- pure functions shared by the family (and by CPO) ----------------------------------------------------------
@@ -217,16 +230,21 @@ class PG:
     def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
         lambdas, stats = self.update_multiplier(episode_cost)
         advantages = batch.reward_advantages if lambdas is None else lagrangian_advantages(batch, lambdas)
-        actor_stats = stack_stats([self.actor_step(k, MemberActor(self.policy, k), member_batch(batch, k),
-                                                   advantages[k]) for k in range(self.policy.members)])
+        members = self.policy.members
+        episode_cost = np.asarray(episode_cost, dtype=np.float64).reshape(members, -1)
+        episode_length = np.asarray(episode_length, dtype=np.float64).reshape(members)
+        actor_stats = stack_stats([
+            self.actor_step(MemberUpdate(k, MemberActor(self.policy, k), member_batch(batch, k), advantages[k],
+                                         episode_cost[k], float(episode_length[k])))
+            for k in range(members)])
         stats.update(actor_stats)
         stats.update(self.fit_critics(batch))
         stats["entropy"] = entropy(self.policy)
         self.epoch += 1
         return stats
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
-        pg = self.cfg
+    def actor_step(self, step: MemberUpdate) -> dict:
+        pg, actor, batch, advantages = self.cfg, step.actor, step.batch, step.advantages
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
         surrogate_old = surrogate(actor, batch, advantages)
@@ -263,7 +281,8 @@ class NPG(PG):
 
     section = "npg"
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
+    def actor_step(self, step: MemberUpdate) -> dict:
+        actor, batch, advantages = step.actor, step.batch, step.advantages
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
         surrogate_old, grad, step = natural_gradient_step(actor, batch, advantages, self.cfg)
@@ -284,8 +303,8 @@ class TRPO(PG):
 
     section = "trpo"
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
-        cfg = self.cfg
+    def actor_step(self, step: MemberUpdate) -> dict:
+        cfg, actor, batch, advantages = self.cfg, step.actor, step.batch, step.advantages
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
         surrogate_old, grad, full_step = natural_gradient_step(actor, batch, advantages, cfg)
