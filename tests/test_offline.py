@@ -30,7 +30,6 @@ from saferl.offline.finetune import (
     build_finetune_config,
     finetune,
     initial_multiplier,
-    set_multiplier,
     starting_log_std,
 )
 from saferl.rollout import evaluate
@@ -226,12 +225,56 @@ def test_multiplier_warm_start():
     np.testing.assert_allclose(initial_multiplier([3.0], 0.0), [3.0])
     np.testing.assert_allclose(initial_multiplier([[20.0], [5.0]], [[10.0], [10.0]]), [[1.0], [0.0]])
     gradient = LagrangeMultiplier(np.array([[10.0], [10.0]]), 0.001, 0.035)
-    set_multiplier(gradient, np.array([[1.5], [0.5]]))
+    gradient.reset_to(np.array([[1.5], [0.5]]))
     np.testing.assert_allclose(gradient.value, [[1.5], [0.5]])
     pid = PIDLagrangeMultiplier(np.array([[10.0]]), 0.1, 0.01, 0.05)
-    set_multiplier(pid, np.array([[1.5]]))
+    pid.reset_to(np.array([[1.5]]))
     assert pid.value[0, 0] == pytest.approx(1.5)
     assert pid.update([[10.0]])[0, 0] == pytest.approx(1.5)  # at the limit, the integral alone keeps lambda0
+
+
+@pytest.mark.parametrize("kind", ["gradient", "pid"])
+def test_multiplier_reset_to_equals_a_multiplier_initialised_there(kind):
+    """After any history, reset_to(v) continues exactly as a fresh multiplier built with init v would."""
+    limits = np.array([[10.0, 5.0], [10.0, 5.0]])
+
+    def build(init):
+        if kind == "gradient":
+            return LagrangeMultiplier(limits, init, 0.035)
+        return PIDLagrangeMultiplier(limits, 0.1, 0.01, 0.05, 0.5, init)
+
+    used, fresh = build(0.0), build(0.7)
+    for cost in ([[30.0, 1.0], [np.nan, np.nan]], [[25.0, 9.0], [12.0, 2.0]]):
+        used.update(cost)
+    used.reset_to(np.full((2, 2), 0.7))
+    np.testing.assert_allclose(used.value, fresh.value)
+    for cost in ([[14.0, 6.0], [8.0, 7.0]], [[16.0, 3.0], [np.nan, np.nan]], [[12.0, 9.0], [30.0, 1.0]]):
+        np.testing.assert_allclose(used.update(cost), fresh.update(cost), rtol=1e-6)
+
+
+def test_runner_starts_every_member_from_the_given_policy_state(pipeline, tmp_path):
+    """Runner(start=...) loads the state into every member of a new run (not into a resumed one), freezes the
+    normaliser when asked, and lets the learning rate anneal over the epochs after the warm-up."""
+    from saferl.launch import new_members
+    from saferl.runner import PolicyStart
+
+    bc_config, clone, _ = load_policy(pipeline["bc"])
+    config = build_finetune_config(bc_config, "ppo_lag", sets=[*TOY_BUDGET, *QUIET, "train.total_steps=2000",
+                                                                "train.steps_per_epoch=400"])
+    start = PolicyStart(clone.member_state_dict(0), freeze_normalizer=True, source="the test clone")
+    runner = Runner(new_members(config, [0, 1], None, tmp_path / "new"), start=start, warmup_epochs=2)
+    for k in range(2):
+        for key, value in runner.policy.member_state_dict(k).items():
+            torch.testing.assert_close(value, start.state[key], msg=key)
+    assert runner.policy.normalizer.frozen and runner.algorithm.anneal_epochs == 5 - 2
+    runner.train()
+    resumed = Runner(new_members(config, [0, 1], None, tmp_path / "new"), resume=True, start=start)
+    assert not torch.equal(resumed.policy.actor.layers()[0][0][0], clone.actor.layers()[0][0][0])  # its checkpoint
+    unfit = copy.deepcopy(config)
+    unfit.model.actor_hidden = [7]
+    with pytest.raises(SafeRLError, match="^the test clone does not fit this config's model$"):
+        Runner(new_members(unfit, None, None, tmp_path / "unfit"), start=start)
+    assert not (tmp_path / "unfit" / "config.yaml").exists()
 
 
 def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_path):

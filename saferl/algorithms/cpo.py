@@ -61,9 +61,9 @@ class CPO(PG):
     uses_cost_critic = True
     section = "cpo"
 
-    def __init__(self, policy, config: Config, total_epochs: int, generators: list[torch.Generator],
+    def __init__(self, policy, config: Config, anneal_epochs: int, generators: list[torch.Generator],
                  cost_limits: np.ndarray):
-        super().__init__(policy, config, total_epochs, generators, cost_limits)
+        super().__init__(policy, config, anneal_epochs, generators, cost_limits)
         self.cost_limits = np.asarray(cost_limits, dtype=np.float64)  # [K, C]
         self.episode_length = config.env.max_episode_steps or DEFAULT_EPISODE_LENGTH
         self.case_counts = np.zeros((policy.members, len(CASE_CODES)), dtype=np.int64)

@@ -196,14 +196,13 @@ class PG:
     supports_behaviour_reference = False
     section = "pg"  # the config section this algorithm reads
 
-    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int, generators: list[torch.Generator],
+    def __init__(self, policy: ActorCritic, config: Config, anneal_epochs: int, generators: list[torch.Generator],
                  cost_limits: np.ndarray, lagrangian: bool = False):
         """lagrangian=True (trpo_lag): advantages become (A_r - lambda . A_c) / (1 + sum lambda), lambda the
         `lagrange.*` multiplier, and the cost critic is fitted."""
         self.policy, self.config, self.generators = policy, config, generators
         self.uses_cost_critic = type(self).uses_cost_critic or lagrangian
         self.cfg = getattr(config, self.section)
-        self.total_epochs = max(total_epochs, 1)
         self.epoch = 0
         self.critic_optimizer = MemberAdam([policy.critic_parameters(cost=self.uses_cost_critic)],
                                            [self.cfg.critic_lr])

@@ -49,10 +49,10 @@ class PPO:
     uses_cost_critic = False
     supports_behaviour_reference = True
 
-    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int, generators: list[torch.Generator],
+    def __init__(self, policy: ActorCritic, config: Config, anneal_epochs: int, generators: list[torch.Generator],
                  cost_limits: np.ndarray):
         self.policy, self.cfg, self.generators = policy, config.ppo, generators
-        self.total_epochs = max(total_epochs, 1)
+        self.anneal_epochs = max(anneal_epochs, 1)  # the epochs the actor's lr anneals over (ppo.anneal_lr)
         self.epoch = 0
         members = policy.members
         self.kl_beta = np.full(members, self.cfg.kl_penalty_init_beta)
@@ -145,7 +145,7 @@ class PPO:
             stats.update({f"lagrange_multiplier_{c}": lambdas[:, c] for c in range(lambdas.shape[1])})
         advantages = self.advantages(batch, lambdas)
         if cfg.anneal_lr:
-            self.optimizer.set_lr(ACTOR, cfg.actor_lr * (1.0 - self.epoch / self.total_epochs))
+            self.optimizer.set_lr(ACTOR, cfg.actor_lr * (1.0 - self.epoch / self.anneal_epochs))
         with torch.no_grad():  # the data-collecting policy, for the KL penalty
             old_means = policy.actor(batch.obs)
             old_log_std = policy.log_std_per_member().detach().clone()

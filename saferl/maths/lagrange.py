@@ -36,6 +36,13 @@ class LagrangeMultiplier:
     def value(self) -> np.ndarray:
         return self.multiplier.numpy().copy()
 
+    def reset_to(self, values) -> None:
+        """Start again from lambda = values [K, C] (a fine-tune's warm start), as if initialised there: the ascent's
+        moments and step counts are cleared."""
+        self.multiplier.copy_(torch.as_tensor(np.asarray(values, np.float64).reshape(self.cost_limits.shape),
+                                              dtype=self.multiplier.dtype))
+        self.optimizer.reset_state()
+
     def update(self, mean_episode_cost) -> np.ndarray:
         """One ascent step from the mean episode cost [K, C] of recent episodes; returns the new lambdas [K, C].
 
@@ -87,6 +94,14 @@ class PIDLagrangeMultiplier:
     @property
     def value(self) -> np.ndarray:
         return self.multiplier.astype(np.float32)  # float32 like LagrangeMultiplier: it multiplies A_c
+
+    def reset_to(self, values) -> None:
+        """Start again from lambda = values [K, C] (a fine-tune's warm start), as if initialised there: the
+        integral where Ki I equals the values, no cost history."""
+        values = np.asarray(values, np.float64).reshape(self.cost_limits.shape)
+        self.integral = values / self.ki if self.ki > 0 else np.zeros_like(values)
+        self.smoothed_cost = np.full(self.cost_limits.shape, np.nan)
+        self.multiplier = values.copy()
 
     def update(self, mean_episode_cost) -> np.ndarray:
         """One controller step per member from the mean episode cost [K, C]; returns the new lambdas [K, C].

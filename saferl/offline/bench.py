@@ -84,9 +84,10 @@ def eval_summary(evaluation: dict) -> dict:
 
 def scripted_reference(env_id: str, episodes: int, seed: int) -> dict:
     """The safe scripted demonstrator without noise: the 'expert' a fine-tune is measured against."""
+    from saferl.envs.seeds import SCRIPTED_REFERENCE_OFFSET
     from saferl.offline.scripted import run_scripted
 
-    result = run_scripted(env_id, episodes, seed + 400_000)
+    result = run_scripted(env_id, episodes, seed + SCRIPTED_REFERENCE_OFFSET)
     return {"run_dir": None, "return": float(result["returns"].mean()), "cost": float(result["costs"].sum(1).mean()),
             "success_rate": float(result["successes"].mean())}
 

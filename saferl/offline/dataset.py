@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 from saferl.config import Config
+from saferl.envs import seeds
 from saferl.errors import SafeRLError
 from saferl.io import atomic_write_bytes, save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
 from saferl.maths import gaussian
-from saferl.rollout import DEMO_SEED_OFFSET, evaluate, evaluation_seed, make_eval_env, run_episodes
+from saferl.rollout import evaluate, evaluation_seed, make_eval_env, run_episodes
 from saferl.rundir import CHECKPOINT, load_policy, make_env, make_policy
 
 FORMAT = "saferl-offline-1"
@@ -262,7 +263,7 @@ def collect_demonstrations(run_dir: Path, episodes: int, out: Path, noise_std: f
         raise SafeRLError(f"--noise must be a finite std >= 0, got {noise_std}")
     check_dataset_out(Path(out), Path(run_dir), overwrite=True)  # the run's own files are never a target
     config, policy, _ = load_policy(Path(run_dir))
-    seed = evaluation_seed(config.train.seed, DEMO_SEED_OFFSET) if seed is None else seed
+    seed = evaluation_seed(config.train.seed, seeds.DEMONSTRATION_OFFSET) if seed is None else seed
     env = make_eval_env(config, episodes)
     try:
         result = run_episodes(policy, env, episodes, deterministic, seed, noise_std=noise_std, record=True)

@@ -47,13 +47,12 @@ import torch
 
 from saferl.algorithms.common import BehaviourReference
 from saferl.buffer import RolloutBatch
-from saferl.config import CONFIG_DIR, Config, build_config, load_yaml
+from saferl.config import CONFIG_DIR, Config, build_config, epochs_per_run, load_yaml
 from saferl.errors import SafeRLError
 from saferl.io import write_json
-from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.members import Member
 from saferl.rundir import load_policy
-from saferl.runner import Runner
+from saferl.runner import PolicyStart, Runner
 
 FINETUNE_ALGOS = ("ppo", "ppo_lag", "cpo")
 FINETUNE_DEFAULTS = CONFIG_DIR / "finetune.yaml"
@@ -87,18 +86,6 @@ def initial_multiplier(episode_cost: np.ndarray, cost_limit) -> np.ndarray:
     return np.maximum(0.0, excess / np.where(cost_limit > 0, cost_limit, 1.0))
 
 
-def set_multiplier(multiplier, values: np.ndarray) -> None:
-    """Overwrite a multiplier's value [K, C] (either kind) as if it had been initialised there."""
-    values = np.asarray(values, np.float64).reshape(multiplier.cost_limits.shape)
-    if isinstance(multiplier, LagrangeMultiplier):
-        multiplier.multiplier.copy_(torch.as_tensor(values, dtype=multiplier.multiplier.dtype))
-    elif isinstance(multiplier, PIDLagrangeMultiplier):
-        multiplier.multiplier = values.copy()
-        multiplier.integral = values / multiplier.ki if multiplier.ki > 0 else np.zeros_like(values)
-    else:
-        raise TypeError(f"no warm start for {type(multiplier).__name__}")
-
-
 class FineTuneLearning:
     """The epoch's learning step of a fine-tune (the runner's `learn` hook): critics only during the warm-up
     epochs, where the clone's measured cost also warm-starts the multiplier; the algorithm's update after."""
@@ -123,7 +110,7 @@ def warm_start(runner: Runner, clone_cost: np.ndarray) -> None:
     multiplier = runner.algorithm.multiplier
     if multiplier is None or not runner.config.finetune.warm_start_multiplier or not np.all(np.isfinite(clone_cost)):
         return
-    set_multiplier(multiplier, initial_multiplier(clone_cost, runner.cost_limits))
+    multiplier.reset_to(initial_multiplier(clone_cost, runner.cost_limits))
 
 
 def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: bool = False) -> Runner:
@@ -132,31 +119,25 @@ def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: boo
     bc_run_dir = Path(bc_run_dir)
     _, bc_policy, _ = load_bc_run(bc_run_dir)
     cfg = config.finetune
-    steps_per_epoch = config.train.steps_per_epoch // config.env.num_envs * config.env.num_envs
-    total_epochs = max(1, -(-config.train.total_steps // steps_per_epoch))
+    total_epochs = epochs_per_run(config.train.total_steps, config.train.steps_per_epoch)
     if cfg.critic_warmup_epochs >= total_epochs:
         raise SafeRLError(f"a budget of {config.train.total_steps} steps ({total_epochs} epochs) leaves no epoch "
                           f"after {cfg.critic_warmup_epochs} warm-up epochs; raise --steps")
     member = Member(config.train.seed, config.env.cost_limit, Path(run_dir), config)
-    runner = Runner([member], resume=resume, learn=FineTuneLearning(config))
-    policy, algorithm = runner.policy, runner.algorithm
-    # The KL reference is the clone with its starting log-std: rebuilt from the BC run, so that a resumed run
-    # penalises the same reference (its decayed coefficient comes back with the algorithm's state).
+    # The clone with its starting log-std: the policy's start, and the reference of the KL-to-clone term (rebuilt
+    # from the BC run, so that a resumed run penalises the same reference; its decayed coefficient comes back
+    # with the algorithm's state).
     bc_log_std = bc_policy.log_std.detach().clone()
     start_log_std = starting_log_std(bc_log_std, cfg)
+    with torch.no_grad():
+        bc_policy.log_std.copy_(start_log_std)
+    start = PolicyStart(bc_policy.member_state_dict(0), freeze_normalizer=cfg.freeze_normalizer,
+                        source=f"the clone in {bc_run_dir}")
+    runner = Runner([member], resume=resume, learn=FineTuneLearning(config), start=start,
+                    warmup_epochs=cfg.critic_warmup_epochs)
+    algorithm = runner.algorithm
     starting = runner.epoch == 0  # also a resumed run that died before its first checkpoint
-    if starting:
-        try:
-            policy.load_member_state_dict(0, bc_policy.member_state_dict(0))
-        except (KeyError, RuntimeError):
-            raise SafeRLError(f"the clone in {bc_run_dir} does not fit this config's model") from None
-        with torch.no_grad():
-            policy.log_std.copy_(start_log_std)
-    policy.normalizer.frozen = cfg.freeze_normalizer or not policy.normalize_obs
-    # lr annealing spans the updates of the run's plan (train.schedule_steps, fixed at creation) only
-    algorithm.total_epochs = max(1, runner.schedule_epochs - cfg.critic_warmup_epochs)
     if cfg.bc_kl_coef > 0 and algorithm.supports_behaviour_reference:
-        bc_policy.log_std.data.copy_(start_log_std)
         coef = cfg.bc_kl_coef if starting else algorithm.bc_kl_coef
         algorithm.set_behaviour_reference(BehaviourReference(bc_policy, start_log_std), coef, cfg.bc_kl_decay)
     if starting:
@@ -167,7 +148,7 @@ def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: boo
         meta_path = member.run_dir / "meta.json"
         meta = json.loads(meta_path.read_text())
         meta["finetune"] = {"bc_run": str(bc_run_dir.resolve()), "bc_log_std": bc_log_std[0].tolist(),
-                            "start_log_std": policy.log_std.detach()[0].tolist()}
+                            "start_log_std": start_log_std[0].tolist()}
         write_json(meta_path, meta)
     return runner
 
