@@ -17,15 +17,9 @@ from saferl.errors import SafeRLError
 from saferl.launch import train_single
 from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
-from saferl.offline.dataset import (
-    Dataset,
-    check_matches_env,
-    collect_demonstrations,
-    read_dataset,
-    select_episodes,
-    train_bc,
-    write_dataset,
-)
+from saferl.offline.bc import select_episodes, train_bc
+from saferl.offline.collect import collect_demonstrations
+from saferl.offline.dataset import Dataset, check_matches_env, read_dataset, write_dataset
 from saferl.offline.finetune import (
     build_finetune_config,
     finetune,

@@ -97,7 +97,8 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
                       seed: int, cost_limit: float | None, sets: list[str], scripted: bool = False,
                       unsafe_fraction: float = 0.0) -> dict:
     from saferl.launch import train_single
-    from saferl.offline.dataset import collect_demonstrations, train_bc
+    from saferl.offline.bc import train_bc
+    from saferl.offline.collect import collect_demonstrations
     from saferl.offline.finetune import build_finetune_config, finetune_runner
     from saferl.offline.scripted import collect_scripted
     from saferl.rollout import evaluate

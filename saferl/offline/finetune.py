@@ -1,40 +1,9 @@
-"""Offline-to-online: safe RL that starts from a behaviour-cloned actor instead of a random one.
-
-Starting PPO from a clone naively loses the clone's return in the first epochs (the "unlearning dip"): the
-critics are random, so the first advantages are noise; the exploration noise of a fresh log-std makes
-rollouts unlike the demonstrations; a Lagrangian multiplier at ~0 lets the first updates buy reward with
-cost. Each part of the recipe below removes one cause, and each is a `finetune.*` key:
-
-- critic_warmup_epochs (3): epochs of rollouts of the clone with the actor frozen that only fit the reward
-  and cost critics (the algorithm's own critic regression: PPO's minibatch loop with its critic loss, or the
-  trust-region family's `critic_*` settings), so the first policy update sees meaningful advantages. They are
-  env steps and count in the budget and the logs.
-- init_log_std (-1.0) with log_std_rule "min": start from min(init_log_std, the clone's learned log-std),
-  per action dim, floored at min_log_std (-3.0). The clone's log-std measures how spread the demonstrations
-  are; starting wider than it (or than e^-1 ~ 0.37 of the action range) makes early rollouts unlike the
-  demos, and the floor keeps a clone of deterministic demos (log-std -> fit error) able to explore.
-  "fixed" uses init_log_std as is, "bc" the clone's.
-- bc_kl_coef (1.0), bc_kl_decay (0.9): ppo and ppo_lag add coef * mean KL(reference || policy) to the loss,
-  the reference being the clone with the starting log-std (so the term is zero at the start); coef is
-  multiplied by the decay after each update and dropped below 1e-3 (~65 updates). KL(reference || policy)
-  rather than the reverse: it pulls the mean back to the demos but costs little for a policy that widens
-  its std, so exploration is not what it punishes. cpo gets no such term: its trust region already bounds
-  every step.
-- warm_start_multiplier (true): for ppo_lag the multiplier starts at lambda0 = max(0, (J_c - limit) /
-  limit), J_c the clone's mean episode cost measured in the warm-up rollouts (or its eval.json when there is
-  no warm-up): a clone over budget by x% is priced at once (lambda 1 at twice the limit weighs cost like
-  reward in (A_r - lambda A_c) / (1 + lambda)), a safe clone keeps lambda 0. A limit of 0 divides by 1.
-- freeze_normalizer (true): the clone's actor was fit on one observation scale; letting the running
-  statistics drift would change its outputs under a frozen actor.
-
-With a critic-free estimator (`train.advantage=grpo` etc., docs/group-estimators.md) no critic is fitted: the
-warm-up epochs then only measure the clone's cost for the multiplier's warm start, and the KL-to-clone term is
-the regulariser that anchors the policy (RLHF's anchor to the supervised model).
-
-progress.csv has a `phase` column (warmup / finetune) and the per-epoch `epoch_ep_return/cost`, so the
-first rows show the clone itself. `saferl finetune BC_RUN --algo A --run-dir D --resume` continues an
-interrupted fine-tune: the checkpoint restores policy, optimiser, multiplier and the decayed KL coefficient,
-and the KL reference is rebuilt from the BC run.
+"""Fine-tuning a behaviour-cloned actor with safe RL (`saferl finetune`): a Runner whose policy starts as the clone,
+with the recipe against the "unlearning dip" (each part a `finetune.*` key; what each removes and why:
+docs/offline.md): critic warm-up epochs with the actor frozen, a small starting log-std, a decaying KL-to-clone
+term (ppo, ppo_lag), a multiplier warm-started from the clone's measured cost (ppo_lag), a frozen normaliser.
+progress.csv's `phase` column says warmup or finetune; `--resume` continues from the checkpoint and rebuilds the KL
+reference from the BC run.
 """
 
 from __future__ import annotations
@@ -71,7 +40,7 @@ def build_finetune_config(bc_config: Config, algo: str, config_file: str | None 
 
 
 def starting_log_std(bc_log_std: torch.Tensor, cfg) -> torch.Tensor:
-    """The log-std fine-tuning starts from, by `finetune.log_std_rule` (see the module docstring)."""
+    """The log-std fine-tuning starts from, by `finetune.log_std_rule` (docs/offline.md)."""
     if cfg.log_std_rule == "fixed":
         return torch.full_like(bc_log_std, cfg.init_log_std)
     if cfg.log_std_rule == "bc":
@@ -115,7 +84,7 @@ def warm_start(runner: Runner, clone_cost: np.ndarray) -> None:
 
 def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: bool = False) -> Runner:
     """A Runner whose policy starts as the BC clone, with critic warm-up, a small starting log-std, the KL-to-BC
-    term and a warm-started multiplier (module docstring)."""
+    term and a warm-started multiplier (docs/offline.md)."""
     bc_run_dir = Path(bc_run_dir)
     _, bc_policy, _ = load_bc_run(bc_run_dir)
     cfg = config.finetune
