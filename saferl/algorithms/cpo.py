@@ -4,34 +4,12 @@ Each update linearises reward and costs around pi_old and solves, in parameter s
 
     maximise g'x   s.t.   b_i'x + c_i <= 0 (i = 1..K),   (1/2) x'Hx <= delta,
 
-through its (K + 1)-dimensional dual (saferl/maths/cpo_dual.py), with g and b_i the gradients of the per-step
-reward and cost surrogates mean(pi / pi_old * A) and H the Fisher of the mean KL (CG solves give q, r, S).
-
-The scale of c (`cpo.cost_scale`, docs/safety.md). The constraint is on the expected episode cost J_c, but
-b_i is the gradient of a per-step average. "episode" (the default, OmniSafe 0.5.0) keeps c_i = J_c - limit_i
-in episode units: any violation beyond a few hundredths of a cost unit makes the linearised constraints
-infeasible inside the trust region, so over the limit the update is the pure cost descent (recovery) and
-under it TRPO's step, a switch that measurably brings the episode cost down. "per_step" (safety-starter-agents)
-divides by the mean episode length T, J_c + T b_i'x <= limit, so the step is built to bring the linearised
-cost exactly to the limit; measured, the linearisation over-promised (about -31 episode-cost units per epoch
-promised, -0.03 delivered on SafetyPointGoal1-v0) and the cost stayed at twice the limit. `cpo.margin_lr`
-adds safety-starter-agents' learned margin (an integral term on J_c - limit). T (the measured mean episode
-length, else `env.max_episode_steps`, else 1000) also converts line-search changes to episode units in logs.
-
-Cases (`cpo_case` in the logs): 0 "reward_only" (no constraint binds: the TRPO step), 1 "normal" (some
-constraint binds: x = (H^-1 g - H^-1 B nu) / lam), 2 "infeasible" (no point of the trust region satisfies
-the linearised constraints: the recovery step x = -H^-1 B w that reduces the violation), 3 "no_reward_gradient"
-(q ~ 0: the shortest step that meets the linearised constraints, none when they hold). `cpo_dual_solver`
-names the solver or fallback behind the step (saferl/maths/cpo_dual.py, SOLVER_CODES).
-
-Line search (backtracking from the full step): accept the first fraction f with mean KL <= delta, every cost
-surrogate change <= max(0, f b_i'x) + f tol_i (the increase the linearisation allowed, never more; a
-promised decrease need only not increase, as in the original code), and, when the current policy satisfies
-every constraint (all c_i <= 0, so x = 0 is admissible), a reward surrogate that does not decrease. While a
-constraint is violated the reward is not checked: the best feasible step may have to give up reward (g'x < 0
-to first order), and demanding none would reject every fraction. tol_i = cpo.cost_tolerance *
-sqrt(2 delta s_i), a fraction of the largest change a full trust-region step can make to constraint i,
-absorbs the second-order terms. If nothing passes, the policy keeps its parameters for this epoch.
+through its (K + 1)-dimensional dual (saferl/maths/cpo_dual.py), g and b_i the gradients of the per-step reward
+and cost surrogates mean(pi / pi_old * A), H the Fisher of the mean KL, c_i = J_c + margin - limit_i in episode
+units or per step (`cpo.cost_scale`). A backtracking line search then takes the first fraction of the step that
+keeps the KL bound, the cost change the linearisation allowed and, when every constraint holds, the reward; if
+none does, the policy keeps its parameters. The cases (`cpo_case` in the logs), the units of c and the line
+search's rules, with the reasons and the evidence: docs/safety.md ("CPO's update").
 """
 
 from __future__ import annotations
@@ -106,7 +84,7 @@ class CPO(PG):
         S = (cost_grads.T.double() @ hinv_cost_grads.double()).numpy()
         S = 0.5 * (S + S.T)  # CG makes it slightly asymmetric
 
-        # 3. c = J_c + margin - limit, in episode units or per step (cpo.cost_scale; the module docstring).
+        # 3. c = J_c + margin - limit, in episode units or per step (cpo.cost_scale; docs/safety.md).
         length = step.episode_length
         episode_length = float(length) if np.isfinite(length) else float(self.episode_length)
         limits = self.cost_limits[member]

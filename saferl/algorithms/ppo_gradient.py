@@ -4,9 +4,8 @@ definition of the loss (and is what every other variant uses).
 
 Why it exists: with minibatches of 64 and 64x64 networks a step is mostly per-operation overhead, and autograd's
 graph of the loss (about 60 forward operations, as many backward, each with its bookkeeping) costs more than the
-arithmetic. This backward takes about 25 operations for all members. Measured per whole minibatch step
-(benchmarks/throughput/manual_vs_autograd.py, HalfCheetah shapes): 0.87 vs 1.36 ms at K = 1, 0.40 vs 0.54 ms
-per member at K = 4, 0.36 vs 0.45 at K = 8.
+arithmetic. This backward takes about 25 operations for all members. The time of a whole minibatch step either
+way: benchmarks/throughput/manual-vs-autograd.txt (made by manual_vs_autograd.py next to it).
 """
 
 from __future__ import annotations
