@@ -52,12 +52,19 @@ class MemberActor:
         self.params = [t for layer in self.layers for t in layer] + [self.log_std]
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs
+        return self.forward_layers(obs)[1][-1]
+
+    def forward_layers(self, obs: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each layer's input and its (activated) output, the last output being the mean: the forward pass, with
+        what the closed-form Fisher product needs kept."""
+        inputs, outputs, x = [], [], obs
         for index, (weight, bias) in enumerate(self.layers):
+            inputs.append(x)
             x = torch.addmm(bias, x, weight)
             if index < len(self.layers) - 1:
                 x = self.activation(x)
-        return x
+            outputs.append(x)
+        return inputs, outputs
 
     def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return gaussian.log_prob(mean, self.log_std, actions)
@@ -124,14 +131,8 @@ def gaussian_fisher_product_fn(actor: MemberActor, obs: torch.Tensor, scale: flo
     backward pass through a graph kept for all CG iterations: the same matrix as double backprop through the KL
     (`kl_to_detached_self` with `fisher_vector_product_fn`, tested equal), at about half its cost."""
     derivative = DERIVATIVES[actor.activation_name]
-    inputs, outputs, x = [], [], obs
-    for index, (weight, bias) in enumerate(actor.layers):
-        inputs.append(x)
-        x = torch.addmm(bias, x, weight)
-        if index < len(actor.layers) - 1:
-            x = actor.activation(x)
-        outputs.append(x)
-    mean = x
+    inputs, outputs = actor.forward_layers(obs)
+    mean = outputs[-1]
     precision = torch.exp(-2.0 * actor.log_std.detach()) * (scale / obs.shape[0])
     layer_params = [t for layer in actor.layers for t in layer]
     sizes = [p.numel() for p in actor.params]
