@@ -9,6 +9,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms import ALGORITHMS
+from saferl.algorithms.common import make_multiplier
 from saferl.algorithms.cpo import CASE_CODES, CPO
 from saferl.algorithms.policy_gradient import (
     NPG,
@@ -25,7 +26,7 @@ from saferl.buffer import RolloutBatch
 from saferl.config import build_config
 from saferl.launch import new_members
 from saferl.logger import read_progress
-from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier, make_multiplier
+from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.maths.trust_region import fisher_vector_product
 from saferl.policies.actor_critic import ActorCritic
 from saferl.runner import Runner

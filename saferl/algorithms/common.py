@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from saferl.buffer import RolloutBatch
+from saferl.config import Config
 from saferl.maths import gaussian
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.maths.optim import MemberAdam
@@ -44,6 +45,15 @@ class Algorithm(Protocol):
         shared by all members), so a member's slice is its own run's state."""
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+def make_multiplier(config: Config, cost_limits: np.ndarray) -> Multiplier:
+    """The multiplier `config.lagrange.method` names ("gradient", the default, or "pid") for limits [K, C]."""
+    lag = config.lagrange
+    if lag.method == "pid":
+        return PIDLagrangeMultiplier(cost_limits, lag.pid_kp, lag.pid_ki, lag.pid_kd, lag.pid_cost_smoothing,
+                                     lag.multiplier_init)
+    return LagrangeMultiplier(cost_limits, lag.multiplier_init, lag.multiplier_lr)
 
 
 class BehaviourReference:

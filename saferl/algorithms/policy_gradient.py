@@ -22,11 +22,16 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from saferl.algorithms.common import BehaviourReference, entropy, fit_critics, lagrangian_advantages
+from saferl.algorithms.common import (
+    BehaviourReference,
+    entropy,
+    fit_critics,
+    lagrangian_advantages,
+    make_multiplier,
+)
 from saferl.buffer import RolloutBatch
 from saferl.config import Config, TrustRegionConfig
 from saferl.maths import gaussian
-from saferl.maths.lagrange import make_multiplier
 from saferl.maths.optim import MemberAdam
 from saferl.maths.trust_region import (
     backtracking_line_search,

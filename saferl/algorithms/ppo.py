@@ -31,13 +31,13 @@ from saferl.algorithms.common import (
     entropy,
     fit_critics,
     lagrangian_advantages,
+    make_multiplier,
     member_permutations,
 )
 from saferl.algorithms.ppo_gradient import clip_loss_gradients
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths import gaussian
-from saferl.maths.lagrange import make_multiplier
 from saferl.maths.optim import MemberAdam
 from saferl.policies.actor_critic import ActorCritic
 

@@ -3,20 +3,15 @@
 The multiplier does gradient ascent on lambda * (J_c - limit) (Adam, as in OmniSafe) and is then
 projected back onto lambda >= 0, so it rises while the episode cost is over the limit and decays
 toward zero (never below) when the policy is safe. `PIDLagrangeMultiplier` is the PID alternative
-(`lagrange.method: pid`); `make_multiplier` picks one from the config.
+(`lagrange.method: pid`); `saferl.algorithms.common.make_multiplier` picks one from the config.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from saferl.maths.optim import MemberAdam
-
-if TYPE_CHECKING:
-    from saferl.config import Config
 
 
 def project_nonnegative(multiplier: torch.Tensor) -> torch.Tensor:
@@ -128,12 +123,3 @@ class PIDLagrangeMultiplier:
         self.integral = np.array(state["integral"], dtype=np.float64)
         self.smoothed_cost = np.array(state["smoothed_cost"], dtype=np.float64)
         self.multiplier = np.array(state["multiplier"], dtype=np.float64)
-
-
-def make_multiplier(config: Config, cost_limits: np.ndarray) -> LagrangeMultiplier | PIDLagrangeMultiplier:
-    """The multiplier `config.lagrange.method` names ("gradient", the default, or "pid") for limits [K, C]."""
-    lag = config.lagrange
-    if lag.method == "pid":
-        return PIDLagrangeMultiplier(cost_limits, lag.pid_kp, lag.pid_ki, lag.pid_kd, lag.pid_cost_smoothing,
-                                     lag.multiplier_init)
-    return LagrangeMultiplier(cost_limits, lag.multiplier_init, lag.multiplier_lr)
