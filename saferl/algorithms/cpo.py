@@ -94,9 +94,9 @@ class CPO(PG):
 
         # 4. The dual, then the step: primal when feasible, recovery otherwise (every case: cpo_dual.cpo_step).
         dual_start = time.perf_counter()
-        solution, step = cpo_step(q, r, S, c, delta, hinv_grad.double().numpy(), hinv_cost_grads.double().numpy())
+        solution, x = cpo_step(q, r, S, c, delta, hinv_grad.double().numpy(), hinv_cost_grads.double().numpy())
         dual_solve_ms = 1e3 * (time.perf_counter() - dual_start)
-        full_step = torch.as_tensor(step, dtype=grad.dtype)
+        full_step = torch.as_tensor(x, dtype=grad.dtype)
 
         # 5. Line search against the measured KL, the linearisation's cost promise and (if safe) the reward.
         predicted_cost_change = (cost_grads.T @ full_step).detach()  # b_i'x for the full step, [C]

@@ -290,13 +290,13 @@ class NPG(PG):
         actor, batch, advantages = step.actor, step.batch, step.advantages
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
-        surrogate_old, grad, step = natural_gradient_step(actor, batch, advantages, self.cfg)
-        set_flat_params(actor.params, flat_params(actor.params) + step)
+        surrogate_old, grad, natural_step = natural_gradient_step(actor, batch, advantages, self.cfg)
+        set_flat_params(actor.params, flat_params(actor.params) + natural_step)
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std, kl_scale(self.cfg.kl, batch.actions.shape[-1])))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        return {"approx_kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(step.norm()),
-                "expected_improvement": float(grad @ step),
+        return {"approx_kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(natural_step.norm()),
+                "expected_improvement": float(grad @ natural_step),
                 "surrogate_improvement": surrogate_new - float(surrogate_old.detach())}
 
 
