@@ -495,3 +495,8 @@ def build_config(algo: str, config_file: str | None = None, sets: list[str] | No
 
 def config_from_dict(data: dict) -> Config:
     return merge(Config(), data).validate()
+
+
+def epochs_per_run(steps: int, steps_per_epoch: int) -> int:
+    """Epochs a budget of `steps` (per member) trains: whole epochs, the last may overshoot, at least one."""
+    return max(1, -(-steps // steps_per_epoch))

@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from saferl.envs import seeds
 from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
 from saferl.io import write_json
 
-EVAL_SEED_OFFSET = 100_000  # evaluation episodes start from env seeds that training never used
-DEMO_SEED_OFFSET = 200_000  # demonstrations differ from the evaluation episodes of the same run
 STEP_FIELDS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals", "timeouts")
 
 
-def evaluation_seed(train_seed: int, offset: int = EVAL_SEED_OFFSET) -> int:
+def evaluation_seed(train_seed: int, offset: int = seeds.EVALUATION_OFFSET) -> int:
     """The seed of a run's evaluation episodes when none is given: the same episodes for every caller."""
     return int(train_seed) + offset
 

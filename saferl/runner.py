@@ -16,12 +16,15 @@ import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from saferl.algorithms import ALGORITHMS
 from saferl.buffer import RolloutBatch, RolloutBuffer
+from saferl.config import epochs_per_run
+from saferl.envs import seeds
 from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
 from saferl.groups import GroupRollout, group_batch
@@ -36,13 +39,6 @@ from saferl.rundir import (
     make_env,
     make_policy,
 )
-
-RESUME_SEED_STRIDE = 7919  # a resumed run starts fresh episodes, seeded by the epoch it resumes at
-
-
-def epochs_for(steps: int, steps_per_epoch: int) -> int:
-    """Epochs of a budget of `steps` per member (the last one may overshoot; at least one)."""
-    return max(1, math.ceil(steps / steps_per_epoch))
 
 
 def episode_means(per_member: list[list], num_costs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -65,13 +61,25 @@ def update_step(runner: Runner, batch: RolloutBatch, episode_cost: np.ndarray, e
     return runner.algorithm.update(batch, episode_cost, episode_length)
 
 
+@dataclass(frozen=True)
+class PolicyStart:
+    """Where a new run's policy starts instead of its random initialisation (fine-tuning: the clone)."""
+
+    state: dict  # a one-member state (`ActorCritic.member_state_dict`): weights, log-std, normaliser statistics
+    freeze_normalizer: bool = False  # keep those statistics fixed for the whole run (and its resumptions)
+    source: str = "the starting policy"  # what it is, for the error when it does not fit the config's model
+
+
 class Runner:
     """Trains `members` (sharing every setting but seed and cost limit) in one epoch loop.
 
     `learn(runner, batch, episode_cost, episode_length) -> stats` is the epoch's learning step (default: the
-    algorithm's update); fine-tuning passes one that fits only the critics during its warm-up epochs."""
+    algorithm's update); fine-tuning passes one that fits only the critics during its first `warmup_epochs`, which
+    then do not count in the epochs the learning rate anneals over. `start`: every member's policy starts from
+    that state (a resumed run from its checkpoint)."""
 
-    def __init__(self, members: list[Member], resume: bool = False, learn: Callable = update_step):
+    def __init__(self, members: list[Member], resume: bool = False, learn: Callable = update_step,
+                 start: PolicyStart | None = None, warmup_epochs: int = 0):
         self.members = members
         self.config = cfg = members[0].config
         self.learn = learn
@@ -85,15 +93,17 @@ class Runner:
         self.num_costs = self.env.num_costs
         self.rollout_length = cfg.train.steps_per_epoch // self.envs_per_member
         self.steps_per_epoch = self.rollout_length * self.envs_per_member  # per member
-        self.total_epochs = epochs_for(cfg.train.total_steps, self.steps_per_epoch)
+        self.total_epochs = epochs_per_run(cfg.train.total_steps, self.steps_per_epoch)
         if cfg.train.schedule_steps is None:  # a new run (or one from before schedules): the plan is its budget
             for member in members:
                 member.config.train.schedule_steps = member.config.train.total_steps
-        self.schedule_epochs = epochs_for(cfg.train.schedule_steps, self.steps_per_epoch)
+        self.schedule_epochs = epochs_per_run(cfg.train.schedule_steps, self.steps_per_epoch)
         self.generators = [torch.Generator().manual_seed(m.seed) for m in members]
         self.policy = make_policy(cfg, self.env, k, self.generators)
         self.cost_limits = np.array([[m.cost_limit] * self.num_costs for m in members], dtype=np.float64)
-        self.algorithm = ALGORITHMS[cfg.train.algo](self.policy, cfg, self.schedule_epochs, self.generators,
+        # The learning rate anneals over the updates of the run's plan (train.schedule_steps, fixed at creation).
+        anneal_epochs = max(1, self.schedule_epochs - warmup_epochs)
+        self.algorithm = ALGORITHMS[cfg.train.algo](self.policy, cfg, anneal_epochs, self.generators,
                                                     self.cost_limits)
         obs_dim = self.env.single_observation_space.shape[0]
         act_dim = self.env.single_action_space.shape[0]
@@ -110,6 +120,11 @@ class Runner:
         self.epoch, self.env_steps = 0, 0
         self.total_violations = np.zeros(k, dtype=np.int64)
         resumed = self.restore() if resume else False
+        if start is not None:
+            if not resumed:  # also a resumed run that died before its first checkpoint
+                self.load_start(start)
+            if start.freeze_normalizer:
+                self.policy.normalizer.frozen = True
         if not resume:
             self.prepare_run_dirs()
         else:  # what --resume changed (--steps, a re-planned schedule) is part of the run from now on
@@ -119,9 +134,17 @@ class Runner:
                     self.write_meta(member)
         self.loggers = [ProgressLogger(m.run_dir, cfg.train.tensorboard, self.epoch if resume else None)
                         for m in members]
-        offset = RESUME_SEED_STRIDE * self.epoch if resumed else 0
-        seeds = [m.seed + offset + i for m in members for i in range(self.envs_per_member)]
-        self.obs, _ = self.env.reset(seed=seeds)
+        # A resumed run starts fresh episodes, from the seed block of the epoch it resumes at.
+        offset = seeds.block(self.epoch if resumed else 0)
+        env_seeds = [s for m in members for s in seeds.env_seeds(m.seed, self.envs_per_member, offset)]
+        self.obs, _ = self.env.reset(seed=env_seeds)
+
+    def load_start(self, start: PolicyStart) -> None:
+        try:
+            for k in range(self.num_members):
+                self.policy.load_member_state_dict(k, start.state)
+        except (KeyError, RuntimeError):
+            raise SafeRLError(f"{start.source} does not fit this config's model") from None
 
     # -- run directories -----------------------------------------------------------------------------------
     def prepare_run_dirs(self) -> None:

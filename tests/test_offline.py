@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from saferl.algorithms.common import BehaviourReference, PPOMinibatch
 from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
@@ -16,20 +17,13 @@ from saferl.errors import SafeRLError
 from saferl.launch import train_single
 from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
-from saferl.offline.dataset import (
-    Dataset,
-    check_matches_env,
-    collect_demonstrations,
-    read_dataset,
-    select_episodes,
-    train_bc,
-    write_dataset,
-)
+from saferl.offline.bc import select_episodes, train_bc
+from saferl.offline.collect import collect_demonstrations
+from saferl.offline.dataset import Dataset, check_matches_env, read_dataset, write_dataset
 from saferl.offline.finetune import (
     build_finetune_config,
     finetune,
     initial_multiplier,
-    set_multiplier,
     starting_log_std,
 )
 from saferl.rollout import evaluate
@@ -225,18 +219,61 @@ def test_multiplier_warm_start():
     np.testing.assert_allclose(initial_multiplier([3.0], 0.0), [3.0])
     np.testing.assert_allclose(initial_multiplier([[20.0], [5.0]], [[10.0], [10.0]]), [[1.0], [0.0]])
     gradient = LagrangeMultiplier(np.array([[10.0], [10.0]]), 0.001, 0.035)
-    set_multiplier(gradient, np.array([[1.5], [0.5]]))
+    gradient.reset_to(np.array([[1.5], [0.5]]))
     np.testing.assert_allclose(gradient.value, [[1.5], [0.5]])
     pid = PIDLagrangeMultiplier(np.array([[10.0]]), 0.1, 0.01, 0.05)
-    set_multiplier(pid, np.array([[1.5]]))
+    pid.reset_to(np.array([[1.5]]))
     assert pid.value[0, 0] == pytest.approx(1.5)
     assert pid.update([[10.0]])[0, 0] == pytest.approx(1.5)  # at the limit, the integral alone keeps lambda0
+
+
+@pytest.mark.parametrize("kind", ["gradient", "pid"])
+def test_multiplier_reset_to_equals_a_multiplier_initialised_there(kind):
+    """After any history, reset_to(v) continues exactly as a fresh multiplier built with init v would."""
+    limits = np.array([[10.0, 5.0], [10.0, 5.0]])
+
+    def build(init):
+        if kind == "gradient":
+            return LagrangeMultiplier(limits, init, 0.035)
+        return PIDLagrangeMultiplier(limits, 0.1, 0.01, 0.05, 0.5, init)
+
+    used, fresh = build(0.0), build(0.7)
+    for cost in ([[30.0, 1.0], [np.nan, np.nan]], [[25.0, 9.0], [12.0, 2.0]]):
+        used.update(cost)
+    used.reset_to(np.full((2, 2), 0.7))
+    np.testing.assert_allclose(used.value, fresh.value)
+    for cost in ([[14.0, 6.0], [8.0, 7.0]], [[16.0, 3.0], [np.nan, np.nan]], [[12.0, 9.0], [30.0, 1.0]]):
+        np.testing.assert_allclose(used.update(cost), fresh.update(cost), rtol=1e-6)
+
+
+def test_runner_starts_every_member_from_the_given_policy_state(pipeline, tmp_path):
+    """Runner(start=...) loads the state into every member of a new run (not into a resumed one), freezes the
+    normaliser when asked, and lets the learning rate anneal over the epochs after the warm-up."""
+    from saferl.launch import new_members
+    from saferl.runner import PolicyStart
+
+    bc_config, clone, _ = load_policy(pipeline["bc"])
+    config = build_finetune_config(bc_config, "ppo_lag", sets=[*TOY_BUDGET, *QUIET, "train.total_steps=2000",
+                                                                "train.steps_per_epoch=400"])
+    start = PolicyStart(clone.member_state_dict(0), freeze_normalizer=True, source="the test clone")
+    runner = Runner(new_members(config, [0, 1], None, tmp_path / "new"), start=start, warmup_epochs=2)
+    for k in range(2):
+        for key, value in runner.policy.member_state_dict(k).items():
+            torch.testing.assert_close(value, start.state[key], msg=key)
+    assert runner.policy.normalizer.frozen and runner.algorithm.anneal_epochs == 5 - 2
+    runner.train()
+    resumed = Runner(new_members(config, [0, 1], None, tmp_path / "new"), resume=True, start=start)
+    assert not torch.equal(resumed.policy.actor.layers()[0][0][0], clone.actor.layers()[0][0][0])  # its checkpoint
+    unfit = copy.deepcopy(config)
+    unfit.model.actor_hidden = [7]
+    with pytest.raises(SafeRLError, match="^the test clone does not fit this config's model$"):
+        Runner(new_members(unfit, None, None, tmp_path / "unfit"), start=start)
+    assert not (tmp_path / "unfit" / "config.yaml").exists()
 
 
 def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_path):
     """The hand-written gradient knows nothing of the KL term, so it must be off while the term is on."""
     from saferl.algorithms import ppo as ppo_module
-    from saferl.algorithms.common import BehaviourReference
     from saferl.launch import new_members
 
     config = toy_config("ppo_lag", ["train.steps_per_epoch=400", *QUIET])
@@ -250,14 +287,14 @@ def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_pat
     runner.collect()
     batch = runner.rollout_batch()
     size = 64  # on one minibatch the loss grows by exactly coef * KL(reference || policy)
-    minibatch = [t[:, :size] for t in (batch.obs, batch.actions, batch.log_probs)]
-    minibatch += [torch.zeros(1, size, 1), torch.zeros(1, size), batch.reward_returns[:, :size],
-                  batch.cost_returns[:, :size], batch.reward_values[:, :size], batch.cost_values[:, :size]]
+    minibatch = PPOMinibatch(batch.obs, batch.actions, batch.log_probs, torch.zeros(1, batch.size, 1),
+                             torch.zeros(1, batch.size), batch.reward_returns, batch.cost_returns, batch.reward_values,
+                             batch.cost_values).slice(0, size)
     old_log_std = policy.log_std_per_member().detach()
     with torch.no_grad():
         plain = algorithm.loss(minibatch, old_log_std, torch.ones(1), torch.zeros(1))
-        penalised = algorithm.loss(minibatch + [reference.means(batch.obs[:, :size])], old_log_std, torch.ones(1),
-                                   torch.tensor([2.0]))
+        penalised = algorithm.loss(minibatch._replace(bc_means=reference.means(minibatch.obs)), old_log_std,
+                                   torch.ones(1), torch.tensor([2.0]))
     expected = 2.0 * algorithm.behaviour_kl(batch.obs[:, :size])[0]
     assert float(penalised[0] - plain[0]) == pytest.approx(float(expected), rel=1e-4)
 

@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms import ALGORITHMS
-from saferl.algorithms.common import BehaviourReference
+from saferl.algorithms.common import BehaviourReference, PPOMinibatch
 from saferl.algorithms.ppo import PPOLag
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
@@ -141,14 +141,15 @@ def test_loss_of_each_member_equals_a_hand_computation(algo, activation, variant
         old_log_probs = Normal(mean, std).log_prob(actions).sum(-1) + 0.3 * r()
     old_means = mean + 0.1 * r(act_dim)
     old_log_std = policy.log_std.detach().unsqueeze(1) + 0.05
-    minibatch = [obs, actions, old_log_probs, old_means, r(), r(), r(num_costs), r(), r(num_costs)]
+    minibatch = PPOMinibatch(obs, actions, old_log_probs, old_means, advantages=r(), reward_returns=r(),
+                             cost_returns=r(num_costs), old_values=r(), old_cost_values=r(num_costs))
     kl_beta = torch.tensor([0.5, 1.0, 2.0])
     bc_kl_coef = torch.tensor([0.3, 0.0, 1.5])
     if variant == "bc_kl":
         reference = BehaviourReference(random_policy(members, obs_dim, act_dim, num_costs, activation),
                                        policy.log_std.detach() - 0.4)
         algorithm.set_behaviour_reference(reference, bc_kl_coef.numpy(), 0.9)
-        minibatch.append(reference.means(obs))
+        minibatch = minibatch._replace(bc_means=reference.means(obs))
 
     loss = algorithm.loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
     assert loss.shape == (members,)
@@ -157,9 +158,10 @@ def test_loss_of_each_member_equals_a_hand_computation(algo, activation, variant
     with_cost = algorithm.uses_cost_critic
     for k in range(members):
         oracle = OracleMember(policy, k, activation)
-        bc = (minibatch[9][k], reference.log_std[k], float(bc_kl_coef[k])) if variant == "bc_kl" else None
-        obs_k, actions_k, old_log_probs_k, old_means_k, *targets_k = [t[k] for t in minibatch[:9]]
-        expected = oracle.loss(config.ppo, obs_k, actions_k, old_log_probs_k, old_means_k, old_log_std[k], *targets_k,
+        mb = PPOMinibatch(*(None if t is None else t[k] for t in minibatch))
+        bc = (mb.bc_means, reference.log_std[k], float(bc_kl_coef[k])) if variant == "bc_kl" else None
+        expected = oracle.loss(config.ppo, mb.obs, mb.actions, mb.old_log_probs, mb.old_means, old_log_std[k],
+                               mb.advantages, mb.reward_returns, mb.cost_returns, mb.old_values, mb.old_cost_values,
                                with_cost=with_cost, kl_beta=float(kl_beta[k]), bc=bc)
         torch.testing.assert_close(loss[k], expected, rtol=1e-5, atol=1e-6)
         oracle_params = [t for network in oracle.networks(with_cost) for t in network]

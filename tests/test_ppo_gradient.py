@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from saferl.algorithms.common import PPOMinibatch
 from saferl.algorithms.ppo import PPO, PPOLag
 from saferl.algorithms.ppo_gradient import clip_loss_gradients
 from saferl.config import Config
@@ -27,14 +28,15 @@ def test_hand_written_gradient_equals_autograd(algorithm, activation, members):
         return torch.randn(members, 64, *shape, generator=g)
 
     # Old log-probs about 2.5 below the current ones put ratios on both sides of the clip range.
-    minibatch = [r(5), r(2), r() - 2.5, r(2), r(), r(), r(2), r(), r(2)]
+    minibatch = PPOMinibatch(obs=r(5), actions=r(2), old_log_probs=r() - 2.5, old_means=r(2), advantages=r(),
+                             reward_returns=r(), cost_returns=r(2), old_values=r(), old_cost_values=r(2))
     loss = algo.loss(minibatch, policy.log_std_per_member().detach(), torch.ones(members), torch.zeros(members))
     expected = torch.autograd.grad(loss.sum(), algo.params)
     clip_loss_gradients(policy, minibatch, algo.clip_low, algo.clip_high, config.ppo.value_coef,
                         config.ppo.entropy_coef, algo.uses_cost_critic, algo.optimizer.grad_of)
     for param, grad in zip(algo.params, expected, strict=True):
         torch.testing.assert_close(algo.optimizer.grad_of[id(param)], grad, rtol=1e-4, atol=1e-6)
-    ratio_spread = torch.exp(-minibatch[2]).std()
+    ratio_spread = torch.exp(-minibatch.old_log_probs).std()
     assert ratio_spread > 0  # sanity: the minibatch is not degenerate
 
 

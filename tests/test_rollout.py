@@ -10,9 +10,9 @@ from gymnasium import spaces
 
 from saferl import envs
 from saferl.cli import main
+from saferl.envs.seeds import EVALUATION_OFFSET
 from saferl.errors import SafeRLError
 from saferl.rollout import (
-    EVAL_SEED_OFFSET,
     episode_quotas,
     evaluate,
     evaluation_seed,
@@ -127,7 +127,7 @@ def test_evaluate_writes_eval_json(tmp_path, capsys):
     assert main(["train", "--algo", "ppo_lag", "--seed", "4", "--run-dir", str(run), "--set", *sets]) == 0
     summary = evaluate(run, episodes=5, deterministic=True)
     saved = json.loads((run / "eval.json").read_text())
-    assert saved["seed"] == evaluation_seed(4) == 4 + EVAL_SEED_OFFSET and len(saved["episodes"]) == 5
+    assert saved["seed"] == evaluation_seed(4) == 4 + EVALUATION_OFFSET and len(saved["episodes"]) == 5
     assert saved["mean_return"] == pytest.approx(summary["mean_return"]) and "success_rate" not in saved
     assert saved["mean_return"] == pytest.approx(np.mean([e["return"] for e in saved["episodes"]]))
     assert evaluate(run, episodes=5, deterministic=True)["episodes"] == saved["episodes"]

@@ -9,21 +9,24 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms import ALGORITHMS
+from saferl.algorithms.common import make_multiplier
 from saferl.algorithms.cpo import CASE_CODES, CPO
 from saferl.algorithms.policy_gradient import (
     NPG,
     PG,
     TRPO,
     MemberActor,
+    MemberUpdate,
     clip_components,
     kl_to_detached_self,
+    member_batch,
     scale_to_norm,
 )
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
 from saferl.launch import new_members
 from saferl.logger import read_progress
-from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier, make_multiplier
+from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.maths.trust_region import fisher_vector_product
 from saferl.policies.actor_critic import ActorCritic
 from saferl.runner import Runner
@@ -473,6 +476,24 @@ def test_cpo_in_episode_units_recovers_whenever_the_cost_is_over_the_limit(cost,
     assert true_mean_kl(old, policy, batch.obs[0], kl="per_dim") <= algorithm.cfg.target_kl * (1 + 1e-5)
     if case == "infeasible":
         assert stats["cpo_cost_change_0"] < 0.0
+
+
+def test_cpo_actor_step_reads_the_episode_cost_and_length_it_is_given():
+    """A member's CPO step is a function of its MemberUpdate (no state left by `update`): called directly, with
+    no update before it, the cost and length handed in decide c and the case."""
+    stats = {}
+    for cost, length in ((5.0, 50.0), (20.5, 50.0), (20.5, 1.0)):
+        policy = make_policy()
+        algorithm = make_algorithm("cpo", policy, ["cpo.cost_scale=per_step"], cost_limit=20.0)
+        batch = member_batch(synthetic_batch(policy, size=1024), 0)
+        step = MemberUpdate(0, MemberActor(policy, 0), batch, torch.full((1024,), torch.nan), np.array([cost]),
+                            length)
+        stats[cost, length] = algorithm.actor_step(step)  # NaN advantages: CPO must not read them
+    assert [s["cpo_c_0"] for s in stats.values()] == pytest.approx([-15.0, 0.5, 0.5])
+    assert stats[5.0, 50.0]["cpo_case"] == CASE_CODES["reward_only"]
+    # The same 0.5 over the limit is 0.01 per step over 50 steps but 0.5 per step over one: other problems.
+    assert stats[20.5, 50.0]["cpo_nu_0"] != stats[20.5, 1.0]["cpo_nu_0"]
+    assert all(np.isfinite(s["step_norm"]) for s in stats.values())
 
 
 def test_cpo_learned_margin_integrates_the_violation_and_tightens_the_constraint():

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from saferl.algorithms.common import PPOMinibatch
 from saferl.algorithms.ppo import PPOLag
 from saferl.algorithms.ppo_gradient import clip_loss_gradients
 from saferl.config import Config
@@ -30,7 +31,9 @@ def minibatch_step(members: int, manual: bool):
     def sample(*shape):
         return torch.randn(members, 64, *shape, generator=noise)
 
-    minibatch = [sample(17), sample(6), sample() - 2.5, sample(6), sample(), sample(), sample(1), sample(), sample(1)]
+    minibatch = PPOMinibatch(obs=sample(17), actions=sample(6), old_log_probs=sample() - 2.5, old_means=sample(6),
+                             advantages=sample(), reward_returns=sample(), cost_returns=sample(1), old_values=sample(),
+                             old_cost_values=sample(1))
     old_log_std = policy.log_std_per_member().detach()
     kl_beta, bc_kl_coef, active = torch.ones(members), torch.zeros(members), torch.ones(members, dtype=torch.bool)
     optimizer = algo.optimizer

@@ -1,7 +1,8 @@
 """The `--algo` names and the classes behind them: an explicit table, no registry magic.
 
-Each entry is called as `factory(policy, config, total_epochs, generators, cost_limits)` and returns an object
-that follows `saferl.algorithms.common.Algorithm`.
+Each entry is called as `factory(policy, config, anneal_epochs, generators, cost_limits)` and returns an object
+that follows `saferl.algorithms.common.Algorithm`; `anneal_epochs` is how many updates PPO's learning rate anneals
+over (`ppo.anneal_lr`; the policy-gradient family does not anneal).
 """
 
 from functools import partial

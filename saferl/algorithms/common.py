@@ -1,17 +1,19 @@
 """What every algorithm shares: the `Algorithm` protocol the runner and fine-tuning call, the Lagrangian
-advantage, minibatch shuffling per member, the critics' regression, and explained variance.
+advantage, minibatch shuffling per member (and PPO's named minibatch), the critics' regression, and explained
+variance.
 
 Every tensor has the member axis first ([K, B, ...]); every statistic an algorithm returns is an array [K].
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from saferl.buffer import RolloutBatch
+from saferl.config import Config
 from saferl.maths import gaussian
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.maths.optim import MemberAdam
@@ -45,6 +47,15 @@ class Algorithm(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
+def make_multiplier(config: Config, cost_limits: np.ndarray) -> Multiplier:
+    """The multiplier `config.lagrange.method` names ("gradient", the default, or "pid") for limits [K, C]."""
+    lag = config.lagrange
+    if lag.method == "pid":
+        return PIDLagrangeMultiplier(cost_limits, lag.pid_kp, lag.pid_ki, lag.pid_kd, lag.pid_cost_smoothing,
+                                     lag.multiplier_init)
+    return LagrangeMultiplier(cost_limits, lag.multiplier_init, lag.multiplier_lr)
+
+
 class BehaviourReference:
     """A frozen copy of a (cloned) actor: its means on given states and its log-std [K, 1, A]."""
 
@@ -74,6 +85,32 @@ def shuffle(tensors: list[torch.Tensor], permutations: torch.Tensor) -> list[tor
     """Row k of every [K, B, ...] tensor reordered by permutations[k]; minibatches are then plain slices."""
     rows = torch.arange(permutations.shape[0]).unsqueeze(1)
     return [t[rows, permutations] for t in tensors]
+
+
+class PPOMinibatch(NamedTuple):
+    """What PPO's loss and its hand-written gradient read, by name: [K, B, ...] tensors (B the minibatch, or the
+    whole batch before shuffling)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    old_log_probs: torch.Tensor  # under the policy that collected the data
+    old_means: torch.Tensor  # that policy's action means (the KL penalty's reference)
+    advantages: torch.Tensor  # what the surrogate weighs: A_r, or PPO-Lag's (A_r - lambda . A_c) / (1 + sum lambda)
+    reward_returns: torch.Tensor
+    cost_returns: torch.Tensor  # [K, B, C]
+    old_values: torch.Tensor
+    old_cost_values: torch.Tensor  # [K, B, C]
+    bc_means: torch.Tensor | None = None  # the clone's means, while a KL-to-clone term is on
+
+    def shuffled(self, permutations: torch.Tensor) -> PPOMinibatch:
+        """Each member's samples reordered by its row of `permutations` [K, B]."""
+        present = [t for t in self if t is not None]
+        reordered = iter(shuffle(present, permutations))
+        return PPOMinibatch(*(None if t is None else next(reordered) for t in self))
+
+    def slice(self, start: int, stop: int) -> PPOMinibatch:
+        """Samples start..stop of every member."""
+        return PPOMinibatch(*(None if t is None else t[:, start:stop] for t in self))
 
 
 def value_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -4,34 +4,12 @@ Each update linearises reward and costs around pi_old and solves, in parameter s
 
     maximise g'x   s.t.   b_i'x + c_i <= 0 (i = 1..K),   (1/2) x'Hx <= delta,
 
-through its (K + 1)-dimensional dual (saferl/maths/cpo_dual.py), with g and b_i the gradients of the per-step
-reward and cost surrogates mean(pi / pi_old * A) and H the Fisher of the mean KL (CG solves give q, r, S).
-
-The scale of c (`cpo.cost_scale`, docs/safety.md). The constraint is on the expected episode cost J_c, but
-b_i is the gradient of a per-step average. "episode" (the default, OmniSafe 0.5.0) keeps c_i = J_c - limit_i
-in episode units: any violation beyond a few hundredths of a cost unit makes the linearised constraints
-infeasible inside the trust region, so over the limit the update is the pure cost descent (recovery) and
-under it TRPO's step, a switch that measurably brings the episode cost down. "per_step" (safety-starter-agents)
-divides by the mean episode length T, J_c + T b_i'x <= limit, so the step is built to bring the linearised
-cost exactly to the limit; measured, the linearisation over-promised (about -31 episode-cost units per epoch
-promised, -0.03 delivered on SafetyPointGoal1-v0) and the cost stayed at twice the limit. `cpo.margin_lr`
-adds safety-starter-agents' learned margin (an integral term on J_c - limit). T (the measured mean episode
-length, else `env.max_episode_steps`, else 1000) also converts line-search changes to episode units in logs.
-
-Cases (`cpo_case` in the logs): 0 "reward_only" (no constraint binds: the TRPO step), 1 "normal" (some
-constraint binds: x = (H^-1 g - H^-1 B nu) / lam), 2 "infeasible" (no point of the trust region satisfies
-the linearised constraints: the recovery step x = -H^-1 B w that reduces the violation), 3 "no_reward_gradient"
-(q ~ 0: the shortest step that meets the linearised constraints, none when they hold). `cpo_dual_solver`
-names the solver or fallback behind the step (saferl/maths/cpo_dual.py, SOLVER_CODES).
-
-Line search (backtracking from the full step): accept the first fraction f with mean KL <= delta, every cost
-surrogate change <= max(0, f b_i'x) + f tol_i (the increase the linearisation allowed, never more; a
-promised decrease need only not increase, as in the original code), and, when the current policy satisfies
-every constraint (all c_i <= 0, so x = 0 is admissible), a reward surrogate that does not decrease. While a
-constraint is violated the reward is not checked: the best feasible step may have to give up reward (g'x < 0
-to first order), and demanding none would reject every fraction. tol_i = cpo.cost_tolerance *
-sqrt(2 delta s_i), a fraction of the largest change a full trust-region step can make to constraint i,
-absorbs the second-order terms. If nothing passes, the policy keeps its parameters for this epoch.
+through its (K + 1)-dimensional dual (saferl/maths/cpo_dual.py), g and b_i the gradients of the per-step reward
+and cost surrogates mean(pi / pi_old * A), H the Fisher of the mean KL, c_i = J_c + margin - limit_i in episode
+units or per step (`cpo.cost_scale`). A backtracking line search then takes the first fraction of the step that
+keeps the KL bound, the cost change the linearisation allowed and, when every constraint holds, the reward; if
+none does, the policy keeps its parameters. The cases (`cpo_case` in the logs), the units of c and the line
+search's rules, with the reasons and the evidence: docs/safety.md ("CPO's update").
 """
 
 from __future__ import annotations
@@ -41,7 +19,14 @@ import time
 import numpy as np
 import torch
 
-from saferl.algorithms.policy_gradient import PG, MemberActor, gaussian_fisher_product_fn, kl_scale, mean_kl, surrogate
+from saferl.algorithms.policy_gradient import (
+    PG,
+    MemberUpdate,
+    gaussian_fisher_product_fn,
+    kl_scale,
+    mean_kl,
+    surrogate,
+)
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths.cpo_dual import CASE_CODES, SOLVER_CODES, cpo_step
@@ -54,27 +39,26 @@ class CPO(PG):
     uses_cost_critic = True
     section = "cpo"
 
-    def __init__(self, policy, config: Config, total_epochs: int, generators: list[torch.Generator],
+    def __init__(self, policy, config: Config, anneal_epochs: int, generators: list[torch.Generator],
                  cost_limits: np.ndarray):
-        super().__init__(policy, config, total_epochs, generators, cost_limits)
+        super().__init__(policy, config, anneal_epochs, generators, cost_limits)
         self.cost_limits = np.asarray(cost_limits, dtype=np.float64)  # [K, C]
         self.episode_length = config.env.max_episode_steps or DEFAULT_EPISODE_LENGTH
         self.case_counts = np.zeros((policy.members, len(CASE_CODES)), dtype=np.int64)
         self.margin = np.zeros_like(self.cost_limits)  # the learned margin per member and constraint (cpo.margin_lr)
 
     def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
-        self._episode_cost = np.asarray(episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
-        self._episode_length = np.asarray(episode_length, dtype=np.float64).reshape(-1)
         if self.cfg.margin_lr > 0:  # safety-starter-agents' learn_margin: m <- max(0, m + lr (J_c - limit))
-            gap = np.where(np.isfinite(self._episode_cost), self._episode_cost - self.cost_limits, 0.0)
+            cost = np.asarray(episode_cost, dtype=np.float64).reshape(self.cost_limits.shape)
+            gap = np.where(np.isfinite(cost), cost - self.cost_limits, 0.0)
             self.margin = np.maximum(0.0, self.margin + self.cfg.margin_lr * gap)
         return super().update(batch, episode_cost, episode_length)
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
-        """One member's CPO step (`advantages`, PG's Lagrangian hook, is unused: CPO keeps the reward and cost
-        advantages apart)."""
+    def actor_step(self, step: MemberUpdate) -> dict:
+        """One member's CPO step, from its batch's reward and cost advantages (kept apart, so `step.advantages`
+        is not read) and its episodes' cost and length."""
         start = time.perf_counter()
-        cfg = self.cfg
+        cfg, member, actor, batch = self.cfg, step.member, step.actor, step.batch
         params = actor.params
         num_costs = batch.cost_advantages.shape[1]
         delta = cfg.target_kl
@@ -100,19 +84,19 @@ class CPO(PG):
         S = (cost_grads.T.double() @ hinv_cost_grads.double()).numpy()
         S = 0.5 * (S + S.T)  # CG makes it slightly asymmetric
 
-        # 3. c = J_c + margin - limit, in episode units or per step (cpo.cost_scale; the module docstring).
-        length = self._episode_length[member]
+        # 3. c = J_c + margin - limit, in episode units or per step (cpo.cost_scale; docs/safety.md).
+        length = step.episode_length
         episode_length = float(length) if np.isfinite(length) else float(self.episode_length)
         limits = self.cost_limits[member]
-        episode_cost = np.where(np.isfinite(self._episode_cost[member]), self._episode_cost[member], limits)
+        episode_cost = np.where(np.isfinite(step.episode_cost), step.episode_cost, limits)
         gap = episode_cost + self.margin[member] - limits  # no finished episode yet: 0 (plus the margin)
         c = gap if cfg.cost_scale == "episode" else gap / episode_length
 
         # 4. The dual, then the step: primal when feasible, recovery otherwise (every case: cpo_dual.cpo_step).
         dual_start = time.perf_counter()
-        solution, step = cpo_step(q, r, S, c, delta, hinv_grad.double().numpy(), hinv_cost_grads.double().numpy())
+        solution, x = cpo_step(q, r, S, c, delta, hinv_grad.double().numpy(), hinv_cost_grads.double().numpy())
         dual_solve_ms = 1e3 * (time.perf_counter() - dual_start)
-        full_step = torch.as_tensor(step, dtype=grad.dtype)
+        full_step = torch.as_tensor(x, dtype=grad.dtype)
 
         # 5. Line search against the measured KL, the linearisation's cost promise and (if safe) the reward.
         predicted_cost_change = (cost_grads.T @ full_step).detach()  # b_i'x for the full step, [C]

@@ -17,15 +17,21 @@ single-policy computation on flat parameter vectors (`MemberActor`).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from saferl.algorithms.common import BehaviourReference, entropy, fit_critics, lagrangian_advantages
+from saferl.algorithms.common import (
+    BehaviourReference,
+    entropy,
+    fit_critics,
+    lagrangian_advantages,
+    make_multiplier,
+)
 from saferl.buffer import RolloutBatch
 from saferl.config import Config, TrustRegionConfig
 from saferl.maths import gaussian
-from saferl.maths.lagrange import make_multiplier
 from saferl.maths.optim import MemberAdam
 from saferl.maths.trust_region import (
     backtracking_line_search,
@@ -51,12 +57,19 @@ class MemberActor:
         self.params = [t for layer in self.layers for t in layer] + [self.log_std]
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs
+        return self.forward_layers(obs)[1][-1]
+
+    def forward_layers(self, obs: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each layer's input and its (activated) output, the last output being the mean: the forward pass, with
+        what the closed-form Fisher product needs kept."""
+        inputs, outputs, x = [], [], obs
         for index, (weight, bias) in enumerate(self.layers):
+            inputs.append(x)
             x = torch.addmm(bias, x, weight)
             if index < len(self.layers) - 1:
                 x = self.activation(x)
-        return x
+            outputs.append(x)
+        return inputs, outputs
 
     def log_prob(self, mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return gaussian.log_prob(mean, self.log_std, actions)
@@ -65,6 +78,18 @@ class MemberActor:
 def member_batch(batch: RolloutBatch, member: int) -> RolloutBatch:
     """Member k's samples as a batch of [B, ...] tensors (views)."""
     return RolloutBatch(*[t[member] for t in batch.fields()])
+
+
+class MemberUpdate(NamedTuple):
+    """What one member's actor step reads: its actor, its samples, the advantages the family's surrogate weighs,
+    and the constraint measurements of its recent episodes (CPO's c and T)."""
+
+    member: int
+    actor: MemberActor
+    batch: RolloutBatch  # [B, ...] views of the member's samples
+    advantages: torch.Tensor  # [B]: A_r, or trpo_lag's (A_r - lambda . A_c) / (1 + sum lambda)
+    episode_cost: np.ndarray  # [C]: mean cost of the recent episodes, NaN while none finished
+    episode_length: float  # their mean length, NaN while none finished
 
 
 # -- pure functions shared by the family (and by CPO) ----------------------------------------------------------
@@ -111,14 +136,8 @@ def gaussian_fisher_product_fn(actor: MemberActor, obs: torch.Tensor, scale: flo
     backward pass through a graph kept for all CG iterations: the same matrix as double backprop through the KL
     (`kl_to_detached_self` with `fisher_vector_product_fn`, tested equal), at about half its cost."""
     derivative = DERIVATIVES[actor.activation_name]
-    inputs, outputs, x = [], [], obs
-    for index, (weight, bias) in enumerate(actor.layers):
-        inputs.append(x)
-        x = torch.addmm(bias, x, weight)
-        if index < len(actor.layers) - 1:
-            x = actor.activation(x)
-        outputs.append(x)
-    mean = x
+    inputs, outputs = actor.forward_layers(obs)
+    mean = outputs[-1]
     precision = torch.exp(-2.0 * actor.log_std.detach()) * (scale / obs.shape[0])
     layer_params = [t for layer in actor.layers for t in layer]
     sizes = [p.numel() for p in actor.params]
@@ -183,14 +202,13 @@ class PG:
     supports_behaviour_reference = False
     section = "pg"  # the config section this algorithm reads
 
-    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int, generators: list[torch.Generator],
+    def __init__(self, policy: ActorCritic, config: Config, anneal_epochs: int, generators: list[torch.Generator],
                  cost_limits: np.ndarray, lagrangian: bool = False):
         """lagrangian=True (trpo_lag): advantages become (A_r - lambda . A_c) / (1 + sum lambda), lambda the
         `lagrange.*` multiplier, and the cost critic is fitted."""
         self.policy, self.config, self.generators = policy, config, generators
         self.uses_cost_critic = type(self).uses_cost_critic or lagrangian
         self.cfg = getattr(config, self.section)
-        self.total_epochs = max(total_epochs, 1)
         self.epoch = 0
         self.critic_optimizer = MemberAdam([policy.critic_parameters(cost=self.uses_cost_critic)],
                                            [self.cfg.critic_lr])
@@ -217,16 +235,21 @@ class PG:
     def update(self, batch: RolloutBatch, episode_cost: np.ndarray, episode_length: np.ndarray) -> dict:
         lambdas, stats = self.update_multiplier(episode_cost)
         advantages = batch.reward_advantages if lambdas is None else lagrangian_advantages(batch, lambdas)
-        actor_stats = stack_stats([self.actor_step(k, MemberActor(self.policy, k), member_batch(batch, k),
-                                                   advantages[k]) for k in range(self.policy.members)])
+        members = self.policy.members
+        episode_cost = np.asarray(episode_cost, dtype=np.float64).reshape(members, -1)
+        episode_length = np.asarray(episode_length, dtype=np.float64).reshape(members)
+        actor_stats = stack_stats([
+            self.actor_step(MemberUpdate(k, MemberActor(self.policy, k), member_batch(batch, k), advantages[k],
+                                         episode_cost[k], float(episode_length[k])))
+            for k in range(members)])
         stats.update(actor_stats)
         stats.update(self.fit_critics(batch))
         stats["entropy"] = entropy(self.policy)
         self.epoch += 1
         return stats
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
-        pg = self.cfg
+    def actor_step(self, step: MemberUpdate) -> dict:
+        pg, actor, batch, advantages = self.cfg, step.actor, step.batch, step.advantages
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
         surrogate_old = surrogate(actor, batch, advantages)
@@ -263,16 +286,17 @@ class NPG(PG):
 
     section = "npg"
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
+    def actor_step(self, step: MemberUpdate) -> dict:
+        actor, batch, advantages = step.actor, step.batch, step.advantages
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
-        surrogate_old, grad, step = natural_gradient_step(actor, batch, advantages, self.cfg)
-        set_flat_params(actor.params, flat_params(actor.params) + step)
+        surrogate_old, grad, natural_step = natural_gradient_step(actor, batch, advantages, self.cfg)
+        set_flat_params(actor.params, flat_params(actor.params) + natural_step)
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std, kl_scale(self.cfg.kl, batch.actions.shape[-1])))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        return {"approx_kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(step.norm()),
-                "expected_improvement": float(grad @ step),
+        return {"approx_kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(natural_step.norm()),
+                "expected_improvement": float(grad @ natural_step),
                 "surrogate_improvement": surrogate_new - float(surrogate_old.detach())}
 
 
@@ -284,8 +308,8 @@ class TRPO(PG):
 
     section = "trpo"
 
-    def actor_step(self, member: int, actor: MemberActor, batch: RolloutBatch, advantages: torch.Tensor) -> dict:
-        cfg = self.cfg
+    def actor_step(self, step: MemberUpdate) -> dict:
+        cfg, actor, batch, advantages = self.cfg, step.actor, step.batch, step.advantages
         with torch.no_grad():
             old_mean, old_log_std = actor(batch.obs), actor.log_std.detach().clone()
         surrogate_old, grad, full_step = natural_gradient_step(actor, batch, advantages, cfg)

@@ -26,18 +26,18 @@ import torch
 
 from saferl.algorithms.common import (
     BehaviourReference,
+    PPOMinibatch,
     critic_stats,
     entropy,
     fit_critics,
     lagrangian_advantages,
+    make_multiplier,
     member_permutations,
-    shuffle,
 )
 from saferl.algorithms.ppo_gradient import clip_loss_gradients
 from saferl.buffer import RolloutBatch
 from saferl.config import Config
 from saferl.maths import gaussian
-from saferl.maths.lagrange import make_multiplier
 from saferl.maths.optim import MemberAdam
 from saferl.policies.actor_critic import ActorCritic
 
@@ -49,10 +49,10 @@ class PPO:
     uses_cost_critic = False
     supports_behaviour_reference = True
 
-    def __init__(self, policy: ActorCritic, config: Config, total_epochs: int, generators: list[torch.Generator],
+    def __init__(self, policy: ActorCritic, config: Config, anneal_epochs: int, generators: list[torch.Generator],
                  cost_limits: np.ndarray):
         self.policy, self.cfg, self.generators = policy, config.ppo, generators
-        self.total_epochs = max(total_epochs, 1)
+        self.anneal_epochs = max(anneal_epochs, 1)  # the epochs the actor's lr anneals over (ppo.anneal_lr)
         self.epoch = 0
         members = policy.members
         self.kl_beta = np.full(members, self.cfg.kl_penalty_init_beta)
@@ -94,26 +94,24 @@ class PPO:
         return batch.reward_advantages if lambdas is None else lagrangian_advantages(batch, lambdas)
 
     # -- the loss, written once ------------------------------------------------------------------------------
-    def loss(self, minibatch: list[torch.Tensor], old_log_std, kl_beta, bc_kl_coef) -> torch.Tensor:
+    def loss(self, minibatch: PPOMinibatch, old_log_std, kl_beta, bc_kl_coef) -> torch.Tensor:
         """Each member's policy surrogate + value regression on its minibatch: [K]."""
-        cfg, policy = self.cfg, self.policy
-        (obs, actions, old_log_probs, old_means, advantages, reward_returns, cost_returns, old_values,
-         old_cost_values, *bc_means) = minibatch
-        mean, value, cost_value = policy.evaluate(obs, with_cost=self.uses_cost_critic)
+        cfg, policy, mb = self.cfg, self.policy, minibatch
+        mean, value, cost_value = policy.evaluate(mb.obs, with_cost=self.uses_cost_critic)
         log_std = policy.log_std_per_member()
-        ratio = torch.exp(gaussian.log_prob(mean, log_std, actions) - old_log_probs)
+        ratio = torch.exp(gaussian.log_prob(mean, log_std, mb.actions) - mb.old_log_probs)
         if cfg.objective == "clip":
             clipped_ratio = ratio.clamp(1.0 - self.clip_low, 1.0 + self.clip_high)
-            policy_loss = -torch.min(ratio * advantages, clipped_ratio * advantages).mean(1)
+            policy_loss = -torch.min(ratio * mb.advantages, clipped_ratio * mb.advantages).mean(1)
         else:  # "kl_penalty": exact Gaussian KL to the policy that collected the data
-            kl = gaussian.kl(old_means, old_log_std, mean, log_std).mean(1)
-            policy_loss = -(ratio * advantages).mean(1) + kl_beta * kl
-        if bc_means:
-            bc_kl = gaussian.kl(bc_means[0], self.reference.log_std, mean, log_std).mean(1)
+            kl = gaussian.kl(mb.old_means, old_log_std, mean, log_std).mean(1)
+            policy_loss = -(ratio * mb.advantages).mean(1) + kl_beta * kl
+        if mb.bc_means is not None:
+            bc_kl = gaussian.kl(mb.bc_means, self.reference.log_std, mean, log_std).mean(1)
             policy_loss = policy_loss + bc_kl_coef * bc_kl
-        value_loss = self.value_loss(value, old_values, reward_returns)
+        value_loss = self.value_loss(value, mb.old_values, mb.reward_returns)
         if self.uses_cost_critic:
-            value_loss = value_loss + self.value_loss(cost_value, old_cost_values, cost_returns)
+            value_loss = value_loss + self.value_loss(cost_value, mb.old_cost_values, mb.cost_returns)
         entropy = gaussian.entropy(policy.log_std)
         return policy_loss + self.value_coef * value_loss - cfg.entropy_coef * entropy
 
@@ -147,15 +145,14 @@ class PPO:
             stats.update({f"lagrange_multiplier_{c}": lambdas[:, c] for c in range(lambdas.shape[1])})
         advantages = self.advantages(batch, lambdas)
         if cfg.anneal_lr:
-            self.optimizer.set_lr(ACTOR, cfg.actor_lr * (1.0 - self.epoch / self.total_epochs))
+            self.optimizer.set_lr(ACTOR, cfg.actor_lr * (1.0 - self.epoch / self.anneal_epochs))
         with torch.no_grad():  # the data-collecting policy, for the KL penalty
             old_means = policy.actor(batch.obs)
             old_log_std = policy.log_std_per_member().detach().clone()
-        data = [batch.obs, batch.actions, batch.log_probs, old_means, advantages, batch.reward_returns,
-                batch.cost_returns, batch.reward_values, batch.cost_values]
         bc_active = self.reference is not None and bool(np.any(self.bc_kl_coef >= BC_KL_NEGLIGIBLE))
-        if bc_active:
-            data.append(self.reference.means(batch.obs))
+        data = PPOMinibatch(batch.obs, batch.actions, batch.log_probs, old_means, advantages, batch.reward_returns,
+                            batch.cost_returns, batch.reward_values, batch.cost_values,
+                            self.reference.means(batch.obs) if bc_active else None)
         bc_kl_coef = torch.as_tensor(np.where(self.bc_kl_coef >= BC_KL_NEGLIGIBLE, self.bc_kl_coef, 0.0),
                                      dtype=torch.float32)
         kl_beta = torch.as_tensor(self.kl_beta, dtype=torch.float32)
@@ -165,9 +162,9 @@ class PPO:
         epochs_run = np.zeros(members, dtype=np.int64)
         approx_kl, clip_fraction = np.zeros(members), np.zeros(members)
         for _ in range(cfg.update_epochs):
-            shuffled = shuffle(data, member_permutations(batch.size, self.generators))
+            shuffled = data.shuffled(member_permutations(batch.size, self.generators))
             for start in range(0, batch.size, cfg.minibatch_size):
-                minibatch = [t[:, start:start + cfg.minibatch_size] for t in shuffled]
+                minibatch = shuffled.slice(start, start + cfg.minibatch_size)
                 if manual:
                     clip_loss_gradients(policy, minibatch, self.clip_low, self.clip_high, self.value_coef,
                                         cfg.entropy_coef, self.uses_cost_critic, self.optimizer.grad_of)

@@ -4,26 +4,28 @@ definition of the loss (and is what every other variant uses).
 
 Why it exists: with minibatches of 64 and 64x64 networks a step is mostly per-operation overhead, and autograd's
 graph of the loss (about 60 forward operations, as many backward, each with its bookkeeping) costs more than the
-arithmetic. This backward takes about 25 operations for all members. Measured per whole minibatch step
-(benchmarks/throughput/manual_vs_autograd.py, HalfCheetah shapes): 0.87 vs 1.36 ms at K = 1, 0.40 vs 0.54 ms
-per member at K = 4, 0.36 vs 0.45 at K = 8.
+arithmetic. This backward takes about 25 operations for all members. The time of a whole minibatch step either
+way: benchmarks/throughput/manual-vs-autograd.txt (made by manual_vs_autograd.py next to it).
 """
 
 from __future__ import annotations
 
 import torch
 
+from saferl.algorithms.common import PPOMinibatch
 from saferl.maths.gaussian import LOG_SQRT_2PI
 from saferl.policies.actor_critic import ActorCritic
 from saferl.policies.ensemble import DERIVATIVES
 
 
 @torch.no_grad()
-def clip_loss_gradients(policy: ActorCritic, minibatch: list[torch.Tensor], clip_low: float, clip_high: float,
+def clip_loss_gradients(policy: ActorCritic, minibatch: PPOMinibatch, clip_low: float, clip_high: float,
                         value_coef: float, entropy_coef: float, with_cost: bool, grad_of: dict) -> None:
     """Write d(sum over members of PPO.loss)/d(parameter) into grad_of[id(parameter)] (views into the optimiser's
     flat gradient), for the clip objective without value clipping or a KL-to-clone term."""
-    obs, actions, old_log_probs, _, advantages, reward_returns, cost_returns, *_ = minibatch
+    mb = minibatch
+    obs, actions, old_log_probs, advantages = mb.obs, mb.actions, mb.old_log_probs, mb.advantages
+    reward_returns, cost_returns = mb.reward_returns, mb.cost_returns
     networks = policy.networks(with_cost)
     layers = policy.stacked_layers(with_cost)
     if layers is None:

@@ -3,20 +3,15 @@
 The multiplier does gradient ascent on lambda * (J_c - limit) (Adam, as in OmniSafe) and is then
 projected back onto lambda >= 0, so it rises while the episode cost is over the limit and decays
 toward zero (never below) when the policy is safe. `PIDLagrangeMultiplier` is the PID alternative
-(`lagrange.method: pid`); `make_multiplier` picks one from the config.
+(`lagrange.method: pid`); `saferl.algorithms.common.make_multiplier` picks one from the config.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from saferl.maths.optim import MemberAdam
-
-if TYPE_CHECKING:
-    from saferl.config import Config
 
 
 def project_nonnegative(multiplier: torch.Tensor) -> torch.Tensor:
@@ -35,6 +30,13 @@ class LagrangeMultiplier:
     @property
     def value(self) -> np.ndarray:
         return self.multiplier.numpy().copy()
+
+    def reset_to(self, values) -> None:
+        """Start again from lambda = values [K, C] (a fine-tune's warm start), as if initialised there: the ascent's
+        moments and step counts are cleared."""
+        self.multiplier.copy_(torch.as_tensor(np.asarray(values, np.float64).reshape(self.cost_limits.shape),
+                                              dtype=self.multiplier.dtype))
+        self.optimizer.reset_state()
 
     def update(self, mean_episode_cost) -> np.ndarray:
         """One ascent step from the mean episode cost [K, C] of recent episodes; returns the new lambdas [K, C].
@@ -88,6 +90,14 @@ class PIDLagrangeMultiplier:
     def value(self) -> np.ndarray:
         return self.multiplier.astype(np.float32)  # float32 like LagrangeMultiplier: it multiplies A_c
 
+    def reset_to(self, values) -> None:
+        """Start again from lambda = values [K, C] (a fine-tune's warm start), as if initialised there: the
+        integral where Ki I equals the values, no cost history."""
+        values = np.asarray(values, np.float64).reshape(self.cost_limits.shape)
+        self.integral = values / self.ki if self.ki > 0 else np.zeros_like(values)
+        self.smoothed_cost = np.full(self.cost_limits.shape, np.nan)
+        self.multiplier = values.copy()
+
     def update(self, mean_episode_cost) -> np.ndarray:
         """One controller step per member from the mean episode cost [K, C]; returns the new lambdas [K, C].
         Members with no finished episode yet (NaN cost) keep their state."""
@@ -113,12 +123,3 @@ class PIDLagrangeMultiplier:
         self.integral = np.array(state["integral"], dtype=np.float64)
         self.smoothed_cost = np.array(state["smoothed_cost"], dtype=np.float64)
         self.multiplier = np.array(state["multiplier"], dtype=np.float64)
-
-
-def make_multiplier(config: Config, cost_limits: np.ndarray) -> LagrangeMultiplier | PIDLagrangeMultiplier:
-    """The multiplier `config.lagrange.method` names ("gradient", the default, or "pid") for limits [K, C]."""
-    lag = config.lagrange
-    if lag.method == "pid":
-        return PIDLagrangeMultiplier(cost_limits, lag.pid_kp, lag.pid_ki, lag.pid_kd, lag.pid_cost_smoothing,
-                                     lag.multiplier_init)
-    return LagrangeMultiplier(cost_limits, lag.multiplier_init, lag.multiplier_lr)

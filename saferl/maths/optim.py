@@ -139,6 +139,12 @@ class MemberAdam:
         self.lrs[group] = float(lr)
         self._lr_row[:, self.group_columns[group]] = float(lr)
 
+    def reset_state(self) -> None:
+        """Forget the moments and step counts, as a freshly built optimiser would have none."""
+        self.exp_avg.zero_()
+        self.exp_avg_sq.zero_()
+        self.steps = np.zeros_like(self.steps)
+
     def state_dict(self) -> dict:
         return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(), "steps": self.steps.copy(),
                 "lrs": list(self.lrs)}

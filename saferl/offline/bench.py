@@ -78,9 +78,10 @@ def eval_summary(evaluation: dict) -> dict:
 
 def scripted_reference(env_id: str, episodes: int, seed: int) -> dict:
     """The safe scripted demonstrator without noise: the 'expert' a fine-tune is measured against."""
+    from saferl.envs.seeds import SCRIPTED_REFERENCE_OFFSET
     from saferl.offline.scripted import run_scripted
 
-    result = run_scripted(env_id, episodes, seed + 400_000)
+    result = run_scripted(env_id, episodes, seed + SCRIPTED_REFERENCE_OFFSET)
     return {"run_dir": None, "return": float(result["returns"].mean()), "cost": float(result["costs"].sum(1).mean()),
             "success_rate": float(result["successes"].mean())}
 
@@ -90,7 +91,8 @@ def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path |
                       seed: int, cost_limit: float | None, sets: list[str], scripted: bool = False,
                       unsafe_fraction: float = 0.0) -> dict:
     from saferl.launch import train_single
-    from saferl.offline.dataset import collect_demonstrations, train_bc
+    from saferl.offline.bc import train_bc
+    from saferl.offline.collect import collect_demonstrations
     from saferl.offline.finetune import build_finetune_config, finetune_runner
     from saferl.offline.scripted import collect_scripted
     from saferl.rollout import evaluate

@@ -1,40 +1,9 @@
-"""Offline-to-online: safe RL that starts from a behaviour-cloned actor instead of a random one.
-
-Starting PPO from a clone naively loses the clone's return in the first epochs (the "unlearning dip"): the
-critics are random, so the first advantages are noise; the exploration noise of a fresh log-std makes
-rollouts unlike the demonstrations; a Lagrangian multiplier at ~0 lets the first updates buy reward with
-cost. Each part of the recipe below removes one cause, and each is a `finetune.*` key:
-
-- critic_warmup_epochs (3): epochs of rollouts of the clone with the actor frozen that only fit the reward
-  and cost critics (the algorithm's own critic regression: PPO's minibatch loop with its critic loss, or the
-  trust-region family's `critic_*` settings), so the first policy update sees meaningful advantages. They are
-  env steps and count in the budget and the logs.
-- init_log_std (-1.0) with log_std_rule "min": start from min(init_log_std, the clone's learned log-std),
-  per action dim, floored at min_log_std (-3.0). The clone's log-std measures how spread the demonstrations
-  are; starting wider than it (or than e^-1 ~ 0.37 of the action range) makes early rollouts unlike the
-  demos, and the floor keeps a clone of deterministic demos (log-std -> fit error) able to explore.
-  "fixed" uses init_log_std as is, "bc" the clone's.
-- bc_kl_coef (1.0), bc_kl_decay (0.9): ppo and ppo_lag add coef * mean KL(reference || policy) to the loss,
-  the reference being the clone with the starting log-std (so the term is zero at the start); coef is
-  multiplied by the decay after each update and dropped below 1e-3 (~65 updates). KL(reference || policy)
-  rather than the reverse: it pulls the mean back to the demos but costs little for a policy that widens
-  its std, so exploration is not what it punishes. cpo gets no such term: its trust region already bounds
-  every step.
-- warm_start_multiplier (true): for ppo_lag the multiplier starts at lambda0 = max(0, (J_c - limit) /
-  limit), J_c the clone's mean episode cost measured in the warm-up rollouts (or its eval.json when there is
-  no warm-up): a clone over budget by x% is priced at once (lambda 1 at twice the limit weighs cost like
-  reward in (A_r - lambda A_c) / (1 + lambda)), a safe clone keeps lambda 0. A limit of 0 divides by 1.
-- freeze_normalizer (true): the clone's actor was fit on one observation scale; letting the running
-  statistics drift would change its outputs under a frozen actor.
-
-With a critic-free estimator (`train.advantage=grpo` etc., docs/group-estimators.md) no critic is fitted: the
-warm-up epochs then only measure the clone's cost for the multiplier's warm start, and the KL-to-clone term is
-the regulariser that anchors the policy (RLHF's anchor to the supervised model).
-
-progress.csv has a `phase` column (warmup / finetune) and the per-epoch `epoch_ep_return/cost`, so the
-first rows show the clone itself. `saferl finetune BC_RUN --algo A --run-dir D --resume` continues an
-interrupted fine-tune: the checkpoint restores policy, optimiser, multiplier and the decayed KL coefficient,
-and the KL reference is rebuilt from the BC run.
+"""Fine-tuning a behaviour-cloned actor with safe RL (`saferl finetune`): a Runner whose policy starts as the clone,
+with the recipe against the "unlearning dip" (each part a `finetune.*` key; what each removes and why:
+docs/offline.md): critic warm-up epochs with the actor frozen, a small starting log-std, a decaying KL-to-clone
+term (ppo, ppo_lag), a multiplier warm-started from the clone's measured cost (ppo_lag), a frozen normaliser.
+progress.csv's `phase` column says warmup or finetune; `--resume` continues from the checkpoint and rebuilds the KL
+reference from the BC run.
 """
 
 from __future__ import annotations
@@ -47,13 +16,12 @@ import torch
 
 from saferl.algorithms.common import BehaviourReference
 from saferl.buffer import RolloutBatch
-from saferl.config import CONFIG_DIR, Config, build_config, load_yaml
+from saferl.config import CONFIG_DIR, Config, build_config, epochs_per_run, load_yaml
 from saferl.errors import SafeRLError
 from saferl.io import write_json
-from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.members import Member
 from saferl.rundir import load_policy
-from saferl.runner import Runner
+from saferl.runner import PolicyStart, Runner
 
 FINETUNE_ALGOS = ("ppo", "ppo_lag", "cpo")
 FINETUNE_DEFAULTS = CONFIG_DIR / "finetune.yaml"
@@ -72,7 +40,7 @@ def build_finetune_config(bc_config: Config, algo: str, config_file: str | None 
 
 
 def starting_log_std(bc_log_std: torch.Tensor, cfg) -> torch.Tensor:
-    """The log-std fine-tuning starts from, by `finetune.log_std_rule` (see the module docstring)."""
+    """The log-std fine-tuning starts from, by `finetune.log_std_rule` (docs/offline.md)."""
     if cfg.log_std_rule == "fixed":
         return torch.full_like(bc_log_std, cfg.init_log_std)
     if cfg.log_std_rule == "bc":
@@ -85,18 +53,6 @@ def initial_multiplier(episode_cost: np.ndarray, cost_limit) -> np.ndarray:
     cost_limit = np.asarray(cost_limit, np.float64)
     excess = np.asarray(episode_cost, np.float64) - cost_limit
     return np.maximum(0.0, excess / np.where(cost_limit > 0, cost_limit, 1.0))
-
-
-def set_multiplier(multiplier, values: np.ndarray) -> None:
-    """Overwrite a multiplier's value [K, C] (either kind) as if it had been initialised there."""
-    values = np.asarray(values, np.float64).reshape(multiplier.cost_limits.shape)
-    if isinstance(multiplier, LagrangeMultiplier):
-        multiplier.multiplier.copy_(torch.as_tensor(values, dtype=multiplier.multiplier.dtype))
-    elif isinstance(multiplier, PIDLagrangeMultiplier):
-        multiplier.multiplier = values.copy()
-        multiplier.integral = values / multiplier.ki if multiplier.ki > 0 else np.zeros_like(values)
-    else:
-        raise TypeError(f"no warm start for {type(multiplier).__name__}")
 
 
 class FineTuneLearning:
@@ -123,40 +79,34 @@ def warm_start(runner: Runner, clone_cost: np.ndarray) -> None:
     multiplier = runner.algorithm.multiplier
     if multiplier is None or not runner.config.finetune.warm_start_multiplier or not np.all(np.isfinite(clone_cost)):
         return
-    set_multiplier(multiplier, initial_multiplier(clone_cost, runner.cost_limits))
+    multiplier.reset_to(initial_multiplier(clone_cost, runner.cost_limits))
 
 
 def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: bool = False) -> Runner:
     """A Runner whose policy starts as the BC clone, with critic warm-up, a small starting log-std, the KL-to-BC
-    term and a warm-started multiplier (module docstring)."""
+    term and a warm-started multiplier (docs/offline.md)."""
     bc_run_dir = Path(bc_run_dir)
     _, bc_policy, _ = load_bc_run(bc_run_dir)
     cfg = config.finetune
-    steps_per_epoch = config.train.steps_per_epoch // config.env.num_envs * config.env.num_envs
-    total_epochs = max(1, -(-config.train.total_steps // steps_per_epoch))
+    total_epochs = epochs_per_run(config.train.total_steps, config.train.steps_per_epoch)
     if cfg.critic_warmup_epochs >= total_epochs:
         raise SafeRLError(f"a budget of {config.train.total_steps} steps ({total_epochs} epochs) leaves no epoch "
                           f"after {cfg.critic_warmup_epochs} warm-up epochs; raise --steps")
     member = Member(config.train.seed, config.env.cost_limit, Path(run_dir), config)
-    runner = Runner([member], resume=resume, learn=FineTuneLearning(config))
-    policy, algorithm = runner.policy, runner.algorithm
-    # The KL reference is the clone with its starting log-std: rebuilt from the BC run, so that a resumed run
-    # penalises the same reference (its decayed coefficient comes back with the algorithm's state).
+    # The clone with its starting log-std: the policy's start, and the reference of the KL-to-clone term (rebuilt
+    # from the BC run, so that a resumed run penalises the same reference; its decayed coefficient comes back
+    # with the algorithm's state).
     bc_log_std = bc_policy.log_std.detach().clone()
     start_log_std = starting_log_std(bc_log_std, cfg)
+    with torch.no_grad():
+        bc_policy.log_std.copy_(start_log_std)
+    start = PolicyStart(bc_policy.member_state_dict(0), freeze_normalizer=cfg.freeze_normalizer,
+                        source=f"the clone in {bc_run_dir}")
+    runner = Runner([member], resume=resume, learn=FineTuneLearning(config), start=start,
+                    warmup_epochs=cfg.critic_warmup_epochs)
+    algorithm = runner.algorithm
     starting = runner.epoch == 0  # also a resumed run that died before its first checkpoint
-    if starting:
-        try:
-            policy.load_member_state_dict(0, bc_policy.member_state_dict(0))
-        except (KeyError, RuntimeError):
-            raise SafeRLError(f"the clone in {bc_run_dir} does not fit this config's model") from None
-        with torch.no_grad():
-            policy.log_std.copy_(start_log_std)
-    policy.normalizer.frozen = cfg.freeze_normalizer or not policy.normalize_obs
-    # lr annealing spans the updates of the run's plan (train.schedule_steps, fixed at creation) only
-    algorithm.total_epochs = max(1, runner.schedule_epochs - cfg.critic_warmup_epochs)
     if cfg.bc_kl_coef > 0 and algorithm.supports_behaviour_reference:
-        bc_policy.log_std.data.copy_(start_log_std)
         coef = cfg.bc_kl_coef if starting else algorithm.bc_kl_coef
         algorithm.set_behaviour_reference(BehaviourReference(bc_policy, start_log_std), coef, cfg.bc_kl_decay)
     if starting:
@@ -167,7 +117,7 @@ def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: boo
         meta_path = member.run_dir / "meta.json"
         meta = json.loads(meta_path.read_text())
         meta["finetune"] = {"bc_run": str(bc_run_dir.resolve()), "bc_log_std": bc_log_std[0].tolist(),
-                            "start_log_std": policy.log_std.detach()[0].tolist()}
+                            "start_log_std": start_log_std[0].tolist()}
         write_json(meta_path, meta)
     return runner
 

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from saferl import envs
+from saferl.envs import seeds
 from saferl.envs.fetch.demonstrators import scripted_action
 from saferl.errors import SafeRLError
 from saferl.io import versions
 from saferl.offline.dataset import Dataset, write_dataset
 from saferl.rollout import run_episodes
-
-SCRIPTED_SEED_OFFSET = 300_000  # demonstrations never share layouts with training's or evaluation's seeds
 
 
 class ScriptedPolicy:
@@ -82,7 +81,7 @@ def collect_scripted(env_id: str, episodes: int, out: Path, noise_std: float = 0
         raise SafeRLError(f"--unsafe-fraction must be in [0, 1], got {unsafe_fraction}")
     unsafe = round(unsafe_fraction * episodes)
     parts = [(episodes - unsafe, False), (unsafe, True)]
-    rollouts = [run_scripted(env_id, count, seed + SCRIPTED_SEED_OFFSET + 7919 * variant, noise_std, variant)
+    rollouts = [run_scripted(env_id, count, seed + seeds.SCRIPTED_OFFSET + seeds.block(variant), noise_std, variant)
                 for count, variant in parts if count > 0]
     joined = {key: np.concatenate([r[key] for r in rollouts]) for key in rollouts[0]}
     dataset = Dataset.from_steps(

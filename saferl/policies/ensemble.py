@@ -19,8 +19,8 @@ from torch import nn
 
 
 def tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh(x) = 2 sigmoid(2x) - 1: the same function, but torch's CPU tanh kernel (and its backward) measured
-    3-6x slower than sigmoid on this project's machines (AMD EPYC, AVX-512), and it was a third of an update."""
+    """tanh(x) = 2 sigmoid(2x) - 1: the same function, but torch's CPU tanh kernel (and its backward) is several
+    times slower than sigmoid's on AVX-512 machines, where it was a third of an update."""
     return torch.sigmoid(2.0 * x) * 2.0 - 1.0
 
 
