@@ -228,7 +228,7 @@ def check_positive(args, *names) -> None:
 
 
 def cmd_collect(args) -> int:
-    from saferl.offline.dataset import check_dataset_out, collect_demonstrations
+    from saferl.offline.collect import check_dataset_out, collect_demonstrations
     from saferl.offline.scripted import collect_scripted
 
     if args.deterministic and args.noise is not None:

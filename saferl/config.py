@@ -252,7 +252,7 @@ def _check_critic_fit(section_config, section: str) -> None:
 
 @dataclass
 class BCConfig:
-    """Behaviour cloning (`saferl bc`): maximum likelihood of the demonstrated actions (saferl/offline/dataset.py)."""
+    """Behaviour cloning (`saferl bc`): maximum likelihood of the demonstrated actions (saferl/offline/bc.py)."""
 
     dataset: str = ""  # the HDF5 file; recorded here so config.yaml says what the clone was trained on
     filter: str = "all"  # "all", or "safe": only episodes with cost <= env.cost_limit (OSRL's BC-Safe)
@@ -276,7 +276,7 @@ class BCConfig:
 
 @dataclass
 class FineTuneConfig:
-    """Starting RL from a BC clone (`saferl finetune`); saferl/offline/finetune.py gives each default's reason."""
+    """Starting RL from a BC clone (`saferl finetune`); docs/offline.md gives each default's reason."""
 
     critic_warmup_epochs: int = 3  # rollouts of the frozen clone that only fit the critics (count in the budget)
     init_log_std: float = -1.0  # starting log-std, combined with the clone's by log_std_rule

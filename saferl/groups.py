@@ -38,10 +38,8 @@ import numpy as np
 import torch
 
 from saferl.buffer import RolloutBatch, RolloutBuffer
-from saferl.config import Config
+from saferl.config import MAX_SEED, Config
 from saferl.maths.group_advantages import group_advantages, is_flat, returns_to_go, weighted_standardised
-
-SEED_RANGE = 2**31 - 1
 
 
 @dataclass
@@ -80,7 +78,7 @@ class GroupRollout:
     def group_seed(self, member: int, group: int) -> int:
         """The shared reset seed of a group's next episode in this epoch."""
         entropy = [self.seeds[member], self.epoch, group, int(self.started[member, group])]
-        return int(np.random.SeedSequence(entropy).generate_state(1)[0]) % SEED_RANGE
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0]) % MAX_SEED
 
     def start_group(self, env, member: int, group: int, step: int) -> np.ndarray:
         seed = self.group_seed(member, group)

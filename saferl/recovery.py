@@ -44,6 +44,4 @@ def restart_unreadable(members: list[Member], enabled: bool) -> None:
 
 def catch_up(members: list[Member], epoch: int) -> None:
     """Train `members` from scratch to `epoch`; the runner checkpoints on its usual epochs and at `epoch`."""
-    runner = Runner(members, resume=True)
-    runner.total_epochs = epoch
-    runner.train()
+    Runner(members, resume=True, stop_epoch=epoch).train()

@@ -79,7 +79,7 @@ class Runner:
     that state (a resumed run from its checkpoint)."""
 
     def __init__(self, members: list[Member], resume: bool = False, learn: Callable = update_step,
-                 start: PolicyStart | None = None, warmup_epochs: int = 0):
+                 start: PolicyStart | None = None, warmup_epochs: int = 0, stop_epoch: int | None = None):
         self.members = members
         self.config = cfg = members[0].config
         self.learn = learn
@@ -93,7 +93,8 @@ class Runner:
         self.num_costs = self.env.num_costs
         self.rollout_length = cfg.train.steps_per_epoch // self.envs_per_member
         self.steps_per_epoch = self.rollout_length * self.envs_per_member  # per member
-        self.total_epochs = epochs_per_run(cfg.train.total_steps, self.steps_per_epoch)
+        # stop_epoch: train only to there (recovery catching a restarted member up); the plan is unchanged.
+        self.total_epochs = stop_epoch or epochs_per_run(cfg.train.total_steps, self.steps_per_epoch)
         if cfg.train.schedule_steps is None:  # a new run (or one from before schedules): the plan is its budget
             for member in members:
                 member.config.train.schedule_steps = member.config.train.total_steps

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from saferl.config import Config, build_config
+from saferl.config import Config, build_config, epochs_per_run
 from saferl.errors import SafeRLError
 from saferl.launch import (
     check_resume_flags,
@@ -172,7 +172,8 @@ class Cloned:
 
 def behaviour_clone(request: CloneRequest) -> Cloned:
     """Train a BC run directory from a dataset (saferl/offline/dataset.py)."""
-    from saferl.offline.dataset import dataset_env_id, train_bc
+    from saferl.offline.bc import train_bc
+    from saferl.offline.dataset import dataset_env_id
 
     env_id = request.env or dataset_env_id(Path(request.dataset))
     if not env_id:
@@ -232,10 +233,8 @@ MIN_ROLLOUT = 64  # steps per env per rollout below which GAE sees too little of
 
 def training_notes(config: Config, steps_flag: int | None, episode_limit: int | None) -> list[str]:
     """What the run will really do where it differs from what was asked, or can hardly learn: one line each."""
-    from saferl.runner import epochs_for
-
     per_epoch, num_envs, total = config.train.steps_per_epoch, config.env.num_envs, config.train.total_steps
-    epochs = epochs_for(total, per_epoch)  # the runner trains whole epochs
+    epochs = epochs_per_run(total, per_epoch)  # the runner trains whole epochs
     rollout = per_epoch // num_envs
     notes = []
     if epochs * per_epoch != total:

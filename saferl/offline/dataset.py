@@ -202,17 +202,3 @@ def check_matches_env(dataset: Dataset, obs_dim: int, act_dim: int, env_id: str,
     if dataset.actions.shape[1] != act_dim:
         raise SafeRLError(f"dataset {path} has actions of size {dataset.actions.shape[1]} but {env_id} "
                           f"has {act_dim}")
-
-
-_MOVED = {"check_dataset_out": "saferl.offline.collect", "collect_demonstrations": "saferl.offline.collect",
-          "train_bc": "saferl.offline.bc"}
-
-
-def __getattr__(name: str):
-    """Temporary: saferl/cli.py still imports these from here; they live in offline/collect.py and offline/bc.py
-    (drop this when its imports are updated)."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

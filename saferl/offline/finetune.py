@@ -92,7 +92,7 @@ def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: boo
     if cfg.critic_warmup_epochs >= total_epochs:
         raise SafeRLError(f"a budget of {config.train.total_steps} steps ({total_epochs} epochs) leaves no epoch "
                           f"after {cfg.critic_warmup_epochs} warm-up epochs; raise --steps")
-    member = Member(config.train.seed, config.env.cost_limit, Path(run_dir), config)
+    member = Member(Path(run_dir), config)
     # The clone with its starting log-std: the policy's start, and the reference of the KL-to-clone term (rebuilt
     # from the BC run, so that a resumed run penalises the same reference; its decayed coefficient comes back
     # with the algorithm's state).
