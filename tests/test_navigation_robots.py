@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from saferl.envs.navigation import NAVIGATION_IDS, NavigationEnv, make_navigation_vec, task_spec
-from saferl.envs.navigation.fidelity import robot_model_record
 from saferl.envs.navigation.layout import new_rng, sample_layout
+from saferl.envs.navigation.model_record import robot_model_record
 from saferl.envs.navigation.robots import ANT_RESET_NOISE, ROBOTS
 from saferl.envs.navigation.sim import NavigationSim, sensor_observation
 
