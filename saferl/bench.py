@@ -22,7 +22,7 @@ import torch
 from saferl.config import build_config
 from saferl.envs.navigation import NAVIGATION_IDS
 from saferl.envs.navigation import benchmark as navigation_benchmark
-from saferl.io import versions, write_json
+from saferl.files import versions, write_json
 
 # Stable-Baselines3 PPO defaults: 64x64 tanh (separate actor and critic), n_steps 2048, batch 64,
 # 10 epochs, lr 3e-4 constant, clip 0.2, gamma 0.99, GAE 0.95, vf_coef 0.5, max_grad_norm 0.5,

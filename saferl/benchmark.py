@@ -35,7 +35,7 @@ from saferl.benchmark_results import (
     write_results,
 )
 from saferl.errors import SafeRLError, os_error_text
-from saferl.io import write_json
+from saferl.files import write_json
 from saferl.logger import progress_number, read_progress
 from saferl.ray_watchdog import watch
 

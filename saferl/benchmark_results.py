@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from saferl.io import atomic_write_text, write_json
+from saferl.files import atomic_write_text, write_json
 
 if TYPE_CHECKING:
     from saferl.benchmark import Grid

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from saferl.errors import SafeRLError
-from saferl.io import atomic_write_bytes
+from saferl.files import atomic_write_bytes
 from saferl.policies.actor_critic import ActorCritic
 
 FORMATS = ("onnx", "torchscript")

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from saferl.errors import SafeRLError
-from saferl.io import atomic_write_text
+from saferl.files import atomic_write_text
 
 FIRST_COLUMNS = [
     "epoch", "env_steps", "ep_return", "ep_cost", "ep_length", "lagrange_multiplier",

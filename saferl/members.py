@@ -21,7 +21,7 @@ import torch
 
 from saferl.config import Config, check_seed
 from saferl.errors import SafeRLError
-from saferl.io import write_json
+from saferl.files import write_json
 
 MEMBERS_FILE = "members.json"
 

@@ -17,7 +17,7 @@ import torch
 from saferl.envs import seeds
 from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
-from saferl.io import write_json
+from saferl.files import write_json
 
 STEP_FIELDS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals", "timeouts")
 

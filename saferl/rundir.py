@@ -13,7 +13,7 @@ import torch
 from saferl import envs
 from saferl.config import Config, config_from_dict, load_yaml
 from saferl.errors import SafeRLError
-from saferl.io import load_checkpoint
+from saferl.files import load_checkpoint
 from saferl.logger import read_progress
 from saferl.members import Member
 from saferl.policies.actor_critic import ActorCritic

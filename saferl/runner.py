@@ -27,8 +27,8 @@ from saferl.config import epochs_per_run
 from saferl.envs import seeds
 from saferl.envs.vector import first_non_finite
 from saferl.errors import SafeRLError
+from saferl.files import save_checkpoint, versions, write_json, write_yaml
 from saferl.groups import GroupRollout, group_batch
-from saferl.io import save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
 from saferl.members import Member, slice_member, stack_members
 from saferl.rundir import (

@@ -14,7 +14,7 @@ from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.errors import SafeRLError
-from saferl.io import load_checkpoint
+from saferl.files import load_checkpoint
 from saferl.launch import train_single
 from saferl.members import Member
 from saferl.policies.actor_critic import ActorCritic

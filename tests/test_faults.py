@@ -20,7 +20,7 @@ from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.envs.vector import cost_names_of, split_step
 from saferl.errors import SafeRLError
-from saferl.io import atomic_write_text, save_checkpoint
+from saferl.files import atomic_write_text, save_checkpoint
 from saferl.launch import train_single
 from saferl.offline.dataset import Dataset, read_dataset, write_dataset
 
@@ -464,7 +464,7 @@ def git(cwd, *args):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_meta_records_a_commit_only_for_a_checkout_of_saferl_itself(tmp_path):
-    from saferl.io import source_commit
+    from saferl.files import source_commit
 
     outer = tmp_path / "project"  # someone's repository whose virtual environment holds an installed saferl
     package = outer / ".venv" / "lib" / "site-packages" / "saferl"

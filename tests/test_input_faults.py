@@ -46,7 +46,7 @@ def test_unsafe_fraction_without_scripted_is_refused(capsys, tmp_path, command):
 
 def test_finetune_resume_refuses_another_clone(capsys, tmp_path):
     from saferl.errors import SafeRLError
-    from saferl.io import write_json
+    from saferl.files import write_json
     from saferl.offline.finetune import check_same_clone
 
     write_json(tmp_path / "ft" / "meta.json", {"finetune": {"bc_run": str((tmp_path / "bc").resolve())}})
@@ -129,13 +129,13 @@ def test_a_full_disk_while_logging_names_progress_csv(capsys, tmp_path, monkeypa
 
 
 def test_a_full_disk_while_checkpointing_names_the_checkpoint(capsys, tmp_path, monkeypatch):
-    from saferl import io
+    from saferl import files
 
     def fsync(fd):
         if ".latest.pt." in os.readlink(f"/proc/self/fd/{fd}"):  # the checkpoint's temporary file
             no_space()
 
-    monkeypatch.setattr(io.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "fsync", fsync)
     code, _, err = run_cli(capsys, [*TRAIN, "--run-dir", tmp_path / "r"])
     assert_one_line_error(code, err, f"No space left on device: {tmp_path / 'r' / 'checkpoints' / 'latest.pt'}")
     assert [p.name for p in (tmp_path / "r" / "checkpoints").iterdir()] == []  # no temporary left behind

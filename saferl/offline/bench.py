@@ -27,7 +27,7 @@ from pathlib import Path
 
 from saferl.config import build_config
 from saferl.errors import SafeRLError
-from saferl.io import versions, write_json
+from saferl.files import versions, write_json
 from saferl.logger import progress_number, read_progress
 
 EARLY_FRACTION = 0.1  # "the first 10% of fine-tuning"

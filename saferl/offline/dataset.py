@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from saferl.errors import SafeRLError
-from saferl.io import atomic_write_bytes
+from saferl.files import atomic_write_bytes
 
 FORMAT = "saferl-offline-1"
 STEP_KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals", "timeouts")

@@ -18,7 +18,7 @@ from saferl.algorithms.common import BehaviourReference
 from saferl.buffer import RolloutBatch
 from saferl.config import CONFIG_DIR, Config, build_config, epochs_per_run, load_yaml
 from saferl.errors import SafeRLError
-from saferl.io import write_json
+from saferl.files import write_json
 from saferl.members import Member
 from saferl.rundir import load_policy
 from saferl.runner import PolicyStart, Runner

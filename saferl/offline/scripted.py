@@ -19,7 +19,7 @@ from saferl import envs
 from saferl.envs import seeds
 from saferl.envs.fetch.demonstrators import scripted_action
 from saferl.errors import SafeRLError
-from saferl.io import versions
+from saferl.files import versions
 from saferl.offline.dataset import Dataset, write_dataset
 from saferl.rollout import run_episodes
 

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from saferl.errors import SafeRLError
-from saferl.io import atomic_write_bytes, atomic_write_text
+from saferl.files import atomic_write_bytes, atomic_write_text
 from saferl.report.render import Image, jsonable, to_html, to_markdown
 from saferl.report.runs import assign_labels, attach_evaluation, group_runs, load_run
 from saferl.report.sections import build_sections, group_label
