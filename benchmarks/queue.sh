@@ -38,7 +38,7 @@ for stage in "${stages[@]}"; do
         group-estimators)
             grid group-estimators/grid group-estimators
             grid group-estimators/sweep group-estimators-sweep
-            SAFERL=.venv/bin/saferl benchmarks/group-estimators/fetch.sh "$root/group-estimators-fetch" \
+            SAFERL=.venv/bin/saferl PYTHON=.venv/bin/python benchmarks/group-estimators/fetch.sh "$root/group-estimators-fetch" \
                 "$root/group-estimators-fetch" >> "$root/group-estimators-fetch.log" 2>&1 ;;
         campaign) grid campaign-1e7/grid campaign-1e7 ;;
         campaign-pid) grid campaign-1e7/pid-grid campaign-1e7-pid ;;

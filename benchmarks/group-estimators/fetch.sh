@@ -6,7 +6,8 @@
 #
 #   benchmarks/group-estimators/fetch.sh WORK_DIR [SUMMARY_OUT_DIR]
 #
-# Smoke test: DEMOS=20 STEPS=96000 EVAL_EPISODES=2 SEEDS=0 fetch.sh /tmp/w /tmp/w. Peak memory per fine-tune attempt goes to <run>/maxrss-kb.txt (GNU time's %M, one line per attempt).
+# Smoke test: DEMOS=20 STEPS=96000 EVAL_EPISODES=2 SEEDS=0 fetch.sh /tmp/w /tmp/w. Peak memory per fine-tune
+# attempt goes to <run>.maxrss-kb.txt beside the run (GNU time's %M, one line per attempt). PYTHON: one with saferl.
 set -euo pipefail
 work="${1:?usage: fetch.sh WORK_DIR [SUMMARY_OUT_DIR]}"
 summary_out="${2:-benchmarks/group-estimators}"
@@ -42,4 +43,4 @@ for seed in ${SEEDS:-0 1 2}; do
         done
     done
 done
-python3 "$(dirname "$0")/fetch_summary.py" "$work/push-ft" "$summary_out"
+"${PYTHON:-python3}" "$(dirname "$0")/fetch_summary.py" "$work/push-ft" "$summary_out"

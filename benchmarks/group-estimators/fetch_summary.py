@@ -1,10 +1,10 @@
 """The Fetch table of issue 21 from fetch.sh's run directories: per estimator, mean ± std over seeds.
 
-    python3 benchmarks/group-estimators/fetch_summary.py WORK/push-ft OUT_DIR   # writes OUT_DIR/fetch.{json,md}
+    python benchmarks/group-estimators/fetch_summary.py WORK/push-ft OUT_DIR   # writes OUT_DIR/fetch.{json,md}
 
 Training columns are the last progress.csv row (means of the last 100 episodes); success and costs with the mean
 action and sampled come from 50 evaluation episodes; wall time is the sum of the epochs' collect and update seconds
-over every attempt; memory the largest peak resident set of any attempt. Needs only the standard library.
+over every attempt; memory the largest peak resident set of any attempt. Run it with saferl's Python.
 """
 
 from __future__ import annotations
@@ -12,18 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
+from saferl.report.stats import mean_std
+
 STANDARD = {"ep_return", "ep_cost", "ep_length"}
-
-
-def mean_std(values: list[float]) -> dict:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return {"mean": math.nan, "std": math.nan, "n": 0}
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "n": len(values)}
 
 
 def one_run(run: Path) -> dict:

@@ -5,7 +5,6 @@
 The first rollout is identical (tests/test_members.py); the update then rounds differently in the batched matmuls.
 """
 
-import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -13,17 +12,8 @@ from pathlib import Path
 import torch
 
 from saferl.config import build_config
-from saferl.members import Member
+from saferl.launch import new_members
 from saferl.runner import Runner
-
-
-def members_for(config, seeds, root):
-    out = []
-    for seed in seeds:
-        member_config = copy.deepcopy(config)
-        member_config.train.seed = seed
-        out.append(Member(root / f"seed-{seed}", member_config))
-    return out
 
 
 def first_update(runner):
@@ -36,8 +26,8 @@ def first_update(runner):
 def main(algo: str, env_id: str) -> None:
     config = build_config(algo, sets=[f"env.id={env_id}"])
     root = Path(tempfile.mkdtemp())
-    single = Runner(members_for(config, [1], root / "single"))
-    multi = Runner(members_for(config, [0, 1, 2], root / "multi"))
+    single = Runner(new_members(config, [1], None, root / "single"))
+    multi = Runner(new_members(config, [0, 1, 2], None, root / "multi"))
     for runner in (single, multi):
         first_update(runner)
     one, other = single.policy.member_state_dict(0), multi.policy.member_state_dict(1)
