@@ -236,7 +236,7 @@ class Runner:
                 if update_each_step:
                     policy.normalizer.update(torch.from_numpy(buf.raw_obs[t]))
                 x = policy.normalise(torch.from_numpy(buf.raw_obs[t]).float())
-                mean, value, cost_value = policy.evaluate(x, with_cost, layers)
+                mean, value, cost_value = policy.forward_heads(x, with_cost, layers)
                 action, log_prob = policy.sample(mean, self.generators)
                 buf.obs[t] = x.numpy()
                 buf.actions[t] = action.numpy()

@@ -132,7 +132,7 @@ def test_a_config_file_that_is_not_text_is_one_line(capsys, tmp_path, content):
 
 # -- seeds and other flags -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", ["-1", "99999999999", "2147483648"])
-@pytest.mark.parametrize("command", ["train", "eval", "collect", "bc", "finetune", "bench-offline"])
+@pytest.mark.parametrize("command", ["train", "eval", "collect", "bc", "finetune", "offline-pipeline"])
 def test_seeds_outside_the_seedable_range_are_one_line(capsys, tmp_path, runs, command, seed):
     args = {
         "train": ["train", "--algo", "ppo_lag", "--steps", "200", "--run-dir", tmp_path / "r", "--set", *TOY],
@@ -141,7 +141,7 @@ def test_seeds_outside_the_seedable_range_are_one_line(capsys, tmp_path, runs, c
         "bc": ["bc", "--dataset", runs / "demos.h5", "--epochs", "1", "--run-dir", tmp_path / "r"],
         "finetune": ["finetune", runs / "bc", "--algo", "ppo", "--steps", "200", "--run-dir", tmp_path / "r",
                      "--set", *TOY, "finetune.critic_warmup_epochs=0"],
-        "bench-offline": ["bench-offline", "--work-dir", tmp_path / "r", *TINY_BENCH_OFFLINE],
+        "offline-pipeline": ["offline-pipeline", "--work-dir", tmp_path / "r", *TINY_BENCH_OFFLINE],
     }[command]  # small budgets: should a check go missing, the test fails fast instead of training for hours
     code, _, err = run_cli(capsys, [*args, "--seed", seed])
     assert_one_line_error(code, err, f"--seed must be in [0, 2147483647], got {seed}")
@@ -157,8 +157,8 @@ def test_argument_errors_are_one_line(capsys):
 
 
 @pytest.mark.parametrize("flag, value", [("--noise", "nan"), ("--noise", "-0.5"), ("--cost-limit", "inf")])
-def test_bench_offline_float_flags_are_checked(capsys, tmp_path, flag, value):
-    code, _, err = run_cli(capsys, ["bench-offline", "--work-dir", tmp_path / "w", *TINY_BENCH_OFFLINE, flag, value])
+def test_offline_pipeline_float_flags_are_checked(capsys, tmp_path, flag, value):
+    code, _, err = run_cli(capsys, ["offline-pipeline", "--work-dir", tmp_path / "w", *TINY_BENCH_OFFLINE, flag, value])
     assert_one_line_error(code, err, f"{flag} must be a finite number >= 0")
     assert not (tmp_path / "w").exists()
 
@@ -293,12 +293,12 @@ def test_collect_never_writes_over_the_source_runs_files(capsys, expert, target)
     assert_one_line_error(code, err, "would overwrite a file of the run")
 
 
-@pytest.mark.parametrize("command", ["bench", "bench-offline"])
+@pytest.mark.parametrize("command", ["throughput", "offline-pipeline"])
 def test_a_benchmark_never_writes_its_json_over_other_files(capsys, expert, command, tmp_path):
     checkpoint = expert / "checkpoints" / "latest.pt"
     before = checkpoint.read_bytes()
-    args = ["bench", "--env", TOY_ID] if command == "bench" else ["bench-offline", "--work-dir", tmp_path / "w",
-                                                                 *TINY_BENCH_OFFLINE]
+    args = ([command, "--env", TOY_ID] if command == "throughput"
+            else [command, "--work-dir", tmp_path / "w", *TINY_BENCH_OFFLINE])
     for out in (checkpoint, tmp_path):
         code, _, err = run_cli(capsys, [*args, "--out", out])
         assert_one_line_error(code, err, "is not a JSON result file")

@@ -34,7 +34,7 @@ def test_members_that_would_share_a_directory_or_no_seeds_are_refused(capsys, tm
 
 
 # -- item 9 --------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command", [["collect", "RUN", "--episodes", "1", "--out", "d.h5"], ["bench-offline"]])
+@pytest.mark.parametrize("command", [["collect", "RUN", "--episodes", "1", "--out", "d.h5"], ["offline-pipeline"]])
 def test_unsafe_fraction_without_scripted_is_refused(capsys, tmp_path, command):
     """Before: `collect RUN --unsafe-fraction 0.5` ignored the flag (only the scripted controller has an unsafe
     variant)."""

@@ -14,6 +14,7 @@ from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.errors import SafeRLError
+from saferl.evaluation import evaluate
 from saferl.launch import train_single
 from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
@@ -26,7 +27,6 @@ from saferl.offline.finetune import (
     initial_multiplier,
     starting_log_std,
 )
-from saferl.rollout import evaluate
 from saferl.rundir import load_policy
 from saferl.runner import Runner
 from tests.conftest import TOY_SETS
