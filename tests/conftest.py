@@ -1,3 +1,7 @@
+"""What the test files share: the toy settings, the quiet `--set` lists, the tiny `saferl train` command, running
+the CLI in-process, a runner from a config, and a tiny expert -> demonstrations -> clone pipeline."""
+
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -8,6 +12,14 @@ import torch
 from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
+from saferl.launch import new_members, train_single
+from saferl.logger import read_progress
+from saferl.runner import Runner
+
+# No progress bar and no TensorBoard files: what every run a test starts sets.
+QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
+# QUIET and a single PPO update epoch: the smallest runs (and what a resume passes again).
+QUICK = [*QUIET, "ppo.update_epochs=1"]
 
 # The settings under which the toy task learns in seconds (see envs/toy.py).
 TOY_SETS = [
@@ -16,13 +28,20 @@ TOY_SETS = [
     "train.total_steps=40000",
     "train.steps_per_epoch=2000",
     "train.episode_window=40",
-    "train.progress_bar=false",
-    "train.tensorboard=false",
+    *QUIET,
     "ppo.update_epochs=10",
     "ppo.actor_lr=1e-3",
     "env.cost_limit=10",
     "lagrange.multiplier_lr=0.5",
 ]
+# TOY_SETS less its step budget, for commands that give --steps (a --set would override the flag).
+TOY_SETS_WITHOUT_STEPS = [s for s in TOY_SETS if not s.startswith("train.total_steps")]
+
+# `saferl train`: two 200-step PPO-Lag epochs on two toy envs (about a second); add --run-dir and more --set values.
+TINY_TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
+              "train.steps_per_epoch=200", *QUICK]
+# A benchmark cell's settings for grids of a few hundred steps.
+TINY_CELL_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", *QUIET]
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +57,20 @@ def toy_config():
     return make
 
 
+def make_runner(config, run_dir, seeds=None, resume=False):
+    """A Runner of one member in run_dir, or of one member per seed in run_dir/seed-<s>."""
+    return Runner(new_members(config, seeds, None, run_dir), resume=resume)
+
+
+def progress_rows(run_dir):
+    return read_progress(run_dir / "progress.csv")
+
+
+def member_generators(members, offset=0):
+    """One torch generator per member, seeded offset, offset + 1, ..."""
+    return [torch.Generator().manual_seed(offset + k) for k in range(members)]
+
+
 def run_cli(capsys, args):
     """`saferl ARGS` in this process: (exit status, stdout, stderr)."""
     code = main([str(a) for a in args])
@@ -50,6 +83,32 @@ def assert_one_line_error(code, err, *fragments):
     assert err.startswith("saferl") and err.count("\n") == 1 and "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in err, err
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory):
+    """A one-epoch PPO-Lag run on the toy task ("expert"), 4 demonstrations of it ("demos.h5") and their
+    one-epoch clone ("bc"), built once for the session (~3 s); tests read it or copy it (`expert`, `bc_run`)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pipeline")
+    train_single(build_config("ppo_lag", sets=[f"env.id={TOY_ID}", "env.num_envs=4", "train.steps_per_epoch=200",
+                                               "train.total_steps=200", *QUICK]), root / "expert")
+    assert main(["collect", str(root / "expert"), "--episodes", "4", "--out", str(root / "demos.h5")]) == 0
+    assert main(["bc", "--dataset", str(root / "demos.h5"), "--epochs", "1", "--run-dir", str(root / "bc"),
+                 "--set", "bc.eval_episodes=0", *QUIET]) == 0
+    return root
+
+
+@pytest.fixture
+def expert(tiny_pipeline, tmp_path):
+    """A private copy of the tiny pipeline's expert run, free to break."""
+    return shutil.copytree(tiny_pipeline / "expert", tmp_path / "expert")
+
+
+@pytest.fixture
+def bc_run(tiny_pipeline, tmp_path):
+    """A private copy of the tiny pipeline's clone, free to break."""
+    return shutil.copytree(tiny_pipeline / "bc", tmp_path / "bc")
 
 
 HOLD = textwrap.dedent("""

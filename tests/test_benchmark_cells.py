@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from conftest import TINY_CELL_SETS
 
 from saferl import benchmark, benchmark_results
 from saferl.benchmark import Grid
@@ -13,8 +14,7 @@ from saferl.benchmark_results import results_markdown
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 
-TINY_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", "train.progress_bar=false", "train.tensorboard=false",
-             "cpo.cg_iters=5"]
+TINY_SETS = [*TINY_CELL_SETS, "cpo.cg_iters=5"]
 
 
 def spec_for(out, steps=400, sets=TINY_SETS, seeds=(0, 1)):

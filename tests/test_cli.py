@@ -8,19 +8,12 @@ import sys
 import time
 
 import pytest
+from conftest import TOY_SETS_WITHOUT_STEPS, run_cli
 
-from saferl.cli import main
 from saferl.logger import read_progress
-from tests.conftest import TOY_SETS
 
 # --steps is given per test; --set would override it (flags come before --set in precedence)
-TRAIN = ["train", "--algo", "ppo_lag", "--set", *[s for s in TOY_SETS if not s.startswith("train.total_steps")]]
-
-
-def run_cli(capsys, args):
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+TRAIN = ["train", "--algo", "ppo_lag", "--set", *TOY_SETS_WITHOUT_STEPS]
 
 
 @pytest.mark.parametrize(

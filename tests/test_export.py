@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import QUIET
 
 from saferl import envs
 from saferl.cli import main
@@ -34,8 +35,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:D
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("export") / "run"
     config = build_config("ppo", sets=[f"env.id={TOY_ID}", "env.num_envs=2", "train.steps_per_epoch=200",
-                                       "train.total_steps=400", "train.progress_bar=false",
-                                       "train.tensorboard=false"])
+                                       "train.total_steps=400", *QUIET])
     train_single(config, run_dir)
     return run_dir
 

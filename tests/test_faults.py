@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, run_cli
+from conftest import QUICK, QUIET, assert_one_line_error, run_cli
 
 from saferl import envs
 from saferl.cli import main
@@ -24,33 +24,10 @@ from saferl.files import atomic_write_text, save_checkpoint
 from saferl.launch import train_single
 from saferl.offline.dataset import Dataset, read_dataset, write_dataset
 
-QUICK = ["train.progress_bar=false", "train.tensorboard=false"]
-TOY = [f"env.id={TOY_ID}", "env.num_envs=4", "train.steps_per_epoch=200", "ppo.update_epochs=1", *QUICK]
+TOY = [f"env.id={TOY_ID}", "env.num_envs=4", "train.steps_per_epoch=200", *QUICK]
 TINY_BENCH_OFFLINE = ["--env", TOY_ID, "--expert-steps", "200", "--steps", "200", "--episodes", "1", "--bc-epochs", "1",
                       "--num-envs", "4", "--set", "train.steps_per_epoch=200", "finetune.critic_warmup_epochs=0",
-                      *QUICK]
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A one-epoch PPO-Lag run on the toy task, 4 demonstrations of it and their one-epoch clone (~3 s)."""
-    root = tmp_path_factory.mktemp("faults")
-    train_single(build_config("ppo_lag", sets=[*TOY, "train.total_steps=200"]), root / "expert")
-    assert main(["collect", str(root / "expert"), "--episodes", "4", "--out", str(root / "demos.h5")]) == 0
-    assert main(["bc", "--dataset", str(root / "demos.h5"), "--epochs", "1", "--run-dir", str(root / "bc"),
-                 "--set", "bc.eval_episodes=0", *QUICK]) == 0
-    return root
-
-
-@pytest.fixture
-def expert(runs, tmp_path):
-    """A private copy of the expert run, free to break."""
-    return shutil.copytree(runs / "expert", tmp_path / "expert")
-
-
-@pytest.fixture
-def bc_run(runs, tmp_path):
-    return shutil.copytree(runs / "bc", tmp_path / "bc")
+                      *QUIET]
 
 
 # -- training budget and rollout shape -----------------------------------------------------------------------------
@@ -79,7 +56,7 @@ def test_more_envs_than_steps_per_epoch_is_refused():
 
 
 def test_a_resume_with_nothing_left_to_train_says_so(capsys, expert):
-    code, out, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--run-dir", expert, "--resume", "--set", *QUICK])
+    code, out, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--run-dir", expert, "--resume", "--set", *QUIET])
     assert code == 0, err
     assert "note: nothing to train: the run already has 200 steps" in out and "final:" not in out
 
@@ -133,13 +110,13 @@ def test_a_config_file_that_is_not_text_is_one_line(capsys, tmp_path, content):
 # -- seeds and other flags -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", ["-1", "99999999999", "2147483648"])
 @pytest.mark.parametrize("command", ["train", "eval", "collect", "bc", "finetune", "bench-offline"])
-def test_seeds_outside_the_seedable_range_are_one_line(capsys, tmp_path, runs, command, seed):
+def test_seeds_outside_the_seedable_range_are_one_line(capsys, tmp_path, tiny_pipeline, command, seed):
     args = {
         "train": ["train", "--algo", "ppo_lag", "--steps", "200", "--run-dir", tmp_path / "r", "--set", *TOY],
-        "eval": ["eval", runs / "expert"],
-        "collect": ["collect", runs / "expert", "--episodes", "1", "--out", tmp_path / "d.h5"],
-        "bc": ["bc", "--dataset", runs / "demos.h5", "--epochs", "1", "--run-dir", tmp_path / "r"],
-        "finetune": ["finetune", runs / "bc", "--algo", "ppo", "--steps", "200", "--run-dir", tmp_path / "r",
+        "eval": ["eval", tiny_pipeline / "expert"],
+        "collect": ["collect", tiny_pipeline / "expert", "--episodes", "1", "--out", tmp_path / "d.h5"],
+        "bc": ["bc", "--dataset", tiny_pipeline / "demos.h5", "--epochs", "1", "--run-dir", tmp_path / "r"],
+        "finetune": ["finetune", tiny_pipeline / "bc", "--algo", "ppo", "--steps", "200", "--run-dir", tmp_path / "r",
                      "--set", *TOY, "finetune.critic_warmup_epochs=0"],
         "bench-offline": ["bench-offline", "--work-dir", tmp_path / "r", *TINY_BENCH_OFFLINE],
     }[command]  # small budgets: should a check go missing, the test fails fast instead of training for hours
@@ -192,7 +169,7 @@ def test_a_checkpoint_with_wrong_counters_is_one_line_on_resume(capsys, expert, 
     state = torch.load(expert / "checkpoints" / "latest.pt", weights_only=False)
     state[key] = value
     save_checkpoint(expert / "checkpoints" / "latest.pt", state)
-    code, _, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--run-dir", expert, "--resume", "--set", *QUICK])
+    code, _, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--run-dir", expert, "--resume", "--set", *QUIET])
     assert_one_line_error(code, err, "latest.pt", key)
 
 
@@ -384,7 +361,7 @@ def user_envs(tmp_path_factory):
 def test_a_user_env_that_breaks_the_contract_is_named_in_one_line(capsys, tmp_path, user_envs, name, message):
     code, _, err = run_cli(capsys, ["train", "--algo", "ppo_lag", "--env", f"faulty_user_envs:Faulty{name}-v0",
                                     "--num-envs", "2", "--steps", "40", "--run-dir", tmp_path / "r",
-                                    "--set", "train.steps_per_epoch=40", "ppo.minibatch_size=8", *QUICK])
+                                    "--set", "train.steps_per_epoch=40", "ppo.minibatch_size=8", *QUIET])
     assert_one_line_error(code, err, message)
 
 
@@ -393,7 +370,7 @@ def test_a_non_finite_cost_during_eval_or_collect_is_one_line(capsys, tmp_path, 
     run = tmp_path / "run"
     config = build_config("ppo_lag", sets=["env.id=faulty_user_envs:FaultyFine-v0", "env.num_envs=2",
                                            "train.steps_per_epoch=40", "train.total_steps=40", "ppo.minibatch_size=8",
-                                           *QUICK])
+                                           *QUIET])
     train_single(config, run)
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(text.replace("FaultyFine-v0", "FaultyNanCost-v0"))  # same spaces, NaN costs
@@ -487,7 +464,7 @@ def test_checkpoint_tensors_survive_the_new_atomic_write(tmp_path):
 
 # -- fine-tuning: the run directory's owner and the clone (issue 18, items 2 and 9) -------------------------------
 FINETUNE = ["--algo", "ppo", "--steps", "400", "--num-envs", "4", "--set", "train.steps_per_epoch=200",
-            "finetune.critic_warmup_epochs=0", *QUICK]
+            "finetune.critic_warmup_epochs=0", *QUIET]
 
 
 def test_finetune_in_a_directory_in_use_is_refused(capsys, tmp_path, bc_run, holder):
@@ -496,8 +473,8 @@ def test_finetune_in_a_directory_in_use_is_refused(capsys, tmp_path, bc_run, hol
     assert_one_line_error(code, err, f"is in use by process {owner.pid}")
 
 
-def test_finetune_resume_with_another_clone_is_refused(capsys, tmp_path, runs, bc_run):
+def test_finetune_resume_with_another_clone_is_refused(capsys, tmp_path, tiny_pipeline, bc_run):
     """Before: the BC directory given to --resume was ignored for the run's own one."""
-    assert run_cli(capsys, ["finetune", runs / "bc", *FINETUNE, "--run-dir", tmp_path / "ft"])[0] == 0
+    assert run_cli(capsys, ["finetune", tiny_pipeline / "bc", *FINETUNE, "--run-dir", tmp_path / "ft"])[0] == 0
     code, _, err = run_cli(capsys, ["finetune", bc_run, *FINETUNE, "--run-dir", tmp_path / "ft", "--resume"])
-    assert_one_line_error(code, err, f"fine-tunes the clone in {(runs / 'bc').resolve()}, not {bc_run}")
+    assert_one_line_error(code, err, f"fine-tunes the clone in {(tiny_pipeline / 'bc').resolve()}, not {bc_run}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import QUIET, TINY_CELL_SETS, TOY_SETS
 
 from saferl import benchmark, envs
 from saferl.algorithms.common import lagrangian_advantages
@@ -30,7 +31,6 @@ from saferl.maths.group_advantages import (
     weighted_standardised,
 )
 from saferl.runner import Runner
-from tests.conftest import TOY_SETS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gae-progress"
 GRIDS = Path(__file__).parent.parent / "benchmarks" / "group-estimators"
@@ -296,8 +296,7 @@ def test_the_benchmark_grids_load_and_a_tiny_grid_with_a_group_variant_trains(tm
     assert len(cells) == 8 and ("SafetyPointGoal1-v0", "rloo-step") in cells
     sweep = benchmark.load_grid(GRIDS / "sweep.yaml")
     assert [variant.name for _, _, variant in sweep.cells()] == ["g2", "g4", "g8", "g16"]
-    tiny_sets = ["train.steps_per_epoch=400", "env.num_envs=4", "train.progress_bar=false", "train.tensorboard=false"]
-    grid = benchmark.Grid(["ppo_lag"], [TOY_ID], [3], 800, tiny_sets,
+    grid = benchmark.Grid(["ppo_lag"], [TOY_ID], [3], 800, TINY_CELL_SETS,
                           [benchmark.Variant("grpo", ["train.advantage=grpo", "train.group_size=2"])])
     result = benchmark.run_cell(benchmark.cell_spec(grid, "ppo_lag", TOY_ID, tmp_path, grid.variants[0]))
     assert result["ok"] and result["action"] == "trained", result
@@ -318,7 +317,7 @@ def test_with_the_estimator_off_a_fixed_seed_run_writes_mains_progress(tmp_path,
     """tests/fixtures/gae-progress/README.md: the same command on main's code before group estimators."""
     code = main(["train", "--algo", algo, "--env", TOY_ID, "--num-envs", "8", "--steps", "6000", "--seed", "3",
                  "--run-dir", str(tmp_path / "run"), "--set", "train.steps_per_epoch=2000",
-                 "train.progress_bar=false", "train.tensorboard=false", "ppo.update_epochs=4",
+                 *QUIET, "ppo.update_epochs=4",
                  "lagrange.cost_limit=10"])
     assert code == 0
     assert progress_without_timing(tmp_path / "run" / "progress.csv") == progress_without_timing(

@@ -8,15 +8,11 @@ import sys
 import textwrap
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import TINY_TRAIN, assert_one_line_error, run_cli
 
 from saferl import logger
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
-
-QUICK = ["train.progress_bar=false", "train.tensorboard=false", "ppo.update_epochs=1"]
-TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
-         "train.steps_per_epoch=200", *QUICK]
 
 
 # -- item 7 --------------------------------------------------------------------------------------------------------
@@ -28,7 +24,7 @@ TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--st
 ])
 def test_members_that_would_share_a_directory_or_no_seeds_are_refused(capsys, tmp_path, flags, message):
     """Before: two members in one directory (duplicate rows after a resume), or a plain seed-0 run."""
-    code, _, err = run_cli(capsys, [*TRAIN, *flags, "--run-dir", tmp_path / "r"])
+    code, _, err = run_cli(capsys, [*TINY_TRAIN, *flags, "--run-dir", tmp_path / "r"])
     assert_one_line_error(code, err, message)
     assert not (tmp_path / "r").exists()
 
@@ -85,7 +81,7 @@ def test_a_user_env_that_raises_is_one_line_and_its_traceback_is_behind_saferl_d
     env.pop("SAFERL_DEBUG", None)
     if debug:
         env["SAFERL_DEBUG"] = "1"
-    argv = [a if a != TOY_ID else "raising_user_env:Raising-v0" for a in TRAIN]
+    argv = [a if a != TOY_ID else "raising_user_env:Raising-v0" for a in TINY_TRAIN]
     result = subprocess.run([sys.executable, "-m", "saferl", *argv, "--run-dir", str(tmp_path / "r")],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 2
@@ -124,7 +120,7 @@ class RowsFillTheDisk:
 def test_a_full_disk_while_logging_names_progress_csv(capsys, tmp_path, monkeypatch):
     """Before: the error named no file (a write error carries none)."""
     monkeypatch.setattr(logger, "open", RowsFillTheDisk, raising=False)
-    code, _, err = run_cli(capsys, [*TRAIN, "--run-dir", tmp_path / "r"])
+    code, _, err = run_cli(capsys, [*TINY_TRAIN, "--run-dir", tmp_path / "r"])
     assert_one_line_error(code, err, f"No space left on device: {tmp_path / 'r' / 'progress.csv'}")
 
 
@@ -136,7 +132,7 @@ def test_a_full_disk_while_checkpointing_names_the_checkpoint(capsys, tmp_path, 
             no_space()
 
     monkeypatch.setattr(files.os, "fsync", fsync)
-    code, _, err = run_cli(capsys, [*TRAIN, "--run-dir", tmp_path / "r"])
+    code, _, err = run_cli(capsys, [*TINY_TRAIN, "--run-dir", tmp_path / "r"])
     assert_one_line_error(code, err, f"No space left on device: {tmp_path / 'r' / 'checkpoints' / 'latest.pt'}")
     assert [p.name for p in (tmp_path / "r" / "checkpoints").iterdir()] == []  # no temporary left behind
 
@@ -161,7 +157,7 @@ FULL_TENSORBOARD = textwrap.dedent('''
 
 def test_a_full_disk_under_tensorboard_is_one_line_without_the_threads_traceback(tmp_path):
     """Before: TensorBoard's writer thread printed its traceback before the error, which named no file."""
-    argv = [a for a in TRAIN if a != "train.tensorboard=false"]
+    argv = [a for a in TINY_TRAIN if a != "train.tensorboard=false"]
     result = subprocess.run([sys.executable, "-c", FULL_TENSORBOARD, *argv, "--run-dir", str(tmp_path / "r")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2

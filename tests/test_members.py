@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import QUIET
 
 from saferl.cli import main
 from saferl.config import build_config
@@ -16,8 +17,8 @@ from saferl.members import Member, plan_members, slice_member, stack_members
 from saferl.rundir import CHECKPOINT, PREVIOUS_CHECKPOINT, load_policy
 from saferl.runner import Runner
 
-SMALL = ["env.num_envs=4", "train.steps_per_epoch=400", "train.progress_bar=false", "train.tensorboard=false",
-         "ppo.update_epochs=4", "trpo.critic_epochs=2", "cpo.critic_epochs=2"]
+SMALL = ["env.num_envs=4", "train.steps_per_epoch=400", *QUIET, "ppo.update_epochs=4", "trpo.critic_epochs=2",
+         "cpo.critic_epochs=2"]
 
 
 def members_for(config, seeds, root, limits=None):
@@ -99,8 +100,7 @@ def progress_epochs(path):
 
 def train_cli(*args):
     return main(["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "4", "--set",
-                 "train.steps_per_epoch=400", "train.progress_bar=false", "train.tensorboard=false",
-                 "ppo.update_epochs=2", *args])
+                 "train.steps_per_epoch=400", *QUIET, "ppo.update_epochs=2", *args])
 
 
 def test_member_directories_work_with_eval_report_and_resume(tmp_path, capsys):

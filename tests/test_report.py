@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import QUICK, TOY_SETS_WITHOUT_STEPS
 
 from saferl.cli import main
 from saferl.errors import SafeRLError
@@ -26,7 +27,6 @@ from saferl.report.stats import (
     verdict,
     violation_stats,
 )
-from tests.conftest import TOY_SETS
 
 # Epoch costs against a limit of 25: epochs 1 and 3 are over (by 5 and 1), from epoch 4 on the run is safe.
 COSTS = [30.0, 20.0, 26.0, 24.0, 10.0, 5.0]
@@ -238,7 +238,7 @@ def two_seed_report(tmp_path_factory):
     """Two seeds of PPO-Lag on the toy task, trained together (D/seed-0, D/seed-1), and the report over both."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("report")
-    train(root / "D", [s for s in TOY_SETS if not s.startswith("train.total_steps")] + ["train.total_steps=6000"],
+    train(root / "D", [*TOY_SETS_WITHOUT_STEPS, "train.total_steps=6000"],
           "--seeds", "0,1")
     runs = sorted(map(str, root.glob("D/seed-*")))
     assert main(["report", *runs, "--out", str(root / "out"), "--eval-episodes", "4"]) == 0
@@ -305,8 +305,7 @@ def test_video_of_a_velocity_task(tmp_path):
     from PIL import Image
 
     sets = ["env.id=SafetyHalfCheetahVelocity-v1", "env.num_envs=2", "env.max_episode_steps=40",
-            "train.total_steps=160", "train.steps_per_epoch=80", "train.progress_bar=false",
-            "train.tensorboard=false", "ppo.update_epochs=1", "env.cost_limit=1"]
+            "train.total_steps=160", "train.steps_per_epoch=80", *QUICK, "env.cost_limit=1"]
     run = tmp_path / "cheetah"
     train(run, sets)
     result = build_report([run], eval_episodes=2, video=True)

@@ -7,17 +7,15 @@ import shutil
 
 import pytest
 import yaml
-from conftest import assert_one_line_error, run_cli
+from conftest import QUICK, TINY_TRAIN, assert_one_line_error, run_cli
 
 from saferl.cli import main
-from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 from saferl.members import MEMBERS_FILE
 from saferl.runner import Runner
 
-QUICK = ["train.progress_bar=false", "train.tensorboard=false", "ppo.update_epochs=1"]
-TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
-         "train.steps_per_epoch=200", "train.schedule_steps=800", *QUICK]
+# The schedule is planned for 800 steps so that the resumes below (to 600 or 800 steps) may extend the run.
+TRAIN = [*TINY_TRAIN, "train.schedule_steps=800"]
 SEEDS = (0, 1, 2)
 
 

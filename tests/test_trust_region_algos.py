@@ -6,6 +6,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import TOY_SETS, make_runner, progress_rows
 from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms import ALGORITHMS
@@ -24,12 +25,9 @@ from saferl.algorithms.policy_gradient import (
 )
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
-from saferl.launch import new_members
-from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.maths.trust_region import fisher_vector_product
 from saferl.policies.actor_critic import ActorCritic
-from saferl.runner import Runner
 
 NEW_ALGOS = ["pg", "npg", "trpo", "trpo_lag", "cpo"]
 NO_EPISODE = np.array([np.nan])  # no finished episode: the algorithm falls back to its own episode length
@@ -328,15 +326,6 @@ def test_cpo_uses_the_runner_episode_length_for_c():
 
 
 # -- through the runner on the toy task ----------------------------------------------------------------------
-def make_runner(config, run_dir, seeds=None, resume=False):
-    """A Runner of one member in run_dir, or of one member per seed in run_dir/seed-<s>."""
-    return Runner(new_members(config, seeds, None, run_dir), resume=resume)
-
-
-def rows_of(run_dir):
-    return read_progress(run_dir / "progress.csv")
-
-
 @pytest.mark.parametrize("algo", NEW_ALGOS + ["pid_trpo_lag"])
 def test_new_algorithms_train_through_the_runner(tmp_path, toy_config, algo):
     extra = ["train.total_steps=2400", "train.steps_per_epoch=800", "env.max_episode_steps=50"]
@@ -345,7 +334,7 @@ def test_new_algorithms_train_through_the_runner(tmp_path, toy_config, algo):
     assert algo in ALGORITHMS
     make_runner(toy_config(algo, extra), tmp_path, seeds=[0, 1]).train()
     for seed in (0, 1):
-        rows = rows_of(tmp_path / f"seed-{seed}")
+        rows = progress_rows(tmp_path / f"seed-{seed}")
         assert len(rows) == 3
         assert all(np.isfinite(float(r["ep_cost"])) and np.isfinite(float(r["value_loss"])) for r in rows)
         assert float(rows[-1]["approx_kl"]) >= 0.0
@@ -353,7 +342,7 @@ def test_new_algorithms_train_through_the_runner(tmp_path, toy_config, algo):
             assert all(float(r["lagrange_multiplier"]) >= 0.0 for r in rows)
         if algo == "cpo":
             assert {"cpo_case", "cpo_lambda", "cpo_nu_0", "dual_solve_ms", "update_ms", "step_fraction"} <= set(rows[0])
-    assert rows_of(tmp_path / "seed-0")[-1]["ep_return"] != rows_of(tmp_path / "seed-1")[-1]["ep_return"]
+    assert progress_rows(tmp_path / "seed-0")[-1]["ep_return"] != progress_rows(tmp_path / "seed-1")[-1]["ep_return"]
 
 
 @pytest.mark.parametrize("algo, extra", [("cpo", []), ("trpo_lag", ["lagrange.method=pid"])])
@@ -363,7 +352,7 @@ def test_resume_restores_algorithm_state(tmp_path, toy_config, algo, extra):
     resumed = make_runner(toy_config(algo, settings + ["train.total_steps=2400"]), tmp_path, resume=True)
     saved = resumed.algorithm.state_dict()
     resumed.train()
-    rows = rows_of(tmp_path)
+    rows = progress_rows(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     if algo == "cpo":
         assert saved["case_counts"].sum() == 2
@@ -376,15 +365,13 @@ def test_resume_restores_algorithm_state(tmp_path, toy_config, algo, extra):
 @pytest.fixture(scope="module")
 def toy_runs(tmp_path_factory):
     """TRPO (unconstrained), TRPO-Lag and CPO on the toy task with the test suite's TOY_SETS (20 epochs)."""
-    from conftest import TOY_SETS
-
     root = tmp_path_factory.mktemp("toy")
     torch.set_num_threads(1)
     runs = {}
     for name, algo, extra in (("trpo", "trpo", []), ("trpo_lag", "trpo_lag", []), ("cpo", "cpo", []),
                               ("cpo_per_step", "cpo", ["cpo.cost_scale=per_step", "cpo.kl=joint"])):
         make_runner(build_config(algo, sets=TOY_SETS + ["env.max_episode_steps=50", *extra]), root / name).train()
-        runs[name] = rows_of(root / name)
+        runs[name] = progress_rows(root / name)
     return runs
 
 
