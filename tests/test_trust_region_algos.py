@@ -1,4 +1,4 @@
-"""PG, NPG, TRPO, TRPO-Lag, CPO and the PID multiplier: step rules on synthetic batches (member by member),
+"""PG, NPG, TRPO, TRPO-Lag and CPO: step rules on synthetic batches (member by member),
 a member of a K-member update equal to a one-member update, and learning on the toy task."""
 
 import copy
@@ -10,7 +10,6 @@ from conftest import TOY_SETS, make_runner, progress_rows
 from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms import ALGORITHMS
-from saferl.algorithms.common import make_multiplier
 from saferl.algorithms.cpo import CASE_CODES, CPO
 from saferl.algorithms.policy_gradient import (
     NPG,
@@ -25,7 +24,6 @@ from saferl.algorithms.policy_gradient import (
 )
 from saferl.buffer import RolloutBatch
 from saferl.config import build_config
-from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
 from saferl.maths.trust_region import fisher_vector_product
 from saferl.policies.actor_critic import ActorCritic
 
@@ -211,60 +209,6 @@ def test_member_of_a_k_member_update_equals_a_one_member_update(algo):
                                            msg=f"member {k}: {name}")
 
 
-# -- the PID multiplier --------------------------------------------------------------------------------------
-def test_pid_multiplier_rises_on_sustained_violation_and_stays_nonnegative():
-    pid = PIDLagrangeMultiplier(np.array([[10.0, 10.0]]), kp=0.1, ki=0.01, kd=0.0)
-    values = [pid.update([[15.0, 5.0]]) for _ in range(20)]
-    first = [v[0, 0] for v in values]
-    assert all(b > a for a, b in zip(first, first[1:], strict=False))  # the integral keeps pushing it up
-    assert first[-1] == pytest.approx(0.1 * 5 + 0.01 * 5 * 20)
-    assert all(v[0, 1] == 0.0 for v in values)  # safe constraint: held at zero, never negative
-    for _ in range(100):  # long safe stretch: the projected integral does not wind up below zero
-        assert np.all(pid.update([[0.0, 0.0]]) >= 0.0)
-    assert pid.integral.min() == 0.0
-    assert pid.update([[11.0, 0.0]])[0, 0] == pytest.approx(0.1 * 1 + 0.01 * 1)  # reacts at once, no debt to repay
-    assert pid.update([[float("nan"), 0.0]])[0, 0] == pytest.approx(0.11)  # no episode finished: unchanged
-
-
-def test_pid_multiplier_reacts_to_a_rising_cost_before_the_limit():
-    limit = np.array([[10.0]])
-    derivative_only = PIDLagrangeMultiplier(limit, kp=0.0, ki=0.0, kd=1.0, cost_smoothing=0.0)
-    assert derivative_only.update([[2.0]])[0, 0] == 0.0
-    assert derivative_only.update([[6.0]])[0, 0] == pytest.approx(4.0)  # rising, still under the limit
-    assert derivative_only.update([[3.0]])[0, 0] == 0.0  # falling: only increases push
-    with_d = PIDLagrangeMultiplier(limit, kp=0.1, ki=0.01, kd=0.05)
-    without_d = PIDLagrangeMultiplier(limit, kp=0.1, ki=0.01, kd=0.0)
-    for cost in (2.0, 8.0, 9.8):  # approaching the limit fast
-        with_d.update([[cost]]), without_d.update([[cost]])
-    assert with_d.value[0, 0] > without_d.value[0, 0]
-
-
-def test_pid_members_are_independent_controllers():
-    """Member k of a K-member controller (own limit, own costs, NaN while it has no episode) is a one-member one."""
-    limits = np.array([[10.0], [25.0]])
-    both = PIDLagrangeMultiplier(limits, kp=0.1, ki=0.01, kd=0.05)
-    singles = [PIDLagrangeMultiplier(limits[k : k + 1], kp=0.1, ki=0.01, kd=0.05) for k in range(2)]
-    for costs in ([[15.0], [np.nan]], [[30.0], [40.0]], [[np.nan], [20.0]], [[8.0], [60.0]]):
-        got = both.update(costs)
-        for k, single in enumerate(singles):
-            if np.isfinite(costs[k][0]):
-                single.update([costs[k]])
-            np.testing.assert_array_equal(got[k], single.value[0])
-    assert got[0, 0] != got[1, 0]
-
-
-def test_make_multiplier_follows_the_config_and_pid_state_round_trips():
-    limits = np.full((1, 2), 25.0)
-    assert isinstance(make_multiplier(build_config("trpo_lag"), limits[:, :1]), LagrangeMultiplier)
-    config = build_config("trpo_lag", sets=["lagrange.method=pid", "lagrange.multiplier_init=0.5"])
-    pid = make_multiplier(config, limits)
-    assert isinstance(pid, PIDLagrangeMultiplier) and pid.value.tolist() == [[0.5, 0.5]]
-    pid.update([[30.0, 20.0]])
-    clone = make_multiplier(config, limits)
-    clone.load_state_dict(pid.state_dict())
-    assert np.array_equal(clone.update([[26.0, 0.0]]), pid.update([[26.0, 0.0]]))
-
-
 # -- CPO on synthetic batches ------------------------------------------------------------------------------
 @pytest.mark.parametrize("costs, case", [
     ([5.0, 5.0], "reward_only"),  # well under both limits (20): the plain TRPO step
@@ -422,7 +366,7 @@ def test_cpo_per_step_ends_at_the_cost_limit_and_stays_feasible(toy_runs):
     assert int(float(rows[-1]["cpo_case_infeasible_count"])) < len(rows) / 2
 
 
-# -- issue 17: the KL semantics, CPO's c scale and margin ------------------------------------------------------
+# -- the KL semantics, CPO's c in episode units and its learned margin ---------------------------------------
 def test_each_kl_semantics_gives_its_value_on_a_hand_computed_gaussian_pair():
     """p = N((0, 1), diag(1, 2^2)), q = N((1, 1), I): per dimension KL = log(s_q/s_p) + (s_p^2 + dm^2)/(2 s_q^2) -
     1/2, i.e. 0.5 and 2 - 0.5 - log 2; "joint" is their sum (the TRPO paper's KL), "per_dim" their mean
