@@ -1,4 +1,4 @@
-"""A benchmark cell trusts nothing it finds on disk (issue 18, items 1, 2 and 10): runs trained with other
+"""A benchmark cell trusts nothing it finds on disk: runs trained with other
 settings, rows lost behind a checkpoint and unreadable checkpoints are failed cells with one line, never "ok" or
 "resumed"; results show the steps each seed really trained."""
 

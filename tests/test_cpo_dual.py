@@ -292,7 +292,7 @@ def test_degenerate_boundary_sweep_returns_the_only_feasible_point():
         assert np.all((B.T @ x + c) / (radius * np.linalg.norm(B, axis=0)) <= 1e-4)
         assert np.linalg.norm(x - x_star) <= 1e-2 * radius
         solvers.add(solution.solver)
-    print(f"solvers used: {sorted(solvers)}")
+    assert solvers <= set(cpo_dual.SOLVER_CODES), solvers  # each one a code of the logged cpo_dual_solver column
 
 
 def failing_solvers(monkeypatch, *names):

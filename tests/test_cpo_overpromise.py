@@ -1,4 +1,4 @@
-"""CPO on a task where the linearised cost over-promises (issue 17): the `episode` scale of c (the default) brings
+"""CPO on a task where the linearised cost over-promises: the `episode` scale of c (the default) brings
 the measured episode cost to the limit where the `per_step` scale alone stalls above it.
 
 SafetyToyNoisyVelocity-v0 is the toy task plus 64 observation dimensions of pure noise and a background cost of

@@ -1,4 +1,4 @@
-"""Ray for `saferl benchmark` (issue 18, item 11): `--address` sends the token a token-auth cluster needs, and the
+"""Ray for `saferl benchmark`: `--address` sends the token a token-auth cluster needs, and the
 processes of a local Ray go with the benchmark even after kill -9 (saferl.ray_watchdog)."""
 
 import os

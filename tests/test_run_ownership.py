@@ -1,4 +1,4 @@
-"""A run directory is owned by one process (issue 18, item 2): a second train, resume, fine-tune or benchmark cell
+"""A run directory is owned by one process: a second train, resume, fine-tune or benchmark cell
 on it is refused in one line naming the owner; the lock goes with its owner however it ends, and a stale one is
 taken over with a note."""
 
