@@ -48,6 +48,16 @@ TINY_BENCH_OFFLINE = ["--env", TOY_ID, "--expert-steps", "200", "--steps", "200"
 TINY_CELL_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", *QUIET]
 
 
+def slow_except(cases, keep, key=None):
+    """Parametrize `cases`, all but those whose key (default: the first value) is in `keep` marked slow:
+    `make test-fast` runs the representatives in `keep`, `make test` runs every case."""
+    def values(case):
+        return case if isinstance(case, tuple) else (case,)
+
+    key = key or (lambda case: values(case)[0])
+    return [case if key(case) in keep else pytest.param(*values(case), marks=pytest.mark.slow) for case in cases]
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     torch.set_num_threads(1)

@@ -53,6 +53,7 @@ def test_without_ray_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
     assert "Ray is not installed" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_unreachable_cluster_and_bad_flags_are_one_line_and_exit_2(capsys, tmp_path):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -102,6 +103,7 @@ def test_variants_make_one_cell_each_for_the_algorithms_they_name(tmp_path):
             benchmark.load_grid(write_grid(tmp_path, {**GRID, "variants": bad}))
 
 
+@pytest.mark.slow
 def test_cell_without_ray_one_seed_resumes_and_changed_settings_fail(tmp_path):
     """`run_cell` is a plain function (Ray only ships it): a one-seed cell (no members.json) resumes from its
     member directory; a cell whose grid changed a setting fails with the one-line reason, the files intact."""
@@ -117,6 +119,7 @@ def test_cell_without_ray_one_seed_resumes_and_changed_settings_fail(tmp_path):
     assert read_progress(out / TOY_ID / "cpo" / "seed-3" / "progress.csv")[-1]["env_steps"] == "800"
 
 
+@pytest.mark.slow
 def test_a_longer_grid_never_replans_a_cells_learning_rate_schedule(tmp_path):
     """PPO-Lag anneals over the plan it was created with: a grid that asks for more steps fails the cell in one
     line (a new --out, or a by-hand --replan-schedule, is the way on), its progress untouched."""

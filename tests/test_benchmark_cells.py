@@ -86,6 +86,7 @@ def test_a_cell_with_one_unreadable_member_fails_and_keeps_the_others(out):
     assert read_progress(cell_dir(out) / "seed-0" / "progress.csv") == kept
 
 
+@pytest.mark.slow
 def test_results_show_the_steps_each_seed_trained(out):
     """Before: the grid's `steps` (300) where each seed trained a whole epoch (400)."""
     spec = spec_for(out, steps=300)

@@ -38,6 +38,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_train_eval_and_refuse_to_overwrite(capsys, tmp_path):
     run_dir = tmp_path / "run"
     code, out, _ = run_cli(capsys, TRAIN + ["--steps", "4000", "--run-dir", str(run_dir)])

@@ -184,6 +184,7 @@ FULL_TENSORBOARD = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_tensorboard_is_one_line_without_the_threads_traceback(tmp_path):
     """Before: TensorBoard's writer thread printed its traceback before the error, which named no file."""
     argv = [a for a in TINY_TRAIN if a != "train.tensorboard=false"]

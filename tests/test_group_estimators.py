@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import QUIET, TINY_CELL_SETS, TOY_SETS
+from conftest import QUIET, TINY_CELL_SETS, TOY_SETS, slow_except
 
 from saferl import benchmark, envs
 from saferl.algorithms.common import lagrangian_advantages
@@ -182,6 +182,7 @@ def test_runner_groups_start_alike_per_member_and_a_member_collects_what_it_woul
     np.testing.assert_array_equal(alone.buffer.actions[:, 0], together.buffer.actions[:, 1])
 
 
+@pytest.mark.slow
 def test_a_resumed_group_run_replays_the_groups_of_an_uninterrupted_one(tmp_path):
     """The group seeds come from (member seed, epoch, group, episode): an interrupted run, resumed, collects and
     learns exactly what the uninterrupted run does."""
@@ -258,7 +259,7 @@ def test_each_cost_is_normalised_on_its_own_before_the_multipliers_scalarise(tmp
     assert float(cpo_batch.cost_advantages[0, :, 1].std()) > 100.0
 
 
-@pytest.mark.parametrize("algo", ["ppo_lag", "trpo_lag", "cpo"])
+@pytest.mark.parametrize("algo", slow_except(["ppo_lag", "trpo_lag", "cpo"], {"trpo_lag", "cpo"}))
 def test_no_critic_is_trained_when_the_estimator_needs_none(tmp_path, algo):
     l2 = ["ppo.critic_l2=0.001", "trpo.critic_l2=0.001", "cpo.critic_l2=0.001"]  # a weight penalty moves no critic
     runner = group_runner(tmp_path, algo, ["train.advantage=grpo", "train.total_steps=800", *l2])
@@ -312,7 +313,8 @@ def progress_without_timing(path):
     return [{k: v for k, v in row.items() if k not in timing} for row in rows]
 
 
-@pytest.mark.parametrize("algo", ["ppo_lag", pytest.param("trpo_lag", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ppo_lag", "trpo_lag"])
 def test_with_the_estimator_off_a_fixed_seed_run_writes_mains_progress(tmp_path, algo):
     """tests/fixtures/gae-progress/README.md: the same command on main's code before group estimators."""
     code = main(["train", "--algo", algo, "--env", TOY_ID, "--num-envs", "8", "--steps", "6000", "--seed", "3",

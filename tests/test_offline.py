@@ -69,6 +69,7 @@ def pipeline(tmp_path_factory):
 
 
 # -- datasets ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_collected_dataset_layout_and_attributes(pipeline):
     dataset = read_dataset(pipeline["dataset"])
     assert len(dataset) == 60 * 50 and dataset.observations.shape == (3000, 2) and dataset.actions.shape == (3000, 1)
@@ -146,6 +147,7 @@ def test_safe_filter_keeps_only_episodes_within_the_limit(tmp_path):
 
 
 # -- behaviour cloning -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bc_clone_reaches_the_demonstrators_return(pipeline):
     demo_return, summary = pipeline["demos"]["mean_return"], pipeline["bc_summary"]
     assert abs(summary["eval_return"] - demo_return) <= 0.05 * abs(demo_return) + 0.5, (summary, demo_return)
@@ -188,6 +190,7 @@ def test_recipe_keeps_the_clones_return_and_its_absence_dips(pipeline):
     torch.testing.assert_close(tuned.normalizer.mean, clone.normalizer.mean)  # frozen normaliser
 
 
+@pytest.mark.slow
 def test_finetune_config_inherits_the_clone_and_rejects_other_algos(pipeline):
     bc = load_policy(pipeline["bc"])[0]
     config = build_finetune_config(bc, "cpo", sets=["finetune.bc_kl_coef=0.5"])
@@ -239,15 +242,15 @@ def test_multiplier_reset_to_equals_a_multiplier_initialised_there(kind):
         np.testing.assert_allclose(used.update(cost), fresh.update(cost), rtol=1e-6)
 
 
-def test_runner_starts_every_member_from_the_given_policy_state(pipeline, tmp_path):
+def test_runner_starts_every_member_from_the_given_policy_state(tiny_pipeline, tmp_path):
     """Runner(start=...) loads the state into every member of a new run (not into a resumed one), freezes the
     normaliser when asked, and lets the learning rate anneal over the epochs after the warm-up."""
     from saferl.launch import new_members
     from saferl.runner import PolicyStart
 
-    bc_config, clone, _ = load_policy(pipeline["bc"])
+    bc_config, clone, _ = load_policy(tiny_pipeline / "bc")
     config = build_finetune_config(bc_config, "ppo_lag", sets=[*TOY_SETS_WITHOUT_STEPS, "train.total_steps=2000",
-                                                                "train.steps_per_epoch=400"])
+                                                                "train.steps_per_epoch=400", "ppo.update_epochs=2"])
     start = PolicyStart(clone.member_state_dict(0), freeze_normalizer=True, source="the test clone")
     runner = Runner(new_members(config, [0, 1], None, tmp_path / "new"), start=start, warmup_epochs=2)
     for k in range(2):
@@ -310,8 +313,8 @@ def test_finetune_updates_the_critics_after_the_warm_up(bc_run, tmp_path):
     finals = []
     for epochs in (3, 5):  # one warm-up epoch, then 2 or 4 updates
         run = tmp_path / f"ft-{epochs}"
-        assert main(["finetune", str(bc_run), "--algo", "ppo_lag", "--steps", str(400 * epochs), "--num-envs", "4",
-                     "--run-dir", str(run), "--set", "train.steps_per_epoch=400", "finetune.critic_warmup_epochs=1",
+        assert main(["finetune", str(bc_run), "--algo", "ppo_lag", "--steps", str(200 * epochs), "--num-envs", "4",
+                     "--run-dir", str(run), "--set", "train.steps_per_epoch=200", "finetune.critic_warmup_epochs=1",
                      "ppo.update_epochs=2", *QUIET]) == 0
         finals.append(critic_weights(run))
     changed = [k for k in finals[0] if not torch.equal(finals[0][k], finals[1][k])]
@@ -319,6 +322,7 @@ def test_finetune_updates_the_critics_after_the_warm_up(bc_run, tmp_path):
 
 
 # -- the command line --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_collect_bc_finetune_eval(capsys, pipeline, tmp_path):
     data = tmp_path / "noisy.h5"
     code, out, err = run_cli(capsys, ["collect", str(pipeline["expert"]), "--episodes", "8", "--out", str(data),
@@ -359,9 +363,10 @@ def test_cli_collect_bc_finetune_eval(capsys, pipeline, tmp_path):
         (["finetune", "/nonexistent-run", "--algo", "ppo"], "is not a run directory"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_2(capsys, pipeline, tmp_path, args, message):
+def test_cli_bad_input_is_one_line_and_exit_2(capsys, tiny_pipeline, tmp_path, args, message):
     (tmp_path / "text.h5").write_text("not hdf5")
-    paths = {"tmp": tmp_path, "expert": pipeline["expert"], "dataset": pipeline["dataset"], "bc": pipeline["bc"]}
+    paths = {"tmp": tmp_path, "expert": tiny_pipeline / "expert", "dataset": tiny_pipeline / "demos.h5",
+             "bc": tiny_pipeline / "bc"}
     args = [a.format(**paths) for a in args] + ["--run-dir", str(tmp_path / "r")] * (args[0] != "collect")
     code, _, err = run_cli(capsys, args)
     assert code == 2 and message in err, err
@@ -369,6 +374,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, pipeline, tmp_path, args, 
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_finetune_resumes_with_its_kl_reference_and_decayed_coefficient(capsys, pipeline, tmp_path):
     run_dir = tmp_path / "ft"
     common = ["finetune", str(pipeline["bc"]), "--algo", "ppo_lag", "--run-dir", str(run_dir)]
@@ -387,6 +393,7 @@ def test_finetune_resumes_with_its_kl_reference_and_decayed_coefficient(capsys, 
     assert code == 0 and len(read_progress(run_dir / "progress.csv")) == 6
 
 
+@pytest.mark.slow
 def test_finetune_a_clone_critic_free_with_grpo_and_the_kl_to_clone(capsys, pipeline, tmp_path):
     """`saferl finetune ... --set train.advantage=grpo`: group rollouts, the KL-to-clone term as the regulariser,
     and no critic trained (the warm-up epoch only measures the clone)."""

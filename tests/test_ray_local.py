@@ -49,6 +49,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_what_a_killed_driver_started_goes_with_it():
     """Before: after kill -9 of the benchmark, Ray's two agents stayed alive (measured: DashboardAgent and
     RuntimeEnvAgent, re-parented to init)."""

@@ -134,6 +134,7 @@ def test_report_on_synthetic_progress_file(tmp_path):
     assert "![learning curves](report_files/curves.png)" in markdown and "| 2/6 (33%) | 4 | 6.00 |" in markdown
 
 
+@pytest.mark.slow
 def test_truncated_progress_reports_complete_rows_and_warns(tmp_path, capsys):
     run = synthetic_run(tmp_path / "run", cut_last_row=True)
     notes = []
@@ -195,6 +196,7 @@ def budget_member(path, limit, seed, returns, cost, log_limit=True):
     return path
 
 
+@pytest.mark.slow
 def test_runs_at_different_cost_limits_are_compared_not_averaged(tmp_path):
     runs = [budget_member(tmp_path / "L10" / "seed-0", 10.0, 0, range(1, 7), 8),
             budget_member(tmp_path / "L10" / "seed-1", 10.0, 1, range(3, 9), 12),
@@ -245,6 +247,7 @@ def two_seed_report(tmp_path_factory):
     return root / "out"
 
 
+@pytest.mark.slow
 def test_two_seeds_are_aggregated(two_seed_report):
     report = json.loads((two_seed_report / "report.json").read_text())
     assert len(report["runs"]) == 2 and len(report["comparison"]) == 1 and report["budget"] == []
@@ -272,6 +275,7 @@ def find_chromium():
                 None)
 
 
+@pytest.mark.slow
 def test_page_renders_in_headless_chromium(two_seed_report, tmp_path):
     from PIL import Image
 
@@ -291,6 +295,7 @@ def test_page_renders_in_headless_chromium(two_seed_report, tmp_path):
     assert (image < 250).any(axis=2).mean() > 0.05
 
 
+@pytest.mark.slow
 def test_video_unavailable_is_said_not_fatal(two_seed_report, tmp_path):
     run = two_seed_report.parent / "D" / "seed-0"
     result = build_report([run], out=tmp_path, eval_episodes=1, video=True)

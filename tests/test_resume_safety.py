@@ -94,6 +94,7 @@ def test_a_member_whose_checkpoints_are_gone_stops_the_resume(capsys, mbase):
                                      "epoch 2")
 
 
+@pytest.mark.slow
 def test_restart_unreadable_retrains_that_member_alone_to_the_others_epoch(capsys, made, mbase):
     empty_checkpoints(mbase / "seed-1")
     healthy = {seed: read_progress(mbase / f"seed-{seed}" / "progress.csv") for seed in (0, 2)}
@@ -126,6 +127,7 @@ def test_restart_unreadable_without_resume_is_one_line(capsys, tmp_path):
 
 
 # -- a run killed while creating its members -----------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("plan", ["with settings", "older, without"])
 def test_a_run_killed_while_creating_its_members_resumes(capsys, tmp_path, monkeypatch, plan):
     """Before: neither resumable (seed-N is not a run directory) nor restartable (already holds a multi-seed run)."""

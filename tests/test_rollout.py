@@ -121,6 +121,7 @@ def test_before_step_sees_every_state_the_policy_acts_in():
     assert seen == list(range(sum(result.lengths)))
 
 
+@pytest.mark.slow
 def test_evaluate_writes_eval_json(tmp_path, capsys):
     run = tmp_path / "run"
     sets = [*TOY_SETS_WITHOUT_STEPS, "train.total_steps=2000"]

@@ -49,6 +49,7 @@ def test_a_second_process_on_a_run_directory_is_refused_naming_the_owner(capsys,
         assert not (run_dir / "config.yaml").exists() and not (run_dir / "members.json").exists()
 
 
+@pytest.mark.slow
 def test_a_member_of_a_multi_seed_run_is_owned_with_its_root(capsys, tmp_path, holder):
     """Training the root claims every member too: a resume of one member by hand is refused meanwhile."""
     root = tmp_path / "m"

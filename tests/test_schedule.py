@@ -36,6 +36,7 @@ def test_the_schedule_of_a_new_run_is_its_budget_and_is_written_down(capsys, tmp
     assert actor_lrs(tmp_path / "r") == pytest.approx([ACTOR_LR, ACTOR_LR / 2])
 
 
+@pytest.mark.slow
 def test_training_beyond_the_plan_is_refused_unless_the_schedule_is_replanned(capsys, tmp_path):
     run_dir = tmp_path / "r"
     assert run_cli(capsys, ["train", "--algo", "ppo_lag", "--steps", 400, "--run-dir", run_dir, *TOY])[0] == 0
@@ -51,6 +52,7 @@ def test_training_beyond_the_plan_is_refused_unless_the_schedule_is_replanned(ca
     assert load_yaml(run_dir / "config.yaml")["train"]["schedule_steps"] == 800
 
 
+@pytest.mark.slow
 def test_an_algorithm_without_a_schedule_trains_on_with_a_note(capsys, tmp_path):
     run_dir = tmp_path / "r"
     assert run_cli(capsys, ["train", "--algo", "cpo", "--steps", 400, "--run-dir", run_dir, *TOY])[0] == 0

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import QUIET, TINY_TRAIN, assert_one_line_error, command_on, run_cli
+from conftest import QUIET, TINY_TRAIN, assert_one_line_error, command_on, run_cli, slow_except
 
 from saferl import envs
 from saferl.config import build_config
@@ -99,7 +99,7 @@ def test_a_user_env_that_breaks_the_contract_is_named_in_one_line(capsys, tmp_pa
     assert_one_line_error(code, err, message)
 
 
-@pytest.mark.parametrize("command", ["eval", "collect"])
+@pytest.mark.parametrize("command", slow_except(["eval", "collect"], {"eval"}))
 def test_a_non_finite_cost_during_eval_or_collect_is_one_line(capsys, tmp_path, user_envs, command):
     run = tmp_path / "run"
     config = build_config("ppo_lag", sets=["env.id=faulty_user_envs:FaultyFine-v0", "env.num_envs=2",
@@ -156,6 +156,7 @@ RAISING_ENV = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("debug", [False, True])
 def test_a_user_env_that_raises_is_one_line_and_its_traceback_is_behind_saferl_debug(tmp_path, debug):
     (tmp_path / "raising_user_env.py").write_text(RAISING_ENV)
