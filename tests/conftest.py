@@ -37,7 +37,7 @@ TOY_SETS = [
 # TOY_SETS less its step budget, for commands that give --steps (a --set would override the flag).
 TOY_SETS_WITHOUT_STEPS = [s for s in TOY_SETS if not s.startswith("train.total_steps")]
 
-# `saferl train`: two 200-step PPO-Lag epochs on two toy envs (about a second); add --run-dir and more --set values.
+# `saferl train`: two 200-step PPO-Lag epochs on two toy envs; add --run-dir (and more --set values).
 TINY_TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
               "train.steps_per_epoch=200", *QUICK]
 # `saferl bench-offline`'s pipeline at its smallest (a 200-step expert, one demonstration, one BC epoch).
@@ -112,7 +112,7 @@ def assert_one_line_error(code, err, *fragments):
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory):
     """A one-epoch PPO-Lag run on the toy task ("expert"), 4 demonstrations of it ("demos.h5") and their
-    one-epoch clone ("bc"), built once for the session (~3 s); tests read it or copy it (`expert`, `bc_run`)."""
+    one-epoch clone ("bc"), built once for the session; tests read it, or break a copy (`expert`, `bc_run`)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pipeline")
     train_single(build_config("ppo_lag", sets=[f"env.id={TOY_ID}", "env.num_envs=4", "train.steps_per_epoch=200",

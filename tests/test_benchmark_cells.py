@@ -1,6 +1,6 @@
-"""A benchmark cell trusts nothing it finds on disk: runs trained with other
-settings, rows lost behind a checkpoint and unreadable checkpoints are failed cells with one line, never "ok" or
-"resumed"; results show the steps each seed really trained."""
+"""A benchmark cell trusts nothing it finds on disk: runs trained with other settings, rows lost behind a checkpoint
+and unreadable checkpoints are failed cells with one line, never "ok" or "resumed"; results show the steps each seed
+really trained."""
 
 import json
 import shutil

@@ -1,6 +1,6 @@
-"""The options that reproduce OmniSafe 0.5.0's implementation details, each against an
-independent computation: kaiming-uniform initialisation, the normaliser updated every env step, the critics'
-L2 penalty and gradient clip, and PPO's exact-KL early stop."""
+"""The options that reproduce OmniSafe 0.5.0's implementation details, each against an independent computation:
+kaiming-uniform initialisation, the normaliser updated every env step, the critics' L2 penalty and gradient clip,
+and PPO's exact-KL early stop."""
 
 import dataclasses
 import math

@@ -1,5 +1,5 @@
-"""Ray for `saferl benchmark`: `--address` sends the token a token-auth cluster needs, and the
-processes of a local Ray go with the benchmark even after kill -9 (saferl.ray_watchdog)."""
+"""Ray for `saferl benchmark`: `--address` sends the token a token-auth cluster needs, and the processes of a local
+Ray go with the benchmark even after kill -9 (saferl.ray_watchdog)."""
 
 import os
 import signal

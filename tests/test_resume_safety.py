@@ -1,6 +1,6 @@
-"""Resume never discards good work: unreadable checkpoints stop it in one
-line (or restart that member alone on request), a run killed while creating its members resumes, settings it
-was started with cannot change, and `--steps` given to a resume is part of the run from then on."""
+"""Resume never discards good work: unreadable checkpoints stop it in one line (or restart that member alone on
+request), a run killed while creating its members resumes, settings it was started with cannot change, and `--steps`
+given to a resume is part of the run from then on."""
 
 import json
 import shutil

@@ -1,6 +1,5 @@
-"""A run directory is owned by one process: a second train, resume, fine-tune or benchmark cell
-on it is refused in one line naming the owner; the lock goes with its owner however it ends, and a stale one is
-taken over with a note."""
+"""A run directory is owned by one process: a second train, resume, fine-tune or benchmark cell on it is refused in
+one line naming the owner; the lock goes with its owner however it ends, and a stale one is taken over with a note."""
 
 import fcntl
 import os
