@@ -34,7 +34,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[test,bench]"
-	$(BIN)/saferl bench --env SafetyHalfCheetahVelocity-v1
+	$(BIN)/saferl throughput --env SafetyHalfCheetahVelocity-v1
 
 # Navigation against Safety-Gymnasium 1.0.0 (not part of `make test`: it builds a second environment,
 # benchmarks/fidelity/.reference, on first use). Writes benchmarks/fidelity/results.md; run before a release.

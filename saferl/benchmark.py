@@ -218,8 +218,8 @@ def failed_cell(spec: dict, error: str) -> dict:
 
 def train_cell(spec: dict) -> dict:
     from saferl.cells import check_cell_settings, check_rows_reach_checkpoints
+    from saferl.evaluation import evaluate
     from saferl.report.stats import mean_std
-    from saferl.rollout import evaluate
 
     start = time.perf_counter()
     root, seeds, steps = Path(spec["dir"]), spec["seeds"], spec["steps"]

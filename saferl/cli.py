@@ -59,11 +59,11 @@ def parse_args(argv):
     evaluate.add_argument("--deterministic", action="store_true")
     evaluate.add_argument("--seed", type=int)
 
-    bench_flags = argparse.ArgumentParser(add_help=False)  # bench, bench-offline
+    bench_flags = argparse.ArgumentParser(add_help=False)  # throughput, offline-pipeline
     bench_flags.add_argument("--env", default="SafetyHalfCheetahVelocity-v1")
     bench_flags.add_argument("--num-envs", type=int, default=16)
-    bench = sub.add_parser("bench", parents=[bench_flags],
-                           help="measure throughput on this machine (a benchmark, not a test)")
+    bench = sub.add_parser("throughput", aliases=["bench"], parents=[bench_flags],
+                           help="measure throughput on this machine (a benchmark, not a test; was `bench`)")
     bench.add_argument("--steps", type=int, default=100_000, help="steps for the PPO/SB3 comparison")
     bench.add_argument("--constrained-steps", type=int, default=40_000, help="steps for PPO-Lag and CPO")
     bench.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 run")
@@ -105,8 +105,8 @@ def parse_args(argv):
     finetune.add_argument("bc_run_dir")
     finetune.add_argument("--algo", required=True, help="ppo, ppo_lag or cpo")
 
-    offline = sub.add_parser("bench-offline", parents=[bench_flags],
-                             help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark)")
+    offline = sub.add_parser("offline-pipeline", aliases=["bench-offline"], parents=[bench_flags],
+                             help="expert -> demos -> BC -> fine-tune vs scratch (a benchmark; was `bench-offline`)")
     offline.add_argument("--expert", help="an existing run directory to use as the expert (skips training one)")
     offline.add_argument("--expert-steps", type=int, default=1_000_000, help="PPO-Lag steps for the expert")
     offline.add_argument("--episodes", type=int, default=20, help="demonstration episodes")
@@ -123,7 +123,7 @@ def parse_args(argv):
     offline.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                          help="for expert, fine-tune, scratch")
     offline.add_argument("--work-dir", help="where the runs go (default bench-results/offline-<env>-<time>/)")
-    offline.add_argument("--out", help="JSON file (default <work-dir>/bench-offline.json)")
+    offline.add_argument("--out", help="JSON file (default <work-dir>/offline-pipeline.json)")
 
     grid = sub.add_parser("benchmark", help="train a grid of algorithms x tasks x seeds on Ray: results.json, "
                           "results.md, report.html (run again to skip finished cells and resume the others)")
@@ -174,7 +174,7 @@ def train_and_print(job, request, summary, how: str) -> int:
 
 
 def cmd_eval(args) -> int:
-    from saferl.rollout import evaluate
+    from saferl.evaluation import evaluate
 
     check_positive(args, "episodes")
     summary = evaluate(Path(args.run_dir), args.episodes, args.deterministic, args.seed)
@@ -184,14 +184,14 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def cmd_bench(args) -> int:
-    from saferl.bench import run_bench
+def cmd_throughput(args) -> int:
     from saferl.envs import require_env
+    from saferl.throughput import run_throughput
 
     require_env(args.env)
     check_positive(args, "steps", "constrained_steps", "num_envs", "repeats")
     out = json_out(args.out, Path("bench-results") / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    run_bench(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out,
+    run_throughput(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out,
               repeats=args.repeats)
     return 0
 
@@ -277,9 +277,9 @@ def cmd_finetune(args) -> int:
                            f"continue with: saferl finetune {args.bc_run_dir}")
 
 
-def cmd_bench_offline(args) -> int:
+def cmd_offline_pipeline(args) -> int:
     from saferl.envs import require_env
-    from saferl.offline.bench import run_bench_offline
+    from saferl.offline.pipeline import run_offline_pipeline
 
     require_env(args.env)
     check_positive(args, "expert_steps", "episodes", "bc_epochs", "steps", "num_envs")
@@ -287,8 +287,8 @@ def cmd_bench_offline(args) -> int:
     check_scripted_only(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
-    out = json_out(args.out, work_dir / "bench-offline.json")
-    run_bench_offline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
+    out = json_out(args.out, work_dir / "offline-pipeline.json")
+    run_offline_pipeline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
                       args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
                       args.cost_limit, args.set, args.scripted, args.unsafe_fraction or 0.0)
     return 0
@@ -309,9 +309,10 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "bench": cmd_bench, "report": cmd_report,
-            "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "bench-offline": cmd_bench_offline,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "throughput": cmd_throughput, "report": cmd_report,
+            "collect": cmd_collect, "bc": cmd_bc, "finetune": cmd_finetune, "offline-pipeline": cmd_offline_pipeline,
             "benchmark": cmd_benchmark, "export": cmd_export}
+RENAMED = {"bench": "throughput", "bench-offline": "offline-pipeline"}  # round 3; the old names go in the next release
 
 
 def main(argv=None) -> int:
@@ -323,7 +324,10 @@ def main(argv=None) -> int:
             import mujoco  # noqa: F401
         if getattr(args, "seed", None) is not None:  # every command's --seed, before any work starts
             check_seed(args.seed, "--seed")
-        return COMMANDS[args.command](args)
+        if args.command in RENAMED:
+            print(f"saferl: note: `saferl {args.command}` is now `saferl {RENAMED[args.command]}`; the old name "
+                  "still works in this release", file=sys.stderr)
+        return COMMANDS[RENAMED.get(args.command, args.command)](args)
     except SafeRLError as exc:
         if os.environ.get("SAFERL_DEBUG") and exc.__cause__ is not None:  # e.g. what a user env raised
             traceback.print_exception(exc.__cause__, file=sys.stderr)

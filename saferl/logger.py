@@ -13,7 +13,7 @@ from saferl.files import atomic_write_text
 
 FIRST_COLUMNS = [
     "epoch", "env_steps", "ep_return", "ep_cost", "ep_length", "lagrange_multiplier",
-    "approx_kl", "clip_fraction", "entropy", "fps",
+    "approx_kl", "kl", "clip_fraction", "entropy", "fps",
 ]
 
 
@@ -126,7 +126,7 @@ class ProgressLogger:
 
     def write_row(self, row: dict) -> None:
         if self.columns is None:
-            self.columns = FIRST_COLUMNS + sorted(k for k in row if k not in FIRST_COLUMNS)
+            self.columns = [c for c in FIRST_COLUMNS if c in row] + sorted(k for k in row if k not in FIRST_COLUMNS)
             with open(self.path, "w") as handle:
                 handle.write(",".join(self.columns) + "\n")
         elif not set(row) <= set(self.columns):  # a new statistic (e.g. a fine-tune's first update after warm-up)

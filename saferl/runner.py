@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from saferl.algorithms import ALGORITHMS
+from saferl.algorithms.common import BehaviourReference
 from saferl.buffer import RolloutBatch, RolloutBuffer
 from saferl.config import epochs_per_run
 from saferl.envs import seeds
@@ -68,6 +69,12 @@ class PolicyStart:
     state: dict  # a one-member state (`ActorCritic.member_state_dict`): weights, log-std, normaliser statistics
     freeze_normalizer: bool = False  # keep those statistics fixed for the whole run (and its resumptions)
     source: str = "the starting policy"  # what it is, for the error when it does not fit the config's model
+    # The KL-to-start term (fine-tuning's anchor to the clone), for algorithms that support one: the reference,
+    # its starting coefficient and the per-update decay. A resumed run gets the decayed coefficient back from its
+    # checkpoint; the reference itself is always this one.
+    reference: BehaviourReference | None = None
+    reference_coef: float = 0.0
+    reference_decay: float = 1.0
 
 
 class Runner:
@@ -106,6 +113,8 @@ class Runner:
         anneal_epochs = max(1, self.schedule_epochs - warmup_epochs)
         self.algorithm = ALGORITHMS[cfg.train.algo](self.policy, cfg, anneal_epochs, self.generators,
                                                     self.cost_limits)
+        if start is not None and start.reference is not None and self.algorithm.supports_behaviour_reference:
+            self.algorithm.set_behaviour_reference(start.reference, start.reference_coef, start.reference_decay)
         obs_dim = self.env.single_observation_space.shape[0]
         act_dim = self.env.single_action_space.shape[0]
         self.buffer = RolloutBuffer(self.rollout_length, k, self.envs_per_member, obs_dim, act_dim, self.num_costs)
@@ -236,7 +245,7 @@ class Runner:
                 if update_each_step:
                     policy.normalizer.update(torch.from_numpy(buf.raw_obs[t]))
                 x = policy.normalise(torch.from_numpy(buf.raw_obs[t]).float())
-                mean, value, cost_value = policy.evaluate(x, with_cost, layers)
+                mean, value, cost_value = policy.forward_heads(x, with_cost, layers)
                 action, log_prob = policy.sample(mean, self.generators)
                 buf.obs[t] = x.numpy()
                 buf.actions[t] = action.numpy()

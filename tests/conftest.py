@@ -40,10 +40,10 @@ TOY_SETS_WITHOUT_STEPS = [s for s in TOY_SETS if not s.startswith("train.total_s
 # `saferl train`: two 200-step PPO-Lag epochs on two toy envs; add --run-dir (and more --set values).
 TINY_TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
               "train.steps_per_epoch=200", *QUICK]
-# `saferl bench-offline`'s pipeline at its smallest (a 200-step expert, one demonstration, one BC epoch).
-TINY_BENCH_OFFLINE = ["--env", TOY_ID, "--expert-steps", "200", "--steps", "200", "--episodes", "1", "--bc-epochs", "1",
-                      "--num-envs", "4", "--set", "train.steps_per_epoch=200", "finetune.critic_warmup_epochs=0",
-                      *QUIET]
+# `saferl offline-pipeline` at its smallest (a 200-step expert, one demonstration, one BC epoch).
+TINY_OFFLINE_PIPELINE = ["--env", TOY_ID, "--expert-steps", "200", "--steps", "200", "--episodes", "1",
+                         "--bc-epochs", "1", "--num-envs", "4", "--set", "train.steps_per_epoch=200",
+                         "finetune.critic_warmup_epochs=0", *QUIET]
 # A benchmark cell's settings for grids of a few hundred steps.
 TINY_CELL_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", *QUIET]
 

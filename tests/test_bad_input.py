@@ -13,7 +13,7 @@ import torch
 from conftest import (
     QUICK,
     QUIET,
-    TINY_BENCH_OFFLINE,
+    TINY_OFFLINE_PIPELINE,
     TINY_TRAIN,
     assert_one_line_error,
     command_on,
@@ -116,7 +116,7 @@ def test_a_grid_that_is_not_utf8_is_one_line(capsys, tmp_path):
 
 # -- seeds, members and other flags --------------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", ["-1", "99999999999", "2147483648"])
-@pytest.mark.parametrize("command", ["train", "eval", "collect", "bc", "finetune", "bench-offline"])
+@pytest.mark.parametrize("command", ["train", "eval", "collect", "bc", "finetune", "offline-pipeline"])
 def test_seeds_outside_the_seedable_range_are_one_line(capsys, tmp_path, tiny_pipeline, command, seed):
     args = {
         "train": ["train", "--algo", "ppo_lag", "--steps", "200", "--run-dir", tmp_path / "r", "--set", *TOY],
@@ -125,7 +125,7 @@ def test_seeds_outside_the_seedable_range_are_one_line(capsys, tmp_path, tiny_pi
         "bc": ["bc", "--dataset", tiny_pipeline / "demos.h5", "--epochs", "1", "--run-dir", tmp_path / "r"],
         "finetune": ["finetune", tiny_pipeline / "bc", "--algo", "ppo", "--steps", "200", "--run-dir", tmp_path / "r",
                      "--set", *TOY, "finetune.critic_warmup_epochs=0"],
-        "bench-offline": ["bench-offline", "--work-dir", tmp_path / "r", *TINY_BENCH_OFFLINE],
+        "offline-pipeline": ["offline-pipeline", "--work-dir", tmp_path / "r", *TINY_OFFLINE_PIPELINE],
     }[command]  # small budgets: should a check go missing, the test fails fast instead of training for hours
     code, _, err = run_cli(capsys, [*args, "--seed", seed])
     assert_one_line_error(code, err, f"--seed must be in [0, 2147483647], got {seed}")
@@ -141,8 +141,9 @@ def test_argument_errors_are_one_line(capsys):
 
 
 @pytest.mark.parametrize("flag, value", [("--noise", "nan"), ("--noise", "-0.5"), ("--cost-limit", "inf")])
-def test_bench_offline_float_flags_are_checked(capsys, tmp_path, flag, value):
-    code, _, err = run_cli(capsys, ["bench-offline", "--work-dir", tmp_path / "w", *TINY_BENCH_OFFLINE, flag, value])
+def test_offline_pipeline_float_flags_are_checked(capsys, tmp_path, flag, value):
+    code, _, err = run_cli(capsys, ["offline-pipeline", "--work-dir", tmp_path / "w", *TINY_OFFLINE_PIPELINE, flag,
+                                    value])
     assert_one_line_error(code, err, f"{flag} must be a finite number >= 0")
     assert not (tmp_path / "w").exists()
 
@@ -160,7 +161,7 @@ def test_members_that_would_share_a_directory_or_no_seeds_are_refused(capsys, tm
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("command", [["collect", "RUN", "--episodes", "1", "--out", "d.h5"], ["bench-offline"]])
+@pytest.mark.parametrize("command", [["collect", "RUN", "--episodes", "1", "--out", "d.h5"], ["offline-pipeline"]])
 def test_unsafe_fraction_without_scripted_is_refused(capsys, tmp_path, command):
     """Before: `collect RUN --unsafe-fraction 0.5` ignored the flag (only the scripted controller has an unsafe
     variant)."""

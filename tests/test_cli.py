@@ -98,3 +98,13 @@ def test_unwritable_run_dir_is_a_one_line_error(capsys, tmp_path):
     blocker.write_text("not a folder")
     code, _, err = run_cli(capsys, TRAIN + ["--steps", "2000", "--run-dir", str(blocker / "run")])
     assert code == 2 and err.startswith("saferl: error:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("old, new", [("bench", "throughput"), ("bench-offline", "offline-pipeline")])
+def test_renamed_verbs_still_work_under_their_old_names_with_a_note(capsys, old, new):
+    code, _, err = run_cli(capsys, [new, "--env", "NoSuchEnv-v0"])
+    assert code == 2 and err.startswith("saferl: error:") and err.count("\n") == 1
+    code, _, err_old = run_cli(capsys, [old, "--env", "NoSuchEnv-v0"])
+    note, error = err_old.splitlines()
+    assert code == 2 and error + "\n" == err
+    assert note == f"saferl: note: `saferl {old}` is now `saferl {new}`; the old name still works in this release"

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import TINY_BENCH_OFFLINE, TINY_TRAIN, assert_one_line_error, run_cli
+from conftest import TINY_OFFLINE_PIPELINE, TINY_TRAIN, assert_one_line_error, run_cli
 
 from saferl import logger
 from saferl.envs.toy import TOY_ID
@@ -49,12 +49,12 @@ def test_collect_never_writes_over_the_source_runs_files(capsys, expert, target)
     assert_one_line_error(code, err, "would overwrite a file of the run")
 
 
-@pytest.mark.parametrize("command", ["bench", "bench-offline"])
+@pytest.mark.parametrize("command", ["throughput", "offline-pipeline"])
 def test_a_benchmark_never_writes_its_json_over_other_files(capsys, expert, command, tmp_path):
     checkpoint = expert / "checkpoints" / "latest.pt"
     before = checkpoint.read_bytes()
-    args = ["bench", "--env", TOY_ID] if command == "bench" else ["bench-offline", "--work-dir", tmp_path / "w",
-                                                                 *TINY_BENCH_OFFLINE]
+    args = ([command, "--env", TOY_ID] if command == "throughput"
+            else [command, "--work-dir", tmp_path / "w", *TINY_OFFLINE_PIPELINE])
     for out in (checkpoint, tmp_path):
         code, _, err = run_cli(capsys, [*args, "--out", out])
         assert_one_line_error(code, err, "is not a JSON result file")

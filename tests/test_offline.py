@@ -15,6 +15,7 @@ from saferl.cli import main
 from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.errors import SafeRLError
+from saferl.evaluation import evaluate
 from saferl.files import load_checkpoint
 from saferl.launch import train_single
 from saferl.logger import read_progress
@@ -28,7 +29,6 @@ from saferl.offline.finetune import (
     initial_multiplier,
     starting_log_std,
 )
-from saferl.rollout import evaluate
 from saferl.rundir import CHECKPOINT, load_policy
 from saferl.runner import Runner
 

@@ -260,7 +260,7 @@ def test_stacked_evaluate_equals_the_three_networks_run_separately(num_costs):
     policy = random_policy(members, 7, 4, num_costs, "relu")
     obs = torch.randn(members, 16, 7)
     assert policy.stacked_layers() is not None
-    mean, value, cost_value = policy.evaluate(obs)  # the three networks as one of 3K members
+    mean, value, cost_value = policy.forward_heads(obs)  # the three networks as one of 3K members
     separate = (policy.actor(obs), policy.reward_critic(obs).squeeze(-1), policy.cost_critic(obs))
     for got, expected in zip((mean, value, cost_value), separate, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
@@ -276,20 +276,20 @@ def test_stacked_evaluate_equals_the_three_networks_run_separately(num_costs):
     def weighted_sum(outputs):
         return sum((w * t).sum() for w, t in zip(weights, outputs, strict=True))
 
-    stacked_grads = torch.autograd.grad(weighted_sum(policy.evaluate(obs)), params, allow_unused=True)
+    stacked_grads = torch.autograd.grad(weighted_sum(policy.forward_heads(obs)), params, allow_unused=True)
     separate_grads = torch.autograd.grad(weighted_sum(separate), params, allow_unused=True)
     for a, b in zip(stacked_grads, separate_grads, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert policy.evaluate(obs, with_cost=False)[2] is None
-    torch.testing.assert_close(policy.evaluate(obs, with_cost=False)[1], separate[1], rtol=1e-5, atol=1e-6)
+    assert policy.forward_heads(obs, with_cost=False)[2] is None
+    torch.testing.assert_close(policy.forward_heads(obs, with_cost=False)[1], separate[1], rtol=1e-5, atol=1e-6)
     # Hidden shapes that differ cannot be stacked: the same call runs the networks one by one.
     other = ActorCritic(members, 7, 4, actor_hidden=(32, 32), generators=member_generators(members))
     assert other.stacked_layers() is None
     with torch.no_grad():
-        torch.testing.assert_close(other.evaluate(obs)[0], other.actor(obs))
-        torch.testing.assert_close(other.evaluate(obs)[2], other.cost_critic(obs))
+        torch.testing.assert_close(other.forward_heads(obs)[0], other.actor(obs))
+        torch.testing.assert_close(other.forward_heads(obs)[2], other.cost_critic(obs))
 
 
 def test_sample_draws_each_members_noise_from_its_own_generator():

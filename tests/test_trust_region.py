@@ -113,12 +113,12 @@ def test_line_search_restores_params_when_nothing_is_accepted():
     old = flat_params(net)
     calls = []
 
-    def evaluate():
+    def measure():
         calls.append(torch.is_grad_enabled())
         return {"kl": 1.0}
 
     result = backtracking_line_search(
-        net, torch.ones_like(old), evaluate, lambda stats, f: False, max_backtracks=7
+        net, torch.ones_like(old), measure, lambda stats, f: False, max_backtracks=7
     )
     assert result.accepted is False and result.step_fraction == 0.0 and result.info == {"kl": 1.0}
     assert torch.equal(flat_params(net), old)
@@ -131,7 +131,7 @@ def test_line_search_returns_first_accepted_fraction():
     step = torch.randn_like(old)
     seen_params, seen_fractions = [], []
 
-    def evaluate():
+    def measure():
         seen_params.append(flat_params(net))
         return {"kl": (flat_params(net) - old).norm().item()}
 
@@ -139,7 +139,7 @@ def test_line_search_returns_first_accepted_fraction():
         seen_fractions.append(fraction)
         return stats["kl"] <= 0.8**3 * step.norm().item() + 1e-6
 
-    accepted, fraction, info = backtracking_line_search(net, step, evaluate, accept, decay=0.8)
+    accepted, fraction, info = backtracking_line_search(net, step, measure, accept, decay=0.8)
     assert accepted and fraction == pytest.approx(0.8**3)
     assert seen_fractions == pytest.approx([1.0, 0.8, 0.8**2, 0.8**3])
     for k, params in enumerate(seen_params):

@@ -3,7 +3,8 @@
 Usage: python side_by_side.py OUT.json ROUND1_CHECKOUT [PYTHON]
 ROUND1_CHECKOUT is a checkout of the round-1 code (`git worktree add /tmp/round1 653ea40`, the round-1 head);
 it is put first on PYTHONPATH so the same interpreter imports its saferl. Each measurement is
-`saferl.bench.train_rate` (a real Runner.train() of 40,000 steps per member at the project defaults, 16 envs)
+`train_rate` (a real Runner.train() of 40,000 steps per member at the project defaults, 16 envs; in
+`saferl.throughput`, called `saferl.bench` before round 3, so the round-1 side still imports that name)
 in a fresh process.
 """
 import json
@@ -15,7 +16,7 @@ import sys
 PY = sys.argv[3] if len(sys.argv) > 3 else sys.executable
 OLD = ("import json; from saferl.bench import train_rate; "
        "print('RESULT', json.dumps(train_rate('ppo_lag', 'SafetyHalfCheetahVelocity-v1', 40000, 16, [])))")
-NEW = ("import json; from saferl.bench import train_rate; "
+NEW = ("import json; from saferl.throughput import train_rate; "
        "print('RESULT', json.dumps(train_rate('ppo_lag', 'SafetyHalfCheetahVelocity-v1', 40000, 16, [], members={k})))")
 def run(code, env):
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env, cwd="/tmp").stdout

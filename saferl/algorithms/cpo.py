@@ -104,7 +104,7 @@ class CPO(PG):
         tolerance = torch.as_tensor(cfg.cost_tolerance * reach, dtype=grad.dtype)
         reward_old, costs_old = float(reward_surrogate.detach()), cost_surrogates.detach()
 
-        def evaluate() -> dict:
+        def measure() -> dict:
             return {"kl": float(mean_kl(actor, batch.obs, old_mean, old_log_std, scale)),
                     "reward": float(surrogate(actor, batch, batch.reward_advantages)),
                     "cost_change": surrogate(actor, batch, batch.cost_advantages) - costs_old}
@@ -116,7 +116,7 @@ class CPO(PG):
             return (info["kl"] <= delta and bool(torch.all(info["cost_change"] <= allowed))
                     and (not currently_safe or info["reward"] >= reward_old))
 
-        search = backtracking_line_search(params, full_step, evaluate, accept, cfg.max_backtracks,
+        search = backtracking_line_search(params, full_step, measure, accept, cfg.max_backtracks,
                                           cfg.backtrack_coef)
 
         with torch.no_grad():
@@ -124,7 +124,7 @@ class CPO(PG):
             reward_change = float(surrogate(actor, batch, batch.reward_advantages)) - reward_old
             cost_change = (surrogate(actor, batch, batch.cost_advantages) - costs_old).numpy()
         self.case_counts[member, CASE_CODES[solution.case]] += 1
-        stats = {"cpo_case": CASE_CODES[solution.case], "cpo_lambda": solution.lam, "cpo_q": q, "approx_kl": kl,
+        stats = {"cpo_case": CASE_CODES[solution.case], "cpo_lambda": solution.lam, "cpo_q": q, "kl": kl,
                  "step_fraction": search.step_fraction, "line_search_accepted": float(search.accepted),
                  "reward_surrogate_change": reward_change, "dual_solve_ms": dual_solve_ms,
                  "cpo_dual_solver": SOLVER_CODES[solution.solver],

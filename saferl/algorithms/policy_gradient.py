@@ -264,7 +264,7 @@ class PG:
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        return {"approx_kl": kl,  # exact mean KL(old || new); named like PPO's column
+        return {"kl": kl,  # the exact mean KL(old || new) (PPO logs its estimate as approx_kl)
                 "grad_norm": float(grad.norm()), "step_norm": float(pg.lr * direction.norm()),
                 "surrogate_improvement": surrogate_new - float(surrogate_old.detach())}
 
@@ -295,7 +295,7 @@ class NPG(PG):
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std, kl_scale(self.cfg.kl, batch.actions.shape[-1])))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        return {"approx_kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(natural_step.norm()),
+        return {"kl": kl, "grad_norm": float(grad.norm()), "step_norm": float(natural_step.norm()),
                 "expected_improvement": float(grad @ natural_step),
                 "surrogate_improvement": surrogate_new - float(surrogate_old.detach())}
 
@@ -316,19 +316,19 @@ class TRPO(PG):
         surrogate_old = float(surrogate_old.detach())
         scale = kl_scale(cfg.kl, batch.actions.shape[-1])
 
-        def evaluate() -> dict:
+        def measure() -> dict:
             return {"kl": float(mean_kl(actor, batch.obs, old_mean, old_log_std, scale)),
                     "surrogate": float(surrogate(actor, batch, advantages))}
 
         def accept(info: dict, step_fraction: float) -> bool:
             return info["kl"] <= cfg.target_kl and info["surrogate"] > surrogate_old
 
-        search = backtracking_line_search(actor.params, full_step, evaluate, accept, cfg.max_backtracks,
+        search = backtracking_line_search(actor.params, full_step, measure, accept, cfg.max_backtracks,
                                           cfg.backtrack_coef)
         with torch.no_grad():
             kl = float(mean_kl(actor, batch.obs, old_mean, old_log_std, scale))
             surrogate_new = float(surrogate(actor, batch, advantages))
-        return {"approx_kl": kl, "step_fraction": search.step_fraction,
+        return {"kl": kl, "step_fraction": search.step_fraction,
                 "line_search_accepted": float(search.accepted), "grad_norm": float(grad.norm()),
                 "step_norm": float(search.step_fraction * full_step.norm()),
                 "expected_improvement": float(search.step_fraction * (grad @ full_step)),

@@ -97,7 +97,7 @@ class PPO:
     def loss(self, minibatch: PPOMinibatch, old_log_std, kl_beta, bc_kl_coef) -> torch.Tensor:
         """Each member's policy surrogate + value regression on its minibatch: [K]."""
         cfg, policy, mb = self.cfg, self.policy, minibatch
-        mean, value, cost_value = policy.evaluate(mb.obs, with_cost=self.uses_cost_critic)
+        mean, value, cost_value = policy.forward_heads(mb.obs, with_cost=self.uses_cost_critic)
         log_std = policy.log_std_per_member()
         ratio = torch.exp(gaussian.log_prob(mean, log_std, mb.actions) - mb.old_log_probs)
         if cfg.objective == "clip":
@@ -204,10 +204,10 @@ class PPO:
     def fit_critics(self, batch: RolloutBatch) -> dict:
         if self.critic_free:
             return {}
-        frozen_actor = torch.tensor([[network > 0 for network in range(len(self.networks))]]).expand(
+        critics_step = torch.tensor([[network > 0 for network in range(len(self.networks))]]).expand(
             self.policy.members, -1)
         return fit_critics(self.policy, self.optimizer, batch, self.cfg.update_epochs, self.cfg.minibatch_size,
-                           self.generators, self.uses_cost_critic, active_groups=frozen_actor,
+                           self.generators, self.uses_cost_critic, active_groups=critics_step,
                            l2=self.cfg.critic_l2)
 
     @torch.no_grad()

@@ -130,26 +130,26 @@ def conjugate_gradient(
 class LineSearchResult(NamedTuple):
     accepted: bool
     step_fraction: float  # decay**k of the accepted try, 0.0 when nothing was accepted
-    info: Any  # evaluate() at the accepted step, or at the last (rejected) try, for logging
+    info: Any  # measure() at the accepted step, or at the last (rejected) try, for logging
 
 
 def backtracking_line_search(
     params: ParamsLike,
     full_step: torch.Tensor,
-    evaluate: Callable[[], Any],
+    measure: Callable[[], Any],
     accept: Callable[[Any, float], bool],
     max_backtracks: int = 15,
     decay: float = 0.8,
 ) -> LineSearchResult:
     """Try params_old + decay**k * full_step for k = 0..max_backtracks-1; keep the first try accept() passes.
 
-    evaluate() is called (under no_grad) with the parameters already moved and returns whatever statistics
+    measure() is called (under no_grad) with the parameters already moved and returns whatever statistics
     the caller needs; accept(stats, step_fraction) decides. Passing the fraction lets a criterion scale
     linearised predictions with the step. If nothing passes, the old parameters are restored.
 
-    TRPO:  evaluate -> {"kl", "surrogate"};
+    TRPO:  measure -> {"kl", "surrogate"};
            accept = lambda s, f: s["kl"] <= delta and s["surrogate"] > surrogate_old
-    CPO:   evaluate -> {"kl", "surrogate", "cost_change"} (K-vector of cost-surrogate changes);
+    CPO:   measure -> {"kl", "surrogate", "cost_change"} (K-vector of cost-surrogate changes);
            accept = lambda s, f: s["kl"] <= delta
                and bool(torch.all(s["cost_change"] <= torch.clamp(-c, min=0)))  # the linearised promise
                and (not feasible or s["surrogate"] >= surrogate_old)  # only recovery may lose reward
@@ -162,7 +162,7 @@ def backtracking_line_search(
         step_fraction = decay**k
         set_flat_params(params, old_params + step_fraction * full_step)
         with torch.no_grad():
-            info = evaluate()
+            info = measure()
         if accept(info, step_fraction):
             return LineSearchResult(True, step_fraction, info)
     set_flat_params(params, old_params)

@@ -16,11 +16,11 @@ import torch
 
 from saferl.config import Config
 from saferl.errors import SafeRLError
+from saferl.evaluation import evaluate
 from saferl.files import save_checkpoint, versions, write_json, write_yaml
 from saferl.logger import ProgressLogger
 from saferl.maths import gaussian
 from saferl.offline.dataset import Dataset, check_matches_env, read_dataset
-from saferl.rollout import evaluate
 from saferl.rundir import CHECKPOINT, make_env, make_policy
 
 

@@ -12,9 +12,9 @@ import numpy as np
 
 from saferl.envs import seeds
 from saferl.errors import SafeRLError
+from saferl.evaluation import evaluation_seed, make_eval_env, run_episodes
 from saferl.files import versions
 from saferl.offline.dataset import STEP_KEYS, Dataset, write_dataset
-from saferl.rollout import evaluation_seed, make_eval_env, run_episodes
 from saferl.rundir import load_policy
 
 RUN_FILES = ("config.yaml", "meta.json", "progress.csv", "eval.json", "members.json")

@@ -100,16 +100,13 @@ def finetune_runner(config: Config, run_dir: Path, bc_run_dir: Path, resume: boo
     start_log_std = starting_log_std(bc_log_std, cfg)
     with torch.no_grad():
         bc_policy.log_std.copy_(start_log_std)
+    anchor = BehaviourReference(bc_policy, start_log_std) if cfg.bc_kl_coef > 0 else None
     start = PolicyStart(bc_policy.member_state_dict(0), freeze_normalizer=cfg.freeze_normalizer,
-                        source=f"the clone in {bc_run_dir}")
+                        source=f"the clone in {bc_run_dir}", reference=anchor, reference_coef=cfg.bc_kl_coef,
+                        reference_decay=cfg.bc_kl_decay)
     runner = Runner([member], resume=resume, learn=FineTuneLearning(config), start=start,
                     warmup_epochs=cfg.critic_warmup_epochs)
-    algorithm = runner.algorithm
-    starting = runner.epoch == 0  # also a resumed run that died before its first checkpoint
-    if cfg.bc_kl_coef > 0 and algorithm.supports_behaviour_reference:
-        coef = cfg.bc_kl_coef if starting else algorithm.bc_kl_coef
-        algorithm.set_behaviour_reference(BehaviourReference(bc_policy, start_log_std), coef, cfg.bc_kl_decay)
-    if starting:
+    if runner.epoch == 0:  # also a resumed run that died before its first checkpoint
         if cfg.critic_warmup_epochs == 0:  # the clone's cost as its `saferl bc` evaluation measured it
             eval_path = bc_run_dir / "eval.json"
             if eval_path.exists():

@@ -19,13 +19,13 @@ from saferl import envs
 from saferl.envs import seeds
 from saferl.envs.fetch.demonstrators import scripted_action
 from saferl.errors import SafeRLError
+from saferl.evaluation import run_episodes
 from saferl.files import versions
 from saferl.offline.dataset import Dataset, write_dataset
-from saferl.rollout import run_episodes
 
 
 class ScriptedPolicy:
-    """The demonstrator behind the ``predict(obs, deterministic)`` interface of ``saferl.rollout``."""
+    """The demonstrator behind the ``predict(obs, deterministic)`` interface of ``saferl.evaluation``."""
 
     def __init__(self, env_id: str, unsafe: bool = False):
         self.env_id, self.unsafe = env_id, unsafe

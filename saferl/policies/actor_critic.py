@@ -66,12 +66,12 @@ class ActorCritic(nn.Module):
 
     def stacked_layers(self, with_cost: bool = True) -> Layers | None:
         """Actor and critics as one network of 2K or 3K members (differentiable); None when their hidden shapes
-        differ, and then `evaluate` runs them one by one."""
+        differ, and then `forward_heads` runs them one by one."""
         if self._stackable is None:
             self._stackable = {cost: can_stack(self.networks(cost)) for cost in (False, True)}
         return stack_layers(self.networks(with_cost)) if self._stackable[with_cost] else None
 
-    def evaluate(self, x: torch.Tensor, with_cost: bool = True, layers: Layers | None = None):
+    def forward_heads(self, x: torch.Tensor, with_cost: bool = True, layers: Layers | None = None):
         """Actor mean [K, B, A], reward value [K, B] and cost values [K, B, C] (None without the cost critic) of
         normalised observations, the networks run as one (`stacked_layers`, or pass a snapshot of them)."""
         if layers is None:

@@ -173,10 +173,10 @@ def group_runs(runs: list[Run]) -> list[list[Run]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def rollout(run_dir: Path, episodes: int, deterministic: bool = False, seed: int | None = None) -> dict:
+def evaluation_episodes(run_dir: Path, episodes: int, deterministic: bool = False, seed: int | None = None) -> dict:
     """The saved policy's evaluation episodes (the same ones as `saferl eval`) with every step's costs, and
     velocity where the env reports it, so the report can show where in an episode violations happen."""
-    from saferl.rollout import evaluation_seed, make_eval_env, run_episodes
+    from saferl.evaluation import evaluation_seed, make_eval_env, run_episodes
     from saferl.rundir import load_policy
 
     config, policy, checkpoint = load_policy(run_dir)
@@ -225,7 +225,7 @@ def attach_evaluation(run: Run, episodes: int, deterministic: bool) -> None:
             run.eval_note = "no checkpoint (checkpoints/latest.pt), so no evaluation episodes"
         else:
             try:
-                run.evaluation = rollout(run.path, episodes, deterministic)
+                run.evaluation = evaluation_episodes(run.path, episodes, deterministic)
             except SafeRLError as exc:
                 run.eval_note = f"evaluation rollouts failed: {exc}"
             except (KeyError, RuntimeError, ValueError, TypeError) as exc:  # e.g. a policy this version can't run

@@ -55,8 +55,8 @@ def render_episode(run_dir: Path, out: Path, deterministic: bool = False, width:
     """The first of the run's evaluation episodes in one rgb_array env, every `stride`-th state drawn; frames
     that follow a costly step get a red border. Runs in the child process started by `render_video`."""
     from saferl.errors import SafeRLError
+    from saferl.evaluation import evaluation_seed, make_eval_env, run_episodes
     from saferl.files import atomic_write_bytes
-    from saferl.rollout import evaluation_seed, make_eval_env, run_episodes
     from saferl.rundir import load_policy
 
     config, policy, _ = load_policy(run_dir)

@@ -8,12 +8,12 @@ single env (ids are registered on import).
 
 from __future__ import annotations
 
-from .bench import benchmark
 from .gym_env import NavigationEnv, register_navigation_envs
 from .tasks import NAVIGATION_IDS, task_spec
+from .throughput import random_action_throughput
 from .vector import NavigationVectorEnv
 
-__all__ = ["NAVIGATION_IDS", "NavigationEnv", "NavigationVectorEnv", "benchmark", "make_navigation_vec",
+__all__ = ["NAVIGATION_IDS", "NavigationEnv", "NavigationVectorEnv", "random_action_throughput", "make_navigation_vec",
            "register_navigation_envs", "task_spec"]
 
 

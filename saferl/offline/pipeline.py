@@ -1,4 +1,4 @@
-"""`saferl bench-offline`: does starting from demonstrations pay, and is the start safe? (a benchmark, not a test)
+"""`saferl offline-pipeline`: does starting from demonstrations pay, and is the start safe? (a benchmark, not a test)
 
 expert (a PPO-Lag run we train, or `--expert RUN_DIR`) -> noisy demonstrations -> BC -> PPO-Lag fine-tune,
 against PPO-Lag from scratch with the same env-step budget and settings (`--set` applies to all three RL
@@ -86,16 +86,16 @@ def scripted_reference(env_id: str, episodes: int, seed: int) -> dict:
             "success_rate": float(result["successes"].mean())}
 
 
-def run_bench_offline(env_id: str, out: Path, work_dir: Path, expert_dir: Path | None, expert_steps: int,
+def run_offline_pipeline(env_id: str, out: Path, work_dir: Path, expert_dir: Path | None, expert_steps: int,
                       demo_episodes: int, noise: float, bc_filter: str, bc_epochs: int, steps: int, num_envs: int,
                       seed: int, cost_limit: float | None, sets: list[str], scripted: bool = False,
                       unsafe_fraction: float = 0.0) -> dict:
+    from saferl.evaluation import evaluate
     from saferl.launch import train_single
     from saferl.offline.bc import train_bc
     from saferl.offline.collect import collect_demonstrations
     from saferl.offline.finetune import build_finetune_config, finetune_runner
     from saferl.offline.scripted import collect_scripted
-    from saferl.rollout import evaluate
     from saferl.rundir import load_run_config
 
     quiet = ["train.tensorboard=false"]

@@ -9,7 +9,7 @@ import numpy as np
 from .vector import NavigationVectorEnv
 
 
-def benchmark(env_id: str = "SafetyPointGoal1-v0", num_envs: int = 1, seconds: float = 3.0,
+def random_action_throughput(env_id: str = "SafetyPointGoal1-v0", num_envs: int = 1, seconds: float = 3.0,
               num_threads: int = 1, seed: int = 0) -> float:
     """Env steps per second (summed over the batch), autoresets included, for uniformly random actions.
 

@@ -1,4 +1,4 @@
-"""`saferl bench`: throughput on this machine, measured side by side in one run.
+"""`saferl throughput`: throughput on this machine, measured side by side in one run.
 
 Prints (and writes as JSON, to compare across commits):
 1. the open-loop physics ceiling (bare `mj_step`, all cores), and the navigation suite's random-action rate;
@@ -20,8 +20,7 @@ from pathlib import Path
 import torch
 
 from saferl.config import build_config
-from saferl.envs.navigation import NAVIGATION_IDS
-from saferl.envs.navigation import benchmark as navigation_benchmark
+from saferl.envs.navigation import NAVIGATION_IDS, random_action_throughput
 from saferl.files import versions, write_json
 
 # Stable-Baselines3 PPO defaults: 64x64 tanh (separate actor and critic), n_steps 2048, batch 64,
@@ -100,7 +99,7 @@ def sb3_rate(env_id: str, steps: int, num_envs: int = 1) -> float | None:
     return steps / (time.perf_counter() - start)
 
 
-def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained_steps: int = 40_000,
+def run_throughput(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained_steps: int = 40_000,
               with_sb3: bool = True, out: Path | None = None, log=print, repeats: int = 1) -> dict:
     from saferl import envs
 
@@ -108,15 +107,15 @@ def run_bench(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained
     results: dict = {"env_id": env_id, "cores": os.cpu_count(), "versions": versions(),
                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if env_id in NAVIGATION_IDS:  # no separate physics-only loop: the random-action rate is the ceiling
-        ceiling = navigation_benchmark(env_id, num_envs=16, seconds=3.0, num_threads=os.cpu_count())
+        ceiling = random_action_throughput(env_id, num_envs=16, seconds=3.0, num_threads=os.cpu_count())
         log(f"env ceiling (random actions, 16 envs, {os.cpu_count()} threads): {ceiling:,.0f} steps/s")
     else:
         ceiling = envs.physics_ceiling(env_id, num_envs=16, seconds=3.0)
         log(f"physics ceiling (mj_step, 16 envs, {os.cpu_count()} cores): {ceiling:,.0f} steps/s")
     results["physics_ceiling_steps_per_s"] = ceiling
     for nav_id in ("SafetyPointGoal1-v0", "SafetyCarGoal1-v0"):  # the native suite vs Safety-Gymnasium's ~0.6k/s
-        single = navigation_benchmark(nav_id, num_envs=1, seconds=2.0, num_threads=1)
-        batched = navigation_benchmark(nav_id, num_envs=16, seconds=2.0, num_threads=1)
+        single = random_action_throughput(nav_id, num_envs=1, seconds=2.0, num_threads=1)
+        batched = random_action_throughput(nav_id, num_envs=16, seconds=2.0, num_threads=1)
         results[f"{nav_id}_random_steps_per_s"] = {"1_env_1_thread": single, "16_envs_1_thread": batched}
         log(f"{nav_id} random actions: {single:,.0f} steps/s (1 env, 1 core), {batched:,.0f} (16 envs, 1 core)")
 

@@ -13,7 +13,7 @@ from saferl import envs
 from saferl.cli import main
 from saferl.envs.seeds import EVALUATION_OFFSET
 from saferl.errors import SafeRLError
-from saferl.rollout import (
+from saferl.evaluation import (
     episode_quotas,
     evaluate,
     evaluation_seed,
