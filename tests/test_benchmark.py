@@ -3,10 +3,10 @@
 import json
 import socket
 import sys
-import time
 
 import pytest
 import yaml
+from conftest import TINY_CELL_SETS
 
 from saferl import benchmark, benchmark_results
 from saferl.benchmark import Grid
@@ -15,8 +15,7 @@ from saferl.cli import main
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 
-TINY_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", "train.progress_bar=false", "train.tensorboard=false"]
-GRID = {"algos": ["ppo_lag", "cpo"], "envs": [TOY_ID], "seeds": [0, 1], "steps": 800, "set": TINY_SETS}
+GRID = {"algos": ["ppo_lag", "cpo"], "envs": [TOY_ID], "seeds": [0, 1], "steps": 800, "set": TINY_CELL_SETS}
 
 
 def write_grid(tmp_path, text_or_data) -> str:
@@ -54,6 +53,7 @@ def test_without_ray_is_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
     assert "Ray is not installed" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_unreachable_cluster_and_bad_flags_are_one_line_and_exit_2(capsys, tmp_path):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -103,26 +103,28 @@ def test_variants_make_one_cell_each_for_the_algorithms_they_name(tmp_path):
             benchmark.load_grid(write_grid(tmp_path, {**GRID, "variants": bad}))
 
 
+@pytest.mark.slow
 def test_cell_without_ray_one_seed_resumes_and_changed_settings_fail(tmp_path):
     """`run_cell` is a plain function (Ray only ships it): a one-seed cell (no members.json) resumes from its
     member directory; a cell whose grid changed a setting fails with the one-line reason, the files intact."""
     out = tmp_path / "out"
-    short = benchmark.cell_spec(Grid(["cpo"], [TOY_ID], [3], 400, TINY_SETS), "cpo", TOY_ID, out)
+    short = benchmark.cell_spec(Grid(["cpo"], [TOY_ID], [3], 400, TINY_CELL_SETS), "cpo", TOY_ID, out)
     assert benchmark.run_cell(short)["action"] == "trained"
     longer = benchmark.run_cell({**short, "steps": 800})  # CPO has no schedule to keep: a longer grid trains on
     assert longer["ok"] and longer["action"] == "resumed" and longer["resumed_at_steps"] == 400
     assert [s["env_steps"] for s in longer["per_seed"]] == [800]
     assert json.loads((out / TOY_ID / "cpo" / "cell.json").read_text())["steps"] == 800
-    changed = benchmark.run_cell({**short, "steps": 1200, "set": [*TINY_SETS, "cpo.target_kl=0.02"]})
+    changed = benchmark.run_cell({**short, "steps": 1200, "set": [*TINY_CELL_SETS, "cpo.target_kl=0.02"]})
     assert not changed["ok"] and "cpo.target_kl" in changed["error"] and "\n" not in changed["error"]
     assert read_progress(out / TOY_ID / "cpo" / "seed-3" / "progress.csv")[-1]["env_steps"] == "800"
 
 
+@pytest.mark.slow
 def test_a_longer_grid_never_replans_a_cells_learning_rate_schedule(tmp_path):
     """PPO-Lag anneals over the plan it was created with: a grid that asks for more steps fails the cell in one
     line (a new --out, or a by-hand --replan-schedule, is the way on), its progress untouched."""
     out = tmp_path / "out"
-    short = benchmark.cell_spec(Grid(["ppo_lag"], [TOY_ID], [3], 400, TINY_SETS), "ppo_lag", TOY_ID, out)
+    short = benchmark.cell_spec(Grid(["ppo_lag"], [TOY_ID], [3], 400, TINY_CELL_SETS), "ppo_lag", TOY_ID, out)
     assert benchmark.run_cell(short)["action"] == "trained"
     longer = benchmark.run_cell({**short, "steps": 800})
     assert not longer["ok"] and "planned for 400 steps" in longer["error"] and "\n" not in longer["error"]
@@ -138,13 +140,11 @@ def test_grid_on_local_ray_skips_finished_cells_and_resumes_interrupted_ones(cap
     # An interrupted cell: ppo_lag trained its first epoch (of two) in the cell's directory, then stopped.
     ppo_lag_dir = out / TOY_ID / "ppo_lag"
     assert main(["train", "--algo", "ppo_lag", "--env", TOY_ID, "--seeds", "0,1", "--steps", "400",
-                 "--run-dir", str(ppo_lag_dir), "--set", *TINY_SETS, "train.schedule_steps=800"]) == 0
+                 "--run-dir", str(ppo_lag_dir), "--set", *TINY_CELL_SETS, "train.schedule_steps=800"]) == 0
     first_row = read_progress(ppo_lag_dir / "seed-0" / "progress.csv")[0]
     capsys.readouterr()
 
-    start = time.perf_counter()
     assert main(["benchmark", grid, "--out", str(out)]) == 0
-    first_call = time.perf_counter() - start
     lines = capsys.readouterr().out.splitlines()
     assert sum(line.startswith("[") for line in lines) == 2  # one progress line per finished cell
     results = json.loads((out / "results.json").read_text())
@@ -178,12 +178,9 @@ def test_grid_on_local_ray_skips_finished_cells_and_resumes_interrupted_ones(cap
         raise AssertionError("Ray started for a finished grid")
 
     monkeypatch.setattr(benchmark, "start_ray", no_ray)
-    start = time.perf_counter()
     assert main(["benchmark", grid, "--out", str(out)]) == 0
-    second_call = time.perf_counter() - start
     out_lines = capsys.readouterr().out.splitlines()
     assert sum(line.endswith("[skipped]") for line in out_lines) == 2
     again = json.loads((out / "results.json").read_text())
     assert [c["action"] for c in again["cells"]] == ["skipped", "skipped"]
     assert again["cells"][0]["return"] == cells["ppo_lag"]["return"]
-    print(f"first call {first_call:.1f} s (Ray start {results['run']['ray_start_s']} s), second {second_call:.1f} s")

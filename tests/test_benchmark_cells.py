@@ -1,11 +1,12 @@
-"""A benchmark cell trusts nothing it finds on disk (issue 18, items 1, 2 and 10): runs trained with other
-settings, rows lost behind a checkpoint and unreadable checkpoints are failed cells with one line, never "ok" or
-"resumed"; results show the steps each seed really trained."""
+"""A benchmark cell trusts nothing it finds on disk: runs trained with other settings, rows lost behind a checkpoint
+and unreadable checkpoints are failed cells with one line, never "ok" or "resumed"; results show the steps each seed
+really trained."""
 
 import json
 import shutil
 
 import pytest
+from conftest import TINY_CELL_SETS
 
 from saferl import benchmark, benchmark_results
 from saferl.benchmark import Grid
@@ -13,8 +14,7 @@ from saferl.benchmark_results import results_markdown
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 
-TINY_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", "train.progress_bar=false", "train.tensorboard=false",
-             "cpo.cg_iters=5"]
+TINY_SETS = [*TINY_CELL_SETS, "cpo.cg_iters=5"]
 
 
 def spec_for(out, steps=400, sets=TINY_SETS, seeds=(0, 1)):
@@ -86,6 +86,7 @@ def test_a_cell_with_one_unreadable_member_fails_and_keeps_the_others(out):
     assert read_progress(cell_dir(out) / "seed-0" / "progress.csv") == kept
 
 
+@pytest.mark.slow
 def test_results_show_the_steps_each_seed_trained(out):
     """Before: the grid's `steps` (300) where each seed trained a whole epoch (400)."""
     spec = spec_for(out, steps=300)

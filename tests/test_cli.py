@@ -8,19 +8,12 @@ import sys
 import time
 
 import pytest
+from conftest import TOY_SETS_WITHOUT_STEPS, run_cli
 
-from saferl.cli import main
 from saferl.logger import read_progress
-from tests.conftest import TOY_SETS
 
 # --steps is given per test; --set would override it (flags come before --set in precedence)
-TRAIN = ["train", "--algo", "ppo_lag", "--set", *[s for s in TOY_SETS if not s.startswith("train.total_steps")]]
-
-
-def run_cli(capsys, args):
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+TRAIN = ["train", "--algo", "ppo_lag", "--set", *TOY_SETS_WITHOUT_STEPS]
 
 
 @pytest.mark.parametrize(
@@ -45,6 +38,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_train_eval_and_refuse_to_overwrite(capsys, tmp_path):
     run_dir = tmp_path / "run"
     code, out, _ = run_cli(capsys, TRAIN + ["--steps", "4000", "--run-dir", str(run_dir)])

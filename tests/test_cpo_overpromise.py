@@ -1,5 +1,5 @@
-"""CPO on a task where the linearised cost over-promises (issue 17): the `episode` scale of c (the default) brings
-the measured episode cost to the limit where the `per_step` scale alone stalls above it.
+"""CPO on a task where the linearised cost over-promises: the `episode` scale of c (the default) brings the measured
+episode cost to the limit where the `per_step` scale alone stalls above it.
 
 SafetyToyNoisyVelocity-v0 is the toy task plus 64 observation dimensions of pure noise and a background cost of
 1 with probability 0.5 per step. From 1,000 steps per epoch the cost gradient b is mostly fitted noise, so a step

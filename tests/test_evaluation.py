@@ -6,6 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from conftest import TOY_SETS_WITHOUT_STEPS
 from gymnasium import spaces
 
 from saferl import envs
@@ -19,7 +20,6 @@ from saferl.evaluation import (
     run_episodes,
     summarise_episodes,
 )
-from tests.conftest import TOY_SETS
 
 
 class UnevenEnv:
@@ -121,9 +121,10 @@ def test_before_step_sees_every_state_the_policy_acts_in():
     assert seen == list(range(sum(result.lengths)))
 
 
+@pytest.mark.slow
 def test_evaluate_writes_eval_json(tmp_path, capsys):
     run = tmp_path / "run"
-    sets = [s for s in TOY_SETS if not s.startswith("train.total_steps")] + ["train.total_steps=2000"]
+    sets = [*TOY_SETS_WITHOUT_STEPS, "train.total_steps=2000"]
     assert main(["train", "--algo", "ppo_lag", "--seed", "4", "--run-dir", str(run), "--set", *sets]) == 0
     summary = evaluate(run, episodes=5, deterministic=True)
     saved = json.loads((run / "eval.json").read_text())

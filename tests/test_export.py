@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import QUIET
 
 from saferl import envs
 from saferl.cli import main
@@ -34,8 +35,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:D
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("export") / "run"
     config = build_config("ppo", sets=[f"env.id={TOY_ID}", "env.num_envs=2", "train.steps_per_epoch=200",
-                                       "train.total_steps=400", "train.progress_bar=false",
-                                       "train.tensorboard=false"])
+                                       "train.total_steps=400", *QUIET])
     train_single(config, run_dir)
     return run_dir
 
@@ -77,6 +77,7 @@ def onnx_actions(session, obs) -> np.ndarray:
 
 
 # -- a run directory --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_run_exports_match_saferl(tiny_run, run_onnx, tmp_path):
     _, policy, _ = load_policy(tiny_run)
     obs = toy_observations()
@@ -123,6 +124,7 @@ def sharp_onnx(sharp_policy):
     return to_onnx(sharp_policy, LOW, HIGH)
 
 
+@pytest.mark.slow
 def test_onnx_matches_saferl(sharp_policy, sharp_onnx):
     obs = sharp_observations(sharp_policy)
     expected = reference_actions(sharp_policy, obs, LOW, HIGH)
@@ -151,6 +153,7 @@ def test_normaliser_clip_is_exercised(sharp_policy):
     assert 0.01 < (np.abs(scaled) > norm.clip).mean() < 0.5
 
 
+@pytest.mark.slow
 def test_onnx_without_exporter_packages_is_one_line(sharp_policy, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails as if not installed
     with pytest.raises(SafeRLError, match=r"pip install 'saferl\[export\]'"):
@@ -162,6 +165,7 @@ def deploy_code_blocks():
     return re.findall(r"```python\n(.*?)```", DEPLOY_DOC.read_text(), flags=re.S)
 
 
+@pytest.mark.slow
 def test_deploy_doc_control_loop_runs(tiny_run, run_onnx, tmp_path, monkeypatch):
     loop, feeds_block, metadata_block = deploy_code_blocks()
     assert len(loop.strip().splitlines()) <= 12 and "torch" not in loop and "saferl" not in loop
@@ -193,6 +197,7 @@ def test_deploy_doc_control_loop_runs(tiny_run, run_onnx, tmp_path, monkeypatch)
     assert namespace["meta"]["env_id"] == TOY_ID
 
 
+@pytest.mark.slow
 def test_deploy_doc_dict_feeds(tmp_path):
     _, feeds_block, _ = deploy_code_blocks()
     policy = ActorCritic(1, 7, 3, observation_keys=KEYS).eval()

@@ -3,6 +3,7 @@
 import gymnasium
 import numpy as np
 import pytest
+from conftest import slow_except
 
 from saferl import envs
 from saferl.envs.fetch import FETCH_IDS, MAX_EPISODE_STEPS
@@ -138,7 +139,7 @@ def test_same_seed_same_geometry_different_seeds_differ():
 # -- the batched backend ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("env_id", TASK_IDS + ["SafetyFetchReachDense-v0"])
+@pytest.mark.parametrize("env_id", slow_except(TASK_IDS + ["SafetyFetchReachDense-v0"], {"SafetyFetchReach-v0"}))
 def test_batched_equals_gymnasium_single_env_across_autoresets(env_id):
     num_envs, seed, horizon, keys = 3, 11, 12, keys_for(env_id)
     vec = envs.make(env_id, num_envs, seed=seed, max_episode_steps=horizon)
@@ -161,6 +162,7 @@ def test_batched_equals_gymnasium_single_env_across_autoresets(env_id):
     vec.close()
 
 
+@pytest.mark.slow
 def test_sync_backend_flattens_the_same_way_and_threads_change_nothing():
     env_id = "SafetyFetchPush-v0"
     actions = np.random.default_rng(2).uniform(-1, 1, (8, 3, 4)).astype(np.float32)
@@ -189,6 +191,7 @@ def test_detour_goes_round_the_box_only_when_it_is_in_the_way():
     assert beside[0] == first[0] and beside[1] > 0.75 + 0.05  # then past the far corner
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["Reach", "Push", "PickAndPlace"])
 def test_scripted_demonstrators_succeed_safely(task):
     env_id = f"SafetyFetch{task}-v0"
@@ -216,6 +219,7 @@ def test_unsafe_demonstrator_cuts_through_and_speeds():
 # -- Dict observations through the offline path -----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dict_observations_round_trip_through_collect_bc_and_eval(tmp_path, capsys):
     """Scripted Fetch demonstrations (Dict observations) -> dataset (flat, documented key order) -> BC -> eval,
     and the cloned policy acts the same on the Dict as on its flattening."""

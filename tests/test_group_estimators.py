@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import QUIET, TINY_CELL_SETS, TOY_SETS, slow_except
 
 from saferl import benchmark, envs
 from saferl.algorithms.common import lagrangian_advantages
@@ -30,7 +31,6 @@ from saferl.maths.group_advantages import (
     weighted_standardised,
 )
 from saferl.runner import Runner
-from tests.conftest import TOY_SETS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gae-progress"
 GRIDS = Path(__file__).parent.parent / "benchmarks" / "group-estimators"
@@ -182,6 +182,7 @@ def test_runner_groups_start_alike_per_member_and_a_member_collects_what_it_woul
     np.testing.assert_array_equal(alone.buffer.actions[:, 0], together.buffer.actions[:, 1])
 
 
+@pytest.mark.slow
 def test_a_resumed_group_run_replays_the_groups_of_an_uninterrupted_one(tmp_path):
     """The group seeds come from (member seed, epoch, group, episode): an interrupted run, resumed, collects and
     learns exactly what the uninterrupted run does."""
@@ -258,7 +259,7 @@ def test_each_cost_is_normalised_on_its_own_before_the_multipliers_scalarise(tmp
     assert float(cpo_batch.cost_advantages[0, :, 1].std()) > 100.0
 
 
-@pytest.mark.parametrize("algo", ["ppo_lag", "trpo_lag", "cpo"])
+@pytest.mark.parametrize("algo", slow_except(["ppo_lag", "trpo_lag", "cpo"], {"trpo_lag", "cpo"}))
 def test_no_critic_is_trained_when_the_estimator_needs_none(tmp_path, algo):
     l2 = ["ppo.critic_l2=0.001", "trpo.critic_l2=0.001", "cpo.critic_l2=0.001"]  # a weight penalty moves no critic
     runner = group_runner(tmp_path, algo, ["train.advantage=grpo", "train.total_steps=800", *l2])
@@ -296,8 +297,7 @@ def test_the_benchmark_grids_load_and_a_tiny_grid_with_a_group_variant_trains(tm
     assert len(cells) == 8 and ("SafetyPointGoal1-v0", "rloo-step") in cells
     sweep = benchmark.load_grid(GRIDS / "sweep.yaml")
     assert [variant.name for _, _, variant in sweep.cells()] == ["g2", "g4", "g8", "g16"]
-    tiny_sets = ["train.steps_per_epoch=400", "env.num_envs=4", "train.progress_bar=false", "train.tensorboard=false"]
-    grid = benchmark.Grid(["ppo_lag"], [TOY_ID], [3], 800, tiny_sets,
+    grid = benchmark.Grid(["ppo_lag"], [TOY_ID], [3], 800, TINY_CELL_SETS,
                           [benchmark.Variant("grpo", ["train.advantage=grpo", "train.group_size=2"])])
     result = benchmark.run_cell(benchmark.cell_spec(grid, "ppo_lag", TOY_ID, tmp_path, grid.variants[0]))
     assert result["ok"] and result["action"] == "trained", result
@@ -313,12 +313,13 @@ def progress_without_timing(path):
     return [{k: v for k, v in row.items() if k not in timing} for row in rows]
 
 
-@pytest.mark.parametrize("algo", ["ppo_lag", pytest.param("trpo_lag", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ppo_lag", "trpo_lag"])
 def test_with_the_estimator_off_a_fixed_seed_run_writes_mains_progress(tmp_path, algo):
     """tests/fixtures/gae-progress/README.md: the same command on main's code before group estimators."""
     code = main(["train", "--algo", algo, "--env", TOY_ID, "--num-envs", "8", "--steps", "6000", "--seed", "3",
                  "--run-dir", str(tmp_path / "run"), "--set", "train.steps_per_epoch=2000",
-                 "train.progress_bar=false", "train.tensorboard=false", "ppo.update_epochs=4",
+                 *QUIET, "ppo.update_epochs=4",
                  "lagrange.cost_limit=10"])
     assert code == 0
     assert progress_without_timing(tmp_path / "run" / "progress.csv") == progress_without_timing(

@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import QUIET
 
 from saferl.cli import main
 from saferl.config import build_config
@@ -16,8 +17,8 @@ from saferl.members import Member, plan_members, slice_member, stack_members
 from saferl.rundir import CHECKPOINT, PREVIOUS_CHECKPOINT, load_policy
 from saferl.runner import Runner
 
-SMALL = ["env.num_envs=4", "train.steps_per_epoch=400", "train.progress_bar=false", "train.tensorboard=false",
-         "ppo.update_epochs=4", "trpo.critic_epochs=2", "cpo.critic_epochs=2"]
+SMALL = ["env.num_envs=4", "train.steps_per_epoch=400", *QUIET, "ppo.update_epochs=4", "trpo.critic_epochs=2",
+         "cpo.critic_epochs=2"]
 
 
 def members_for(config, seeds, root, limits=None):
@@ -37,7 +38,9 @@ def one_epoch(runner):
     return runner.learn(runner, batch, costs, lengths)
 
 
-@pytest.mark.parametrize("algo, env_id", [("ppo_lag", TOY_ID), ("cpo", TOY_ID), ("trpo_lag", TOY_ID),
+@pytest.mark.parametrize("algo, env_id", [("ppo_lag", TOY_ID),
+                                          pytest.param("cpo", TOY_ID, marks=pytest.mark.slow),
+                                          pytest.param("trpo_lag", TOY_ID, marks=pytest.mark.slow),
                                           pytest.param("ppo_lag", "SafetyHalfCheetahVelocity-v1",
                                                        marks=pytest.mark.slow)])
 def test_member_equals_a_single_run_of_its_seed(tmp_path, algo, env_id):
@@ -59,6 +62,7 @@ def test_member_equals_a_single_run_of_its_seed(tmp_path, algo, env_id):
             torch.testing.assert_close(value, other[key], rtol=0, atol=1e-5, msg=f"{key} after the first update")
 
 
+@pytest.mark.slow
 def test_members_with_different_cost_limits_keep_their_own_multipliers(tmp_path):
     config = build_config("ppo_lag", sets=SMALL + [f"env.id={TOY_ID}"])
     seeds, limits = [0, 0, 0], [0.0, 25.0, 1000.0]
@@ -99,10 +103,10 @@ def progress_epochs(path):
 
 def train_cli(*args):
     return main(["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "4", "--set",
-                 "train.steps_per_epoch=400", "train.progress_bar=false", "train.tensorboard=false",
-                 "ppo.update_epochs=2", *args])
+                 "train.steps_per_epoch=400", *QUIET, "ppo.update_epochs=2", *args])
 
 
+@pytest.mark.slow
 def test_member_directories_work_with_eval_report_and_resume(tmp_path, capsys):
     root = tmp_path / "multi"
     # planned for 1600 steps (the schedule's horizon), trained to 800 first
@@ -140,6 +144,7 @@ def test_cost_limit_list_gives_one_member_per_budget(tmp_path):
     assert load_policy(root / "seed-0-limit-5")[0].env.cost_limit == 5.0
 
 
+@pytest.mark.slow
 def test_resume_finds_the_epoch_every_member_reached(tmp_path):
     """A process killed between two members' checkpoint writes leaves them one epoch apart; resuming goes back to
     the epoch both have (each member keeps its previous checkpoint for this)."""
@@ -153,6 +158,7 @@ def test_resume_finds_the_epoch_every_member_reached(tmp_path):
         assert progress_epochs(root / f"seed-{seed}" / "progress.csv") == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path):
     run = tmp_path / "run"
     assert train_cli("--seed", "0", "--steps", "400", "--run-dir", str(run),

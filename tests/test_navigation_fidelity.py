@@ -12,6 +12,7 @@ import pathlib
 import mujoco
 import numpy as np
 import pytest
+from conftest import slow_except
 
 from saferl.envs.navigation import tasks as T
 from saferl.envs.navigation.fidelity import layout_difference, layout_record, replace_goal
@@ -54,6 +55,7 @@ def gremlin_run(steps: int, env_id: str = "SafetyPointButton1-v0"):
     return sim, np.array(out), np.array(times)
 
 
+@pytest.mark.slow
 def test_gremlins_circle_clockwise_in_phase_lagging_their_targets():
     sim, off, t = gremlin_run(400)
     assert np.all(np.linalg.norm(off[0, :, :2], axis=1) < 0.2)        # start on their points, spring out
@@ -81,6 +83,7 @@ def test_gremlin_is_a_light_free_box_welded_to_its_target():
         assert m.body_mocapid[m.eq_obj1id[weld[0]]] >= 0
 
 
+@pytest.mark.slow
 def test_gremlin_can_be_pushed_off_its_path():
     """A sideways force moves a gremlin well off its target (a mocap body would not move at all)."""
     ends = []
@@ -97,7 +100,8 @@ def test_gremlin_can_be_pushed_off_its_path():
 
 # -- sensors and physics path ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("env_id", ["SafetyPointGoal2-v0", "SafetyCarPush2-v0", "SafetyCarButton1-v0"])
+@pytest.mark.parametrize("env_id", slow_except(["SafetyPointGoal2-v0", "SafetyCarPush2-v0", "SafetyCarButton1-v0"],
+                                                {"SafetyPointGoal2-v0", "SafetyCarPush2-v0"}))
 def test_step_equals_substeps_then_forward(env_id):
     """Observed sensors are those of mj_forward after the last substep (not what mj_step left), and the
     fast path (mj_step2 first) gives exactly plain mj_step per substep with gremlin targets at data.time."""
@@ -216,7 +220,9 @@ def fixture_cases():
     return [(env_id, r) for env_id, rs in records.items() for r in rs]
 
 
-@pytest.mark.parametrize("env_id, record", fixture_cases(), ids=lambda v: v if isinstance(v, str) else str(v["seed"]))
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id, record", fixture_cases(),
+                         ids=lambda v: v if isinstance(v, str) else str(v["seed"]))
 def test_layout_matches_safety_gymnasium(env_id, record):
     sim = NavigationSim(env_id, 1)
     sim.reset_env(0, seed=record["seed"])
@@ -235,6 +241,7 @@ def test_layout_matches_safety_gymnasium(env_id, record):
         np.testing.assert_allclose(replace_goal(sim), goal, rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_layout_difference_sees_every_part():
     record = layout_record("SafetyPointButton1-v0", seed=2)
     assert layout_difference(record, record) == 0.0

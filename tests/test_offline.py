@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import QUIET, TOY_SETS, TOY_SETS_WITHOUT_STEPS, run_cli
 
 from saferl.algorithms.common import BehaviourReference, PPOMinibatch
 from saferl.cli import main
@@ -15,6 +16,7 @@ from saferl.config import build_config
 from saferl.envs.toy import TOY_ID
 from saferl.errors import SafeRLError
 from saferl.evaluation import evaluate
+from saferl.files import load_checkpoint
 from saferl.launch import train_single
 from saferl.logger import read_progress
 from saferl.maths.lagrange import LagrangeMultiplier, PIDLagrangeMultiplier
@@ -27,12 +29,9 @@ from saferl.offline.finetune import (
     initial_multiplier,
     starting_log_std,
 )
-from saferl.rundir import load_policy
+from saferl.rundir import CHECKPOINT, load_policy
 from saferl.runner import Runner
-from tests.conftest import TOY_SETS
 
-QUIET = ["train.progress_bar=false", "train.tensorboard=false"]
-TOY_BUDGET = [s for s in TOY_SETS if not s.startswith("train.total_steps")]
 RECIPE_OFF = ["finetune.critic_warmup_epochs=0", "finetune.log_std_rule=fixed", "finetune.init_log_std=0.0",
               "finetune.bc_kl_coef=0", "finetune.warm_start_multiplier=false"]
 
@@ -57,12 +56,6 @@ def toy_dataset(episode_costs, length=5, obs_dim=2, act_dim=1) -> Dataset:
                    timeouts=timeouts, attrs={"env_id": TOY_ID})
 
 
-def run_cli(capsys, args):
-    code = main(args)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """A PPO-Lag demonstrator on the toy task (~10 s), 60 deterministic demonstrations and their clone."""
@@ -76,6 +69,7 @@ def pipeline(tmp_path_factory):
 
 
 # -- datasets ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_collected_dataset_layout_and_attributes(pipeline):
     dataset = read_dataset(pipeline["dataset"])
     assert len(dataset) == 60 * 50 and dataset.observations.shape == (3000, 2) and dataset.actions.shape == (3000, 1)
@@ -153,6 +147,7 @@ def test_safe_filter_keeps_only_episodes_within_the_limit(tmp_path):
 
 
 # -- behaviour cloning -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bc_clone_reaches_the_demonstrators_return(pipeline):
     demo_return, summary = pipeline["demos"]["mean_return"], pipeline["bc_summary"]
     assert abs(summary["eval_return"] - demo_return) <= 0.05 * abs(demo_return) + 0.5, (summary, demo_return)
@@ -175,7 +170,7 @@ def test_recipe_keeps_the_clones_return_and_its_absence_dips(pipeline):
     warm start every epoch stays near the clone's return; a naive start (log-std 0, no warm-up, no KL) is
     pushed over the budget by its own exploration noise and loses return while it backs off."""
     root, bc_return = pipeline["root"], pipeline["bc_summary"]["eval_return"]
-    sets = TOY_BUDGET + ["train.total_steps=20000"]
+    sets = TOY_SETS_WITHOUT_STEPS + ["train.total_steps=20000"]
     finetune(pipeline["bc"], "ppo_lag", root / "on", sets=sets)
     finetune(pipeline["bc"], "ppo_lag", root / "off", sets=sets + RECIPE_OFF)
     on, off = read_progress(root / "on" / "progress.csv"), read_progress(root / "off" / "progress.csv")
@@ -195,6 +190,7 @@ def test_recipe_keeps_the_clones_return_and_its_absence_dips(pipeline):
     torch.testing.assert_close(tuned.normalizer.mean, clone.normalizer.mean)  # frozen normaliser
 
 
+@pytest.mark.slow
 def test_finetune_config_inherits_the_clone_and_rejects_other_algos(pipeline):
     bc = load_policy(pipeline["bc"])[0]
     config = build_finetune_config(bc, "cpo", sets=["finetune.bc_kl_coef=0.5"])
@@ -246,15 +242,15 @@ def test_multiplier_reset_to_equals_a_multiplier_initialised_there(kind):
         np.testing.assert_allclose(used.update(cost), fresh.update(cost), rtol=1e-6)
 
 
-def test_runner_starts_every_member_from_the_given_policy_state(pipeline, tmp_path):
+def test_runner_starts_every_member_from_the_given_policy_state(tiny_pipeline, tmp_path):
     """Runner(start=...) loads the state into every member of a new run (not into a resumed one), freezes the
     normaliser when asked, and lets the learning rate anneal over the epochs after the warm-up."""
     from saferl.launch import new_members
     from saferl.runner import PolicyStart
 
-    bc_config, clone, _ = load_policy(pipeline["bc"])
-    config = build_finetune_config(bc_config, "ppo_lag", sets=[*TOY_BUDGET, *QUIET, "train.total_steps=2000",
-                                                                "train.steps_per_epoch=400"])
+    bc_config, clone, _ = load_policy(tiny_pipeline / "bc")
+    config = build_finetune_config(bc_config, "ppo_lag", sets=[*TOY_SETS_WITHOUT_STEPS, "train.total_steps=2000",
+                                                                "train.steps_per_epoch=400", "ppo.update_epochs=2"])
     start = PolicyStart(clone.member_state_dict(0), freeze_normalizer=True, source="the test clone")
     runner = Runner(new_members(config, [0, 1], None, tmp_path / "new"), start=start, warmup_epochs=2)
     for k in range(2):
@@ -306,7 +302,27 @@ def test_kl_to_bc_term_uses_autograd_and_decays(monkeypatch, toy_config, tmp_pat
     assert stats["bc_kl_coef"][0] == 2.0 and algorithm.bc_kl_coef[0] == 1.0 and stats["bc_kl"][0] > 0
 
 
+def critic_weights(run_dir):
+    policy = load_checkpoint(run_dir / CHECKPOINT)["policy"]
+    return {k: v for k, v in policy.items() if "critic" in k}
+
+
+def test_finetune_updates_the_critics_after_the_warm_up(bc_run, tmp_path):
+    """The bug: the warm-up replaced the parameters' .grad views, so Adam never moved the critics again and
+    fine-tunes 1 and 3 epochs past the warm-up ended with identical critic weights."""
+    finals = []
+    for epochs in (3, 5):  # one warm-up epoch, then 2 or 4 updates
+        run = tmp_path / f"ft-{epochs}"
+        assert main(["finetune", str(bc_run), "--algo", "ppo_lag", "--steps", str(200 * epochs), "--num-envs", "4",
+                     "--run-dir", str(run), "--set", "train.steps_per_epoch=200", "finetune.critic_warmup_epochs=1",
+                     "ppo.update_epochs=2", *QUIET]) == 0
+        finals.append(critic_weights(run))
+    changed = [k for k in finals[0] if not torch.equal(finals[0][k], finals[1][k])]
+    assert len(changed) == len(finals[0]), f"critic tensors unchanged by later updates: {set(finals[0]) - set(changed)}"
+
+
 # -- the command line --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_collect_bc_finetune_eval(capsys, pipeline, tmp_path):
     data = tmp_path / "noisy.h5"
     code, out, err = run_cli(capsys, ["collect", str(pipeline["expert"]), "--episodes", "8", "--out", str(data),
@@ -317,7 +333,7 @@ def test_cli_collect_bc_finetune_eval(capsys, pipeline, tmp_path):
                                       "--set", *QUIET, "bc.eval_episodes=2"])
     assert code == 0 and "bc: 8/8 episodes (all), 3 epochs" in out and "clone: return" in out, err
     code, out, err = run_cli(capsys, ["finetune", str(tmp_path / "bc"), "--algo", "ppo_lag", "--steps", "4000",
-                                      "--run-dir", str(tmp_path / "ft"), "--set", *TOY_BUDGET,
+                                      "--run-dir", str(tmp_path / "ft"), "--set", *TOY_SETS_WITHOUT_STEPS,
                                       "finetune.critic_warmup_epochs=1"])
     assert code == 0 and "final: env_steps=4000" in out, err
     assert [r["phase"] for r in read_progress(tmp_path / "ft" / "progress.csv")] == ["warmup", "finetune"]
@@ -347,9 +363,10 @@ def test_cli_collect_bc_finetune_eval(capsys, pipeline, tmp_path):
         (["finetune", "/nonexistent-run", "--algo", "ppo"], "is not a run directory"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_exit_2(capsys, pipeline, tmp_path, args, message):
+def test_cli_bad_input_is_one_line_and_exit_2(capsys, tiny_pipeline, tmp_path, args, message):
     (tmp_path / "text.h5").write_text("not hdf5")
-    paths = {"tmp": tmp_path, "expert": pipeline["expert"], "dataset": pipeline["dataset"], "bc": pipeline["bc"]}
+    paths = {"tmp": tmp_path, "expert": tiny_pipeline / "expert", "dataset": tiny_pipeline / "demos.h5",
+             "bc": tiny_pipeline / "bc"}
     args = [a.format(**paths) for a in args] + ["--run-dir", str(tmp_path / "r")] * (args[0] != "collect")
     code, _, err = run_cli(capsys, args)
     assert code == 2 and message in err, err
@@ -357,10 +374,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(capsys, pipeline, tmp_path, args, 
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_finetune_resumes_with_its_kl_reference_and_decayed_coefficient(capsys, pipeline, tmp_path):
     run_dir = tmp_path / "ft"
     common = ["finetune", str(pipeline["bc"]), "--algo", "ppo_lag", "--run-dir", str(run_dir)]
-    sets = ["--set", *TOY_BUDGET, "finetune.critic_warmup_epochs=1", "finetune.bc_kl_decay=0.5",
+    sets = ["--set", *TOY_SETS_WITHOUT_STEPS, "finetune.critic_warmup_epochs=1", "finetune.bc_kl_decay=0.5",
             "train.schedule_steps=12000"]  # the plan; 6000 stands for a run killed at epoch 3
     code, _, err = run_cli(capsys, [*common, "--steps", "6000", *sets])
     assert code == 0, err
@@ -375,12 +393,13 @@ def test_finetune_resumes_with_its_kl_reference_and_decayed_coefficient(capsys, 
     assert code == 0 and len(read_progress(run_dir / "progress.csv")) == 6
 
 
+@pytest.mark.slow
 def test_finetune_a_clone_critic_free_with_grpo_and_the_kl_to_clone(capsys, pipeline, tmp_path):
     """`saferl finetune ... --set train.advantage=grpo`: group rollouts, the KL-to-clone term as the regulariser,
     and no critic trained (the warm-up epoch only measures the clone)."""
     run_dir = tmp_path / "ft"
     code, out, err = run_cli(capsys, ["finetune", str(pipeline["bc"]), "--algo", "ppo_lag", "--steps", "6000",
-                                      "--run-dir", str(run_dir), "--set", *TOY_BUDGET,
+                                      "--run-dir", str(run_dir), "--set", *TOY_SETS_WITHOUT_STEPS,
                                       "finetune.critic_warmup_epochs=1", "train.advantage=grpo",
                                       "train.group_size=4"])
     assert code == 0 and "final: env_steps=6000" in out, err

@@ -1,6 +1,6 @@
-"""The options that reproduce OmniSafe 0.5.0's implementation details (issue 17, item 6), each against an
-independent computation: kaiming-uniform initialisation, the normaliser updated every env step, the critics'
-L2 penalty and gradient clip, and PPO's exact-KL early stop."""
+"""The options that reproduce OmniSafe 0.5.0's implementation details, each against an independent computation:
+kaiming-uniform initialisation, the normaliser updated every env step, the critics' L2 penalty and gradient clip,
+and PPO's exact-KL early stop."""
 
 import dataclasses
 import math
@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import member_generators
 from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms.common import clip_per_member, fit_critics
@@ -21,14 +22,10 @@ from saferl.policies.ensemble import EnsembleMLP
 from saferl.runner import Runner
 
 
-def generators(members, offset=0):
-    return [torch.Generator().manual_seed(offset + k) for k in range(members)]
-
-
 def test_kaiming_uniform_init_is_torch_linear_default_per_member():
     """nn.Linear's default: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)); members drawn from their own
     generator (member 1 of a 2-member net equals a 1-member net seeded like it)."""
-    net = EnsembleMLP(2, 30, (64, 64), 3, "tanh", 0.01, generators(2), init="kaiming_uniform")
+    net = EnsembleMLP(2, 30, (64, 64), 3, "tanh", 0.01, member_generators(2), init="kaiming_uniform")
     for weight, bias in net.layers():
         bound = 1.0 / math.sqrt(weight.shape[1])
         assert weight.abs().max() <= bound and bias.abs().max() <= bound
@@ -38,15 +35,15 @@ def test_kaiming_uniform_init_is_torch_linear_default_per_member():
     # the reference: torch's own Linear init has the same bound
     linear = torch.nn.Linear(30, 64)
     assert linear.weight.abs().max() <= 1 / math.sqrt(30) and linear.weight.abs().max() > 0.9 / math.sqrt(30)
-    alone = EnsembleMLP(1, 30, (64, 64), 3, "tanh", 0.01, generators(1, offset=1), init="kaiming_uniform")
+    alone = EnsembleMLP(1, 30, (64, 64), 3, "tanh", 0.01, member_generators(1, offset=1), init="kaiming_uniform")
     for (w2, b2), (w1, b1) in zip(net.layers(), alone.layers(), strict=True):
         torch.testing.assert_close(w2[1:], w1)
         torch.testing.assert_close(b2[1:], b1)
 
 
 def test_orthogonal_init_is_unchanged_by_the_option():
-    default = EnsembleMLP(1, 5, (8,), 2, "tanh", 0.01, generators(1))
-    explicit = EnsembleMLP(1, 5, (8,), 2, "tanh", 0.01, generators(1), init="orthogonal")
+    default = EnsembleMLP(1, 5, (8,), 2, "tanh", 0.01, member_generators(1))
+    explicit = EnsembleMLP(1, 5, (8,), 2, "tanh", 0.01, member_generators(1), init="orthogonal")
     for (w1, b1), (w2, b2) in zip(default.layers(), explicit.layers(), strict=True):
         torch.testing.assert_close(w1, w2)
         assert not b1.any() and not b2.any()
@@ -119,7 +116,7 @@ def test_fit_critics_l2_and_clip_equal_a_torch_reference():
     """One minibatch step of fit_critics with l2 and clipping equals torch.optim.Adam on loss + l2 sum(p^2) with
     clip_grad_norm_ per critic, for each member."""
     members = 2
-    policy = ActorCritic(members, 4, 2, 1, generators=generators(members))
+    policy = ActorCritic(members, 4, 2, 1, generators=member_generators(members))
     batch = random_batch(members, 32, 4, 2)
     batch = dataclasses.replace(batch, reward_returns=batch.reward_returns * 50)  # large errors: the clip is active
     refs = []
@@ -128,7 +125,7 @@ def test_fit_critics_l2_and_clip_equal_a_torch_reference():
                    for net in (policy.reward_critic, policy.cost_critic)]
         refs.append(critics)
     optimizer = MemberAdam([policy.critic_parameters(cost=True)], [1e-2])
-    member_gens = generators(members, offset=10)
+    member_gens = member_generators(members, offset=10)
     permutations = [torch.randperm(32, generator=torch.Generator().manual_seed(10 + k)) for k in range(members)]
     fit_critics(policy, optimizer, batch, epochs=1, minibatch_size=32, generators=member_gens, fit_cost=True,
                 l2=0.01, max_grad_norm=0.5)
@@ -160,8 +157,8 @@ def test_ppo_critic_l2_is_the_penalty_in_either_gradient_path():
     def run(manual):
         config = Config()
         config.ppo.update_epochs, config.ppo.manual_gradients, config.ppo.critic_l2 = 2, manual, 0.05
-        policy = ActorCritic(2, 4, 2, 1, generators=generators(2))
-        algo = PPOLag(policy, config, 10, generators(2), np.full((2, 1), 25.0))
+        policy = ActorCritic(2, 4, 2, 1, generators=member_generators(2))
+        algo = PPOLag(policy, config, 10, member_generators(2), np.full((2, 1), 25.0))
         assert algo.uses_manual_gradients is manual
         algo.update(random_batch(2, 256, 4, 2), np.array([[30.0], [10.0]]), np.array([100.0, 100.0]))
         return policy
@@ -172,8 +169,8 @@ def test_ppo_critic_l2_is_the_penalty_in_either_gradient_path():
             torch.testing.assert_close(value, other, rtol=1e-4, atol=1e-5, msg=key)
     plain = Config()
     plain.ppo.update_epochs = 2
-    policy = ActorCritic(2, 4, 2, 1, generators=generators(2))
-    PPOLag(policy, plain, 10, generators(2), np.full((2, 1), 25.0)).update(
+    policy = ActorCritic(2, 4, 2, 1, generators=member_generators(2))
+    PPOLag(policy, plain, 10, member_generators(2), np.full((2, 1), 25.0)).update(
         random_batch(2, 256, 4, 2), np.array([[30.0], [10.0]]), np.array([100.0, 100.0]))
     shrink = manual.reward_critic.weights[0].norm() - policy.reward_critic.weights[0].norm()
     assert shrink < 0  # the penalty pulls the critic's weights toward zero
@@ -182,8 +179,8 @@ def test_ppo_critic_l2_is_the_penalty_in_either_gradient_path():
 def test_exact_kl_early_stop_reads_the_gaussians_kl():
     config = Config()
     config.ppo.kl_estimate = "exact"
-    policy = ActorCritic(2, 4, 2, 1, generators=generators(2))
-    algo = PPOLag(policy, config, 10, generators(2), np.full((2, 1), 25.0))
+    policy = ActorCritic(2, 4, 2, 1, generators=member_generators(2))
+    algo = PPOLag(policy, config, 10, member_generators(2), np.full((2, 1), 25.0))
     batch = random_batch(2, 128, 4, 2)
     with torch.no_grad():
         old_means = policy.actor(batch.obs)

@@ -1,5 +1,5 @@
-"""Ray for `saferl benchmark` (issue 18, item 11): `--address` sends the token a token-auth cluster needs, and the
-processes of a local Ray go with the benchmark even after kill -9 (saferl.ray_watchdog)."""
+"""Ray for `saferl benchmark`: `--address` sends the token a token-auth cluster needs, and the processes of a local
+Ray go with the benchmark even after kill -9 (saferl.ray_watchdog)."""
 
 import os
 import signal
@@ -49,6 +49,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_what_a_killed_driver_started_goes_with_it():
     """Before: after kill -9 of the benchmark, Ray's two agents stayed alive (measured: DashboardAgent and
     RuntimeEnvAgent, re-parented to init)."""

@@ -1,4 +1,4 @@
-"""The README's numbers and claims against what the code and the committed results say (issue 18, item 16)."""
+"""The README's numbers and claims against what the code and the committed results say."""
 
 import json
 import re

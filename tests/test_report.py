@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import QUICK, TOY_SETS_WITHOUT_STEPS
 
 from saferl.cli import main
 from saferl.errors import SafeRLError
@@ -26,7 +27,6 @@ from saferl.report.stats import (
     verdict,
     violation_stats,
 )
-from tests.conftest import TOY_SETS
 
 # Epoch costs against a limit of 25: epochs 1 and 3 are over (by 5 and 1), from epoch 4 on the run is safe.
 COSTS = [30.0, 20.0, 26.0, 24.0, 10.0, 5.0]
@@ -134,6 +134,7 @@ def test_report_on_synthetic_progress_file(tmp_path):
     assert "![learning curves](report_files/curves.png)" in markdown and "| 2/6 (33%) | 4 | 6.00 |" in markdown
 
 
+@pytest.mark.slow
 def test_truncated_progress_reports_complete_rows_and_warns(tmp_path, capsys):
     run = synthetic_run(tmp_path / "run", cut_last_row=True)
     notes = []
@@ -195,6 +196,7 @@ def budget_member(path, limit, seed, returns, cost, log_limit=True):
     return path
 
 
+@pytest.mark.slow
 def test_runs_at_different_cost_limits_are_compared_not_averaged(tmp_path):
     runs = [budget_member(tmp_path / "L10" / "seed-0", 10.0, 0, range(1, 7), 8),
             budget_member(tmp_path / "L10" / "seed-1", 10.0, 1, range(3, 9), 12),
@@ -238,13 +240,14 @@ def two_seed_report(tmp_path_factory):
     """Two seeds of PPO-Lag on the toy task, trained together (D/seed-0, D/seed-1), and the report over both."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("report")
-    train(root / "D", [s for s in TOY_SETS if not s.startswith("train.total_steps")] + ["train.total_steps=6000"],
+    train(root / "D", [*TOY_SETS_WITHOUT_STEPS, "train.total_steps=6000"],
           "--seeds", "0,1")
     runs = sorted(map(str, root.glob("D/seed-*")))
     assert main(["report", *runs, "--out", str(root / "out"), "--eval-episodes", "4"]) == 0
     return root / "out"
 
 
+@pytest.mark.slow
 def test_two_seeds_are_aggregated(two_seed_report):
     report = json.loads((two_seed_report / "report.json").read_text())
     assert len(report["runs"]) == 2 and len(report["comparison"]) == 1 and report["budget"] == []
@@ -272,6 +275,7 @@ def find_chromium():
                 None)
 
 
+@pytest.mark.slow
 def test_page_renders_in_headless_chromium(two_seed_report, tmp_path):
     from PIL import Image
 
@@ -291,6 +295,7 @@ def test_page_renders_in_headless_chromium(two_seed_report, tmp_path):
     assert (image < 250).any(axis=2).mean() > 0.05
 
 
+@pytest.mark.slow
 def test_video_unavailable_is_said_not_fatal(two_seed_report, tmp_path):
     run = two_seed_report.parent / "D" / "seed-0"
     result = build_report([run], out=tmp_path, eval_episodes=1, video=True)
@@ -305,8 +310,7 @@ def test_video_of_a_velocity_task(tmp_path):
     from PIL import Image
 
     sets = ["env.id=SafetyHalfCheetahVelocity-v1", "env.num_envs=2", "env.max_episode_steps=40",
-            "train.total_steps=160", "train.steps_per_epoch=80", "train.progress_bar=false",
-            "train.tensorboard=false", "ppo.update_epochs=1", "env.cost_limit=1"]
+            "train.total_steps=160", "train.steps_per_epoch=80", *QUICK, "env.cost_limit=1"]
     run = tmp_path / "cheetah"
     train(run, sets)
     result = build_report([run], eval_episodes=2, video=True)

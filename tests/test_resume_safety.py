@@ -1,23 +1,21 @@
-"""Resume never discards good work (issue 18, items 1, 3, 4, 5, 6, 13): unreadable checkpoints stop it in one
-line (or restart that member alone on request), a run killed while creating its members resumes, settings it
-was started with cannot change, and `--steps` given to a resume is part of the run from then on."""
+"""Resume never discards good work: unreadable checkpoints stop it in one line (or restart that member alone on
+request), a run killed while creating its members resumes, settings it was started with cannot change, and `--steps`
+given to a resume is part of the run from then on."""
 
 import json
 import shutil
 
 import pytest
 import yaml
-from conftest import assert_one_line_error, run_cli
+from conftest import QUICK, TINY_TRAIN, assert_one_line_error, run_cli
 
 from saferl.cli import main
-from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 from saferl.members import MEMBERS_FILE
 from saferl.runner import Runner
 
-QUICK = ["train.progress_bar=false", "train.tensorboard=false", "ppo.update_epochs=1"]
-TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
-         "train.steps_per_epoch=200", "train.schedule_steps=800", *QUICK]
+# The schedule is planned for 800 steps so that the resumes below (to 600 or 800 steps) may extend the run.
+TRAIN = [*TINY_TRAIN, "train.schedule_steps=800"]
 SEEDS = (0, 1, 2)
 
 
@@ -62,7 +60,7 @@ def epochs(run_dir):
 RESUME = ["--resume", "--steps", "600", "--set", *QUICK]
 
 
-# -- items 1 and 5: unreadable checkpoints -------------------------------------------------------------------------
+# -- unreadable checkpoints ----------------------------------------------------------------------------------------
 def test_one_members_unreadable_checkpoints_stop_the_resume_and_nothing_changes(capsys, mbase):
     """Before: every member retrained from epoch 0, exit 0, the healthy members' work overwritten."""
     empty_checkpoints(mbase / "seed-1")
@@ -96,6 +94,7 @@ def test_a_member_whose_checkpoints_are_gone_stops_the_resume(capsys, mbase):
                                      "epoch 2")
 
 
+@pytest.mark.slow
 def test_restart_unreadable_retrains_that_member_alone_to_the_others_epoch(capsys, made, mbase):
     empty_checkpoints(mbase / "seed-1")
     healthy = {seed: read_progress(mbase / f"seed-{seed}" / "progress.csv") for seed in (0, 2)}
@@ -127,7 +126,8 @@ def test_restart_unreadable_without_resume_is_one_line(capsys, tmp_path):
     assert_one_line_error(code, err, "--restart-unreadable goes with --resume")
 
 
-# -- item 3: a run killed while creating its members ---------------------------------------------------------------
+# -- a run killed while creating its members -----------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("plan", ["with settings", "older, without"])
 def test_a_run_killed_while_creating_its_members_resumes(capsys, tmp_path, monkeypatch, plan):
     """Before: neither resumable (seed-N is not a run directory) nor restartable (already holds a multi-seed run)."""
@@ -160,7 +160,7 @@ def test_a_run_killed_while_creating_its_members_resumes(capsys, tmp_path, monke
         assert json.loads((root / f"seed-{seed}" / "meta.json").read_text())["seed"] == seed
 
 
-# -- item 4: settings a resume may not change ----------------------------------------------------------------------
+# -- settings a resume may not change ------------------------------------------------------------------------------
 @pytest.mark.parametrize("flags, message", [
     (["--set", "env.cost_limit=5"], "the run's cost limit is 25; 5 conflicts"),
     (["--set", "lagrange.cost_limit=5"], "the run's cost limit is 25; 5 conflicts"),
@@ -191,7 +191,7 @@ def test_a_resume_that_repeats_the_runs_seed_and_limit_is_fine(capsys, tmp_path,
     assert code == 0, err
 
 
-# -- item 6: --steps with --resume is saved ------------------------------------------------------------------------
+# -- --steps with --resume is saved --------------------------------------------------------------------------------
 def test_resume_steps_survive_an_interrupt_of_the_resumed_run(capsys, base, monkeypatch):
     """Resumed to 800 steps and interrupted after one more epoch, the printed 'resume with:' command (no --steps)
     trains on to 800 instead of saying there is nothing to train."""
@@ -213,7 +213,7 @@ def test_resume_steps_survive_an_interrupt_of_the_resumed_run(capsys, base, monk
     assert "final: env_steps=800" in out and "nothing to train" not in out and epochs(base) == [1, 2, 3, 4]
 
 
-# -- item 13: a progress.csv whose epochs cannot be read -----------------------------------------------------------
+# -- a progress.csv whose epochs cannot be read --------------------------------------------------------------------
 @pytest.mark.parametrize("damage, message", [
     (lambda text: text.replace("\n2,", "\ntwo,", 1), "a row has epoch 'two', not an integer"),
     (lambda text: text.replace("epoch,", "Epoch,", 1), "has no 'epoch' column"),

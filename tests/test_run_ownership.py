@@ -1,6 +1,5 @@
-"""A run directory is owned by one process (issue 18, item 2): a second train, resume, fine-tune or benchmark cell
-on it is refused in one line naming the owner; the lock goes with its owner however it ends, and a stale one is
-taken over with a note."""
+"""A run directory is owned by one process: a second train, resume, fine-tune or benchmark cell on it is refused in
+one line naming the owner; the lock goes with its owner however it ends, and a stale one is taken over with a note."""
 
 import fcntl
 import os
@@ -10,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import assert_one_line_error, run_cli
+from conftest import QUICK, TINY_TRAIN, assert_one_line_error, run_cli
 
 from saferl import benchmark, ownership
 from saferl.benchmark import Grid
@@ -19,22 +18,20 @@ from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 from saferl.runner import Runner
 
-QUICK = ["train.progress_bar=false", "train.tensorboard=false", "ppo.update_epochs=1"]
-TRAIN = ["train", "--algo", "ppo_lag", "--env", TOY_ID, "--num-envs", "2", "--steps", "400", "--set",
-         "train.steps_per_epoch=200", *QUICK]
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """The issue's 2-epoch toy run."""
     run_dir = tmp_path_factory.mktemp("own") / "base"
-    assert main([*TRAIN, "--run-dir", str(run_dir)]) == 0
+    assert main([*TINY_TRAIN, "--run-dir", str(run_dir)]) == 0
     return run_dir
 
 
 def commands(run_dir):
     return {
-        "train": [*TRAIN, "--run-dir", run_dir],
+        "train": [*TINY_TRAIN, "--run-dir", run_dir],
         "resume": ["train", "--run-dir", run_dir, "--resume", "--set", *QUICK],
-        "multi": [*TRAIN, "--seeds", "0,1", "--run-dir", run_dir],
+        "multi": [*TINY_TRAIN, "--seeds", "0,1", "--run-dir", run_dir],
     }
 
 
@@ -51,10 +48,11 @@ def test_a_second_process_on_a_run_directory_is_refused_naming_the_owner(capsys,
         assert not (run_dir / "config.yaml").exists() and not (run_dir / "members.json").exists()
 
 
+@pytest.mark.slow
 def test_a_member_of_a_multi_seed_run_is_owned_with_its_root(capsys, tmp_path, holder):
     """Training the root claims every member too: a resume of one member by hand is refused meanwhile."""
     root = tmp_path / "m"
-    assert run_cli(capsys, [*TRAIN, "--seeds", "0,1", "--run-dir", root])[0] == 0
+    assert run_cli(capsys, [*TINY_TRAIN, "--seeds", "0,1", "--run-dir", root])[0] == 0
     owner = holder(root)
     code, _, err = run_cli(capsys, ["train", "--run-dir", root, "--resume", "--set", *QUICK])
     assert_one_line_error(code, err, f"in use by process {owner.pid}")
@@ -102,7 +100,7 @@ def test_the_lock_goes_with_its_owner_on_ctrl_c_and_errors(capsys, tmp_path, mon
         raise KeyboardInterrupt if ending == "interrupt" else ownership.SafeRLError("the env broke")
 
     monkeypatch.setattr(Runner, "train", stop)
-    code, _, err = run_cli(capsys, [*TRAIN, "--run-dir", tmp_path / "run"])
+    code, _, err = run_cli(capsys, [*TINY_TRAIN, "--run-dir", tmp_path / "run"])
     assert code == (130 if ending == "interrupt" else 2), err
     assert lock_is_free(tmp_path / "run") and ownership._held == {}
     assert (tmp_path / "run" / ownership.LOCK_FILE).read_text() == ""  # ended cleanly: no owner recorded
@@ -119,7 +117,7 @@ def test_claims_are_reentrant_within_one_process(tmp_path):
 def test_two_fresh_trains_started_together_on_one_directory(tmp_path):
     """Before, both passed the 'already holds a run' check (1 in 4 tries) and interleaved their rows."""
     run_dir = tmp_path / "run"
-    processes = [subprocess.Popen([sys.executable, "-m", "saferl", *TRAIN, "--seed", str(seed), "--run-dir",
+    processes = [subprocess.Popen([sys.executable, "-m", "saferl", *TINY_TRAIN, "--seed", str(seed), "--run-dir",
                                    str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for seed in (0, 1)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from conftest import QUICK
 
 from saferl import training
 from saferl.config import build_config, check_seed
@@ -21,13 +22,12 @@ from saferl.members import member_dir_name
 from saferl.report.stats import mean_std
 from saferl.runner import Runner
 
-QUICK = ["train.steps_per_epoch=200", "env.num_envs=2", "train.progress_bar=false", "train.tensorboard=false",
-         "ppo.update_epochs=1"]
+TWO_ENVS = ["train.steps_per_epoch=200", "env.num_envs=2", *QUICK]
 
 
 def request(path, **fields):
     return training.TrainRequest(**{"algo": "ppo_lag", "env": TOY_ID, "steps": 400, "run_dir": path,
-                                    "sets": QUICK, **fields})
+                                    "sets": TWO_ENVS, **fields})
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import QUIET
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = "SafetyToyVelocity-v0"
-SMALL = ["--set", "train.steps_per_epoch=400", "train.progress_bar=false", "train.tensorboard=false",
-         "ppo.update_epochs=2"]
+SMALL = ["--set", "train.steps_per_epoch=400", *QUIET, "ppo.update_epochs=2"]
 
 
 @pytest.mark.slow

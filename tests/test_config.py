@@ -1,14 +1,12 @@
-"""Config validation and the Lagrange multiplier's update and projection."""
+"""Config: the defaults, the shipped config files, bad values named in one line, --set parsing, the round trip
+through a dict."""
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from saferl.config import CONFIG_DIR, build_config, config_from_dict, parse_set
 from saferl.errors import SafeRLError
-from saferl.maths.lagrange import LagrangeMultiplier, project_nonnegative
 
 
 def test_defaults_follow_omnisafe():
@@ -52,32 +50,3 @@ def test_set_parses_scientific_notation_and_null():
 def test_config_round_trips_through_dict():
     config = build_config("ppo_lag", sets=["train.seed=3"])
     assert config_from_dict(config.to_dict()) == config
-
-
-def test_multiplier_rises_over_the_limit_and_falls_under_it():
-    lag = LagrangeMultiplier(np.full((1, 2), 25.0), init=0.001, lr=0.035)  # one member, two costs
-    values = [lag.update([[40.0, 10.0]])[0] for _ in range(10)]
-    assert values[-1][0] > values[0][0] > 0.001  # over the limit: rises
-    assert values[-1][1] == 0.0  # under the limit: projected at zero, never negative
-    for _ in range(200):
-        value = lag.update([[0.0, 0.0]])
-        assert np.all(value >= 0.0)
-    assert np.all(lag.value == 0.0)
-
-
-def test_multiplier_ignores_missing_cost():
-    lag = LagrangeMultiplier(np.full((1, 1), 25.0), init=0.5, lr=0.1)
-    assert lag.update([[float("nan")]])[0, 0] == pytest.approx(0.5)
-
-
-def test_projection_is_the_euclidean_projection_on_the_nonnegative_orthant():
-    param = torch.nn.Parameter(torch.tensor([-1.5, 0.0, 2.0]))
-    project_nonnegative(param)
-    assert param.tolist() == [0.0, 0.0, 2.0]
-
-
-def test_multiplier_adam_step_matches_closed_form_first_step():
-    # Adam's first step has size lr in the direction of the ascent gradient (cost - limit).
-    lag = LagrangeMultiplier(np.full((1, 1), 25.0), init=1.0, lr=0.1)
-    assert lag.update([[30.0]])[0, 0] == pytest.approx(1.1, abs=1e-6)
-    assert lag.update([[0.0]])[0, 0] < 1.1
