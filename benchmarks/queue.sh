@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark queue, in the order the evidence is needed: the 1e6 ablation (which chooses the defaults), the
-# navigation-learning grid (OmniSafe's implementation details), the group estimators (issue 21), then the 1e7
-# campaign. Resumable: run it again and finished cells are skipped, interrupted ones resume. It trains from a frozen
+# navigation-learning grid (OmniSafe's implementation details), the 1e7 campaign's cells the safety promise is judged
+# on (HalfCheetahVelocity and PointGoal1), the group estimators (issue 21), then the campaign's Car, Button and PID
+# cells. Resumable: run it again and finished cells are skipped, interrupted ones resume. It trains from a frozen
 # copy of one commit (a git worktree with its own virtualenv under OUT_ROOT/code), so that editing or merging in the
 # working tree never reaches a running benchmark. One OUT_ROOT holds one commit: the campaign, which runs at the
 # defaults the ablation chose, gets its own OUT_ROOT.
@@ -9,15 +10,21 @@
 #   nohup setsid benchmarks/queue.sh [COMMIT] [OUT_ROOT] [STAGE ...] > queue.log 2>&1 &
 #
 # COMMIT defaults to HEAD, OUT_ROOT to ~/saferl-runs, the stages to all of them in this order: ablation,
-# navigation-learning, group-estimators, campaign, campaign-pid. Results to commit: OUT_ROOT/<grid>/results.{json,md}
-# and figures (never checkpoints); the group estimators' Fetch table: OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
+# navigation-learning, campaign, group-estimators, campaign-navigation, campaign-pid. A stage that fails is reported
+# and the queue goes on to the next (its log says why; run the queue again to resume it). Results to commit:
+# OUT_ROOT/<grid>/results.{json,md} and figures (never checkpoints); the group estimators' Fetch table:
+# OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 commit="${1:-HEAD}"
 root="${2:-$HOME/saferl-runs}"
 shift $(( $# < 2 ? $# : 2 ))
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(ablation navigation-learning group-estimators campaign campaign-pid)
+known=(ablation navigation-learning campaign group-estimators campaign-navigation campaign-pid)
+[ ${#stages[@]} -gt 0 ] || stages=("${known[@]}")
+for stage in "${stages[@]}"; do  # a misspelt stage is refused before anything runs
+    [[ " ${known[*]} " == *" $stage "* ]] || { echo "queue: unknown stage '$stage' (one of: ${known[*]})" >&2; exit 2; }
+done
 code="$root/code"
 mkdir -p "$root"
 wanted="$(git -C "$repo" rev-parse "$commit")"
@@ -31,17 +38,24 @@ make -C "$code" .venv/.installed
 cd "$code"
 export RAY_worker_niceness=0  # Ray lowers its workers to nice 15 by default: the benchmark would yield to anything
 grid() { .venv/bin/saferl benchmark "benchmarks/$1.yaml" --out "$root/$2" --max-parallel 1 >> "$root/$2.log" 2>&1; }
-for stage in "${stages[@]}"; do
-    case "$stage" in
+run_stage() {
+    case "$1" in
         ablation) grid ablation-1e6/grid ablation-1e6 ;;
         navigation-learning) grid navigation-learning/grid navigation-learning ;;
-        group-estimators)
-            grid group-estimators/grid group-estimators
-            grid group-estimators/sweep group-estimators-sweep
+        group-estimators)  # three parts; each runs even when one before it failed
+            local failed=0
+            grid group-estimators/grid group-estimators || failed=$?
+            grid group-estimators/sweep group-estimators-sweep || failed=$?
             SAFERL=.venv/bin/saferl PYTHON=.venv/bin/python benchmarks/group-estimators/fetch.sh "$root/group-estimators-fetch" \
-                "$root/group-estimators-fetch" >> "$root/group-estimators-fetch.log" 2>&1 ;;
+                "$root/group-estimators-fetch" >> "$root/group-estimators-fetch.log" 2>&1 || failed=$?
+            return "$failed" ;;
         campaign) grid campaign-1e7/grid campaign-1e7 ;;
+        campaign-navigation) grid campaign-1e7/navigation-grid campaign-1e7-navigation ;;
         campaign-pid) grid campaign-1e7/pid-grid campaign-1e7-pid ;;
-        *) echo "queue: unknown stage '$stage'" >&2; exit 2 ;;
     esac
+}
+for stage in "${stages[@]}"; do
+    status=0
+    run_stage "$stage" || status=$?
+    [ "$status" -eq 0 ] || echo "queue: stage $stage failed (exit $status), see $root/*.log; going on" >&2
 done
