@@ -10,8 +10,9 @@
 #   nohup setsid benchmarks/queue.sh [COMMIT] [OUT_ROOT] [STAGE ...] > queue.log 2>&1 &
 #
 # COMMIT defaults to HEAD, OUT_ROOT to ~/saferl-runs, the stages to all of them in this order: ablation,
-# navigation-learning, campaign, group-estimators, campaign-navigation, campaign-pid. A stage that fails is reported
-# and the queue goes on to the next (its log says why; run the queue again to resume it). Results to commit:
+# ablation-mixed (a cell added later that needs newer code than the rest of the ablation), navigation-learning,
+# campaign, group-estimators, campaign-navigation, campaign-pid. A stage that fails is reported and the queue goes
+# on to the next (its log says why; run the queue again to resume it). Results to commit:
 # OUT_ROOT/<grid>/results.{json,md} and figures (never checkpoints); the group estimators' Fetch table:
 # OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
 set -euo pipefail
@@ -20,7 +21,7 @@ commit="${1:-HEAD}"
 root="${2:-$HOME/saferl-runs}"
 shift $(( $# < 2 ? $# : 2 ))
 stages=("$@")
-known=(ablation navigation-learning campaign group-estimators campaign-navigation campaign-pid)
+known=(ablation ablation-mixed navigation-learning campaign group-estimators campaign-navigation campaign-pid)
 [ ${#stages[@]} -gt 0 ] || stages=("${known[@]}")
 for stage in "${stages[@]}"; do  # a misspelt stage is refused before anything runs
     [[ " ${known[*]} " == *" $stage "* ]] || { echo "queue: unknown stage '$stage' (one of: ${known[*]})" >&2; exit 2; }
@@ -41,6 +42,7 @@ grid() { .venv/bin/saferl benchmark "benchmarks/$1.yaml" --out "$root/$2" --max-
 run_stage() {
     case "$1" in
         ablation) grid ablation-1e6/grid ablation-1e6 ;;
+        ablation-mixed) grid ablation-1e6/mixed ablation-1e6-mixed ;;
         navigation-learning) grid navigation-learning/grid navigation-learning ;;
         group-estimators)  # three parts; each runs even when one before it failed
             local failed=0

@@ -231,13 +231,13 @@ class CPOConfig(TrustRegionConfig):
     """CPO: the trust-region settings plus its line search's cost slack."""
 
     cost_tolerance: float = 0.05  # line-search slack, a fraction of one full step's change of each cost surrogate
-    cost_scale: str = "episode"  # the gap's units: "episode", c = J_c - limit; "per_step", c = (J_c - limit) / T
+    cost_scale: str = "episode"  # c's units: "episode", "per_step" or "mixed" (cpo.py's constraint_gap says which)
     margin_lr: float = 0.0  # learned margin m += margin_lr (J_c - limit), m >= 0, read as J_c + m; 0: off
 
     def validate(self, section: str = "cpo"):
         super().validate(section)
         _check(self.cost_tolerance >= 0, "cpo.cost_tolerance must be >= 0")
-        _check(self.cost_scale in ("episode", "per_step"), "cpo.cost_scale must be 'episode' or 'per_step'")
+        _check(self.cost_scale in ("episode", "per_step", "mixed"), "cpo.cost_scale must be episode, per_step or mixed")
         _check(self.margin_lr >= 0, "cpo.margin_lr must be >= 0")
 
 

@@ -1,6 +1,7 @@
 """`saferl benchmark`: grid checks, a tiny grid on local Ray, skipping finished cells and resuming interrupted ones."""
 
 import json
+import pathlib
 import socket
 import sys
 
@@ -16,6 +17,17 @@ from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress
 
 GRID = {"algos": ["ppo_lag", "cpo"], "envs": [TOY_ID], "seeds": [0, 1], "steps": 800, "set": TINY_CELL_SETS}
+
+
+SHIPPED_GRIDS = sorted(path for path in (pathlib.Path(__file__).parents[1] / "benchmarks").rglob("*.yaml")
+                       if "algos" in (yaml.safe_load(path.read_text()) or {}))
+
+
+@pytest.mark.parametrize("path", SHIPPED_GRIDS, ids=lambda p: str(p.relative_to(p.parents[2])))
+def test_every_shipped_grid_loads_down_to_each_cells_config(path):
+    """A grid under benchmarks/ that fails to load would stop a benchmark queue at its stage."""
+    grid = benchmark.load_grid(path)
+    assert grid.cells()
 
 
 def write_grid(tmp_path, text_or_data) -> str:

@@ -10,7 +10,7 @@ from conftest import TOY_SETS, make_runner, progress_rows, slow_except
 from torch.distributions import Normal, kl_divergence
 
 from saferl.algorithms import ALGORITHMS
-from saferl.algorithms.cpo import CASE_CODES, CPO
+from saferl.algorithms.cpo import CASE_CODES, CPO, constraint_gap
 from saferl.algorithms.policy_gradient import (
     NPG,
     PG,
@@ -409,6 +409,31 @@ def test_cpo_in_episode_units_recovers_whenever_the_cost_is_over_the_limit(cost,
     assert true_mean_kl(old, policy, batch.obs[0], kl="per_dim") <= algorithm.cfg.target_kl * (1 + 1e-5)
     if case == "infeasible":
         assert stats["cpo_cost_change_0"] < 0.0
+
+
+def test_constraint_gap_in_each_unit():
+    gap = np.array([-5.0, 0.5, 0.0, 30.0])
+    np.testing.assert_array_equal(constraint_gap(gap, 50.0, "episode"), gap)
+    np.testing.assert_allclose(constraint_gap(gap, 50.0, "per_step"), [-0.1, 0.01, 0.0, 0.6])
+    np.testing.assert_allclose(constraint_gap(gap, 50.0, "mixed"), [-0.1, 0.5, 0.0, 30.0])
+
+
+@pytest.mark.parametrize("cost, same_as", [(19.9, "per_step"), (20.5, "episode"),
+                                           (400.0, "episode")])
+def test_cpo_mixed_scale_recovers_over_the_limit_and_steps_per_step_under_it(cost, same_as):
+    """cpo.cost_scale=mixed is the episode scale's update over the limit (recovery) and the per-step scale's under
+    it (a step that may raise the linearised cost only up to the limit): the same batch gives the same case and
+    the same parameters. (At 19.9 and 20.5 the episode and per-step scales take different steps.)"""
+    results = {}
+    for scale in ("mixed", same_as):
+        policy = make_policy()
+        algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
+                                                   "cpo.critic_epochs=1", f"cpo.cost_scale={scale}"],
+                                   cost_limit=20.0)
+        stats = algorithm.update(synthetic_batch(policy, size=1024), np.array([[cost]]), NO_EPISODE)
+        results[scale] = stats["cpo_case"][0], torch.cat([p.detach().flatten() for p in policy.actor.parameters()])
+    assert results["mixed"][0] == results[same_as][0]
+    torch.testing.assert_close(results["mixed"][1], results[same_as][1], rtol=0, atol=0)
 
 
 def test_cpo_actor_step_reads_the_episode_cost_and_length_it_is_given():

@@ -35,6 +35,18 @@ from saferl.maths.trust_region import backtracking_line_search, conjugate_gradie
 DEFAULT_EPISODE_LENGTH = 1000  # T when neither the runner nor env.max_episode_steps gives one
 
 
+def constraint_gap(gap: np.ndarray, episode_length: float, cost_scale: str) -> np.ndarray:
+    """CPO's c from the episode-cost gap J_c + margin - limit. `episode`: as it is, so any violation is beyond
+    one step's reach and the update recovers; `per_step`: divided by T, so the `normal` step aims the linearised
+    cost at the limit; `mixed`: episode units over the limit (recover), per step under it (a step may raise the
+    linearised cost only up to the limit, where `episode` would let TRPO's step raise it freely)."""
+    if cost_scale == "episode":
+        return gap
+    if cost_scale == "per_step":
+        return gap / episode_length
+    return np.where(gap > 0.0, gap, gap / episode_length)
+
+
 class CPO(PG):
     uses_cost_critic = True
     section = "cpo"
@@ -90,7 +102,7 @@ class CPO(PG):
         limits = self.cost_limits[member]
         episode_cost = np.where(np.isfinite(step.episode_cost), step.episode_cost, limits)
         gap = episode_cost + self.margin[member] - limits  # no finished episode yet: 0 (plus the margin)
-        c = gap if cfg.cost_scale == "episode" else gap / episode_length
+        c = constraint_gap(gap, episode_length, cfg.cost_scale)
 
         # 4. The dual, then the step: primal when feasible, recovery otherwise (every case: cpo_dual.cpo_step).
         dual_start = time.perf_counter()
