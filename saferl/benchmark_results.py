@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from saferl.files import atomic_write_text, write_json
 
 if TYPE_CHECKING:
-    from saferl.benchmark import Grid
+    from saferl.benchmark_grid import Grid
 
 EVAL_EPISODES = 10  # deterministic evaluation episodes per seed of a cell
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from conftest import TINY_CELL_SETS
 
-from saferl import benchmark, benchmark_results
-from saferl.benchmark import Grid
+from saferl import benchmark, benchmark_grid, benchmark_results
+from saferl.benchmark_grid import Grid
 from saferl.benchmark_results import OMNISAFE_TABLE2, results_markdown
 from saferl.cli import main
 from saferl.envs.toy import TOY_ID
@@ -26,7 +26,7 @@ SHIPPED_GRIDS = sorted(path for path in (pathlib.Path(__file__).parents[1] / "be
 @pytest.mark.parametrize("path", SHIPPED_GRIDS, ids=lambda p: str(p.relative_to(p.parents[2])))
 def test_every_shipped_grid_loads_down_to_each_cells_config(path):
     """A grid under benchmarks/ that fails to load would stop a benchmark queue at its stage."""
-    grid = benchmark.load_grid(path)
+    grid = benchmark_grid.load_grid(path)
     assert grid.cells()
 
 
@@ -103,7 +103,7 @@ def test_variants_make_one_cell_each_for_the_algorithms_they_name(tmp_path):
     data = {**GRID, "variants": [{"name": "episode", "set": ["cpo.cost_scale=episode"], "algos": ["cpo"]},
                                  {"name": "per-step", "set": ["cpo.cost_scale=per_step"], "algos": ["cpo"]},
                                  {"name": "window100", "set": ["train.constraint_window=100"]}]}
-    grid = benchmark.load_grid(write_grid(tmp_path, data))
+    grid = benchmark_grid.load_grid(write_grid(tmp_path, data))
     cells = [(algo, variant.name) for _, algo, variant in grid.cells()]
     assert cells == [("ppo_lag", "window100"), ("cpo", "episode"), ("cpo", "per-step"), ("cpo", "window100")]
     spec = benchmark.cell_spec(grid, "cpo", TOY_ID, tmp_path, grid.variants[1])
@@ -112,7 +112,7 @@ def test_variants_make_one_cell_each_for_the_algorithms_they_name(tmp_path):
                          ([{"name": "x", "algos": ["trpo"]}], "'algos'"), ([{"name": "x"}, {"name": "x"}], "same"),
                          ([{"name": "x", "set": ["cpo.cost_scal=episode"]}], "cpo.cost_scal")):
         with pytest.raises(benchmark.SafeRLError, match=message):
-            benchmark.load_grid(write_grid(tmp_path, {**GRID, "variants": bad}))
+            benchmark_grid.load_grid(write_grid(tmp_path, {**GRID, "variants": bad}))
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY_CELL_SETS
 
 from saferl import benchmark, benchmark_results
-from saferl.benchmark import Grid
+from saferl.benchmark_grid import Grid
 from saferl.benchmark_results import results_markdown
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress

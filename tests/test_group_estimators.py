@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import QUIET, TINY_CELL_SETS, TOY_SETS, slow_except
 
-from saferl import benchmark, envs
+from saferl import benchmark, benchmark_grid, envs
 from saferl.algorithms.common import lagrangian_advantages
 from saferl.algorithms.policy_gradient import MemberActor, member_batch, surrogate
 from saferl.cli import main
@@ -293,12 +293,12 @@ def test_config_errors_are_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_the_benchmark_grids_load_and_a_tiny_grid_with_a_group_variant_trains(tmp_path):
-    cells = [(env_id, variant.name) for env_id, _, variant in benchmark.load_grid(GRIDS / "grid.yaml").cells()]
+    cells = [(env_id, variant.name) for env_id, _, variant in benchmark_grid.load_grid(GRIDS / "grid.yaml").cells()]
     assert len(cells) == 8 and ("SafetyPointGoal1-v0", "rloo-step") in cells
-    sweep = benchmark.load_grid(GRIDS / "sweep.yaml")
+    sweep = benchmark_grid.load_grid(GRIDS / "sweep.yaml")
     assert [variant.name for _, _, variant in sweep.cells()] == ["g2", "g4", "g8", "g16"]
-    grid = benchmark.Grid(["ppo_lag"], [TOY_ID], [3], 800, TINY_CELL_SETS,
-                          [benchmark.Variant("grpo", ["train.advantage=grpo", "train.group_size=2"])])
+    grid = benchmark_grid.Grid(["ppo_lag"], [TOY_ID], [3], 800, TINY_CELL_SETS,
+                          [benchmark_grid.Variant("grpo", ["train.advantage=grpo", "train.group_size=2"])])
     result = benchmark.run_cell(benchmark.cell_spec(grid, "ppo_lag", TOY_ID, tmp_path, grid.variants[0]))
     assert result["ok"] and result["action"] == "trained", result
     rows = read_progress(tmp_path / TOY_ID / "ppo_lag-grpo" / "seed-3" / "progress.csv")

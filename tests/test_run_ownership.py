@@ -12,7 +12,7 @@ import pytest
 from conftest import QUICK, TINY_TRAIN, assert_one_line_error, run_cli
 
 from saferl import benchmark, ownership
-from saferl.benchmark import Grid
+from saferl.benchmark_grid import Grid
 from saferl.cli import main
 from saferl.envs.toy import TOY_ID
 from saferl.logger import read_progress

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import gymnasium
 
-MAX_EPISODE_STEPS = 100  # v4: 50; the speed limit about halves the arm's speed and the box adds a detour
+from .layout import MAX_EPISODE_STEPS
+
 FETCH_IDS = {
     f"SafetyFetch{task}{'Dense' if dense else ''}-v0": (task, "dense" if dense else "sparse")
     for task in ("Reach", "Push", "PickAndPlace") for dense in (False, True)

@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_EPISODE_STEPS = 100  # v4: 50; the speed limit about halves the arm's speed and the box adds a detour
+
 SPEED_LIMIT = 0.5       # m/s, gripper speed averaged over one 0.04 s step
 OBJECT_HALF = 0.025     # the Fetch block's half-size
 TABLE_TOP = 0.4

@@ -24,8 +24,7 @@ from gymnasium.utils import seeding
 from saferl.envs.threads import ThreadTeam, default_num_threads
 from saferl.envs.vector import VectorEnv, flat_observation_space
 
-from . import MAX_EPISODE_STEPS
-from .layout import step_costs
+from .layout import MAX_EPISODE_STEPS, step_costs
 from .single import SafetyFetchEnv, mat2euler, reset_state
 
 QUAT_DELTA = np.array([1.0, 0.0, 1.0, 0.0])  # v4 adds this fixed "rotation" to the mocap quaternion every step
