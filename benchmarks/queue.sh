@@ -38,7 +38,13 @@ fi
 make -C "$code" .venv/.installed
 cd "$code"
 export RAY_worker_niceness=0  # Ray lowers its workers to nice 15 by default: the benchmark would yield to anything
-grid() { .venv/bin/saferl benchmark "benchmarks/$1.yaml" --out "$root/$2" --max-parallel 1 >> "$root/$2.log" 2>&1; }
+# Two cells at a time, one CPU each: a cell's update (about 80% of a PPO-Lag epoch) runs on one thread, so one cell
+# alone leaves a core idle most of the time; a cell's numbers do not depend on what runs beside it. The group
+# estimators' grids run one cell at a time, because their wall times are part of the comparison.
+grid() {
+    .venv/bin/saferl benchmark "benchmarks/$1.yaml" --out "$root/$2" --max-parallel "${3:-2}" --cpus-per-cell 1 \
+        >> "$root/$2.log" 2>&1
+}
 run_stage() {
     case "$1" in
         ablation) grid ablation-1e6/grid ablation-1e6 ;;
@@ -46,8 +52,8 @@ run_stage() {
         navigation-learning) grid navigation-learning/grid navigation-learning ;;
         group-estimators)  # three parts; each runs even when one before it failed
             local failed=0
-            grid group-estimators/grid group-estimators || failed=$?
-            grid group-estimators/sweep group-estimators-sweep || failed=$?
+            grid group-estimators/grid group-estimators 1 || failed=$?
+            grid group-estimators/sweep group-estimators-sweep 1 || failed=$?
             SAFERL=.venv/bin/saferl PYTHON=.venv/bin/python benchmarks/group-estimators/fetch.sh "$root/group-estimators-fetch" \
                 "$root/group-estimators-fetch" >> "$root/group-estimators-fetch.log" 2>&1 || failed=$?
             return "$failed" ;;
