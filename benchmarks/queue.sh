@@ -4,40 +4,38 @@
 # on (HalfCheetahVelocity and PointGoal1), the group estimators (issue 21), then the campaign's Car, Button and PID
 # cells. Resumable: run it again and finished cells are skipped, interrupted ones resume. It trains from a frozen
 # copy of one commit (a git worktree with its own virtualenv under OUT_ROOT/code), so that editing or merging in the
-# working tree never reaches a running benchmark. One OUT_ROOT holds one commit: the campaign, which runs at the
-# defaults the ablation chose, gets its own OUT_ROOT.
+# working tree never reaches a running benchmark, and the whole script is read before it starts (main below), so
+# replacing this file does not reach a running queue either.
 #
 #   nohup setsid benchmarks/queue.sh [COMMIT] [OUT_ROOT] [STAGE ...] > queue.log 2>&1 &
 #
 # COMMIT defaults to HEAD, OUT_ROOT to ~/saferl-runs, the stages to all of them in this order: ablation,
-# ablation-mixed (a cell added later that needs newer code than the rest of the ablation), navigation-learning,
-# campaign, group-estimators, campaign-navigation, campaign-pid. A stage that fails is reported and the queue goes
-# on to the next (its log says why; run the queue again to resume it). Results to commit:
-# OUT_ROOT/<grid>/results.{json,md} and figures (never checkpoints); the group estimators' Fetch table:
-# OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
+# ablation-mixed, navigation-learning, campaign, group-estimators, campaign-navigation, campaign-pid. One OUT_ROOT
+# holds one commit, and a stage runs the grid files of that commit: a stage whose files the commit lacks is refused
+# before anything starts. Where the evidence stands: ablation and navigation-learning ran at 6378eac
+# (~/saferl-runs); ablation-mixed needs 0122fb1 or later (~/saferl-mixed); the campaign stages run at the commit
+# that sets the defaults the ablation chose, in an OUT_ROOT of their own. A stage that fails is reported, the queue
+# goes on to the next, and it exits 1 at the end (the stage's log says why; run the queue again to resume it).
+# Results to commit: OUT_ROOT/<grid>/results.{json,md} and figures (never checkpoints); the group estimators' Fetch
+# table: OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
 set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-commit="${1:-HEAD}"
-root="${2:-$HOME/saferl-runs}"
-shift $(( $# < 2 ? $# : 2 ))
-stages=("$@")
-known=(ablation ablation-mixed navigation-learning campaign group-estimators campaign-navigation campaign-pid)
-[ ${#stages[@]} -gt 0 ] || stages=("${known[@]}")
-for stage in "${stages[@]}"; do  # a misspelt stage is refused before anything runs
-    [[ " ${known[*]} " == *" $stage "* ]] || { echo "queue: unknown stage '$stage' (one of: ${known[*]})" >&2; exit 2; }
-done
-code="$root/code"
-mkdir -p "$root"
-wanted="$(git -C "$repo" rev-parse "$commit")"
-if [ ! -d "$code" ]; then
-    git -C "$repo" worktree add --detach "$code" "$wanted"
-elif [ "$(git -C "$code" rev-parse HEAD)" != "$wanted" ]; then
-    echo "queue: $code holds $(git -C "$code" rev-parse --short HEAD), not $commit; one OUT_ROOT holds one commit" >&2
-    exit 2
-fi
-make -C "$code" .venv/.installed
-cd "$code"
-export RAY_worker_niceness=0  # Ray lowers its workers to nice 15 by default: the benchmark would yield to anything
+
+STAGES=(ablation ablation-mixed navigation-learning campaign group-estimators campaign-navigation campaign-pid)
+
+stage_files() {  # the files of the frozen commit a stage runs
+    case "$1" in
+        ablation) echo benchmarks/ablation-1e6/grid.yaml ;;
+        ablation-mixed) echo benchmarks/ablation-1e6/mixed.yaml ;;
+        navigation-learning) echo benchmarks/navigation-learning/grid.yaml ;;
+        # the campaign grid without Car and Button (before 7022cdf it held all four tasks)
+        campaign) echo benchmarks/campaign-1e7/grid.yaml benchmarks/campaign-1e7/navigation-grid.yaml ;;
+        group-estimators) echo benchmarks/group-estimators/{grid.yaml,sweep.yaml,fetch.sh} ;;
+        campaign-navigation) echo benchmarks/campaign-1e7/navigation-grid.yaml ;;
+        campaign-pid) echo benchmarks/campaign-1e7/pid-grid.yaml ;;
+        *) return 2 ;;
+    esac
+}
+
 # Two cells at a time, one CPU each: a cell's update (about 80% of a PPO-Lag epoch) runs on one thread, so one cell
 # alone leaves a core idle most of the time; a cell's numbers do not depend on what runs beside it. The group
 # estimators' grids run one cell at a time, because their wall times are part of the comparison.
@@ -45,6 +43,7 @@ grid() {
     .venv/bin/saferl benchmark "benchmarks/$1.yaml" --out "$root/$2" --max-parallel "${3:-2}" --cpus-per-cell 1 \
         >> "$root/$2.log" 2>&1
 }
+
 run_stage() {
     case "$1" in
         ablation) grid ablation-1e6/grid ablation-1e6 ;;
@@ -54,16 +53,55 @@ run_stage() {
             local failed=0
             grid group-estimators/grid group-estimators 1 || failed=$?
             grid group-estimators/sweep group-estimators-sweep 1 || failed=$?
-            SAFERL=.venv/bin/saferl PYTHON=.venv/bin/python benchmarks/group-estimators/fetch.sh "$root/group-estimators-fetch" \
-                "$root/group-estimators-fetch" >> "$root/group-estimators-fetch.log" 2>&1 || failed=$?
+            SAFERL=.venv/bin/saferl PYTHON=.venv/bin/python benchmarks/group-estimators/fetch.sh \
+                "$root/group-estimators-fetch" "$root/group-estimators-fetch" \
+                >> "$root/group-estimators-fetch.log" 2>&1 || failed=$?
             return "$failed" ;;
         campaign) grid campaign-1e7/grid campaign-1e7 ;;
         campaign-navigation) grid campaign-1e7/navigation-grid campaign-1e7-navigation ;;
         campaign-pid) grid campaign-1e7/pid-grid campaign-1e7-pid ;;
+        *) return 2 ;;
     esac
 }
-for stage in "${stages[@]}"; do
-    status=0
-    run_stage "$stage" || status=$?
-    [ "$status" -eq 0 ] || echo "queue: stage $stage failed (exit $status), see $root/*.log; going on" >&2
-done
+
+main() {
+    repo="$(cd "$(dirname "$0")/.." && pwd)"
+    commit="${1:-HEAD}"
+    root="${2:-$HOME/saferl-runs}"
+    shift $(( $# < 2 ? $# : 2 ))
+    local stages=("$@") stage
+    [ ${#stages[@]} -gt 0 ] || stages=("${STAGES[@]}")
+    for stage in "${stages[@]}"; do  # a misspelt stage is refused before anything runs
+        stage_files "$stage" > /dev/null || { echo "queue: unknown stage '$stage' (one of: ${STAGES[*]})" >&2; exit 2; }
+    done
+    local code="$root/code" wanted
+    mkdir -p "$root"
+    wanted="$(git -C "$repo" rev-parse "$commit")"
+    if [ ! -d "$code" ]; then
+        git -C "$repo" worktree add --detach "$code" "$wanted"
+    elif [ "$(git -C "$code" rev-parse HEAD)" != "$wanted" ]; then
+        echo "queue: $code holds $(git -C "$code" rev-parse --short HEAD), not $commit; one OUT_ROOT holds one commit" >&2
+        exit 2
+    fi
+    for stage in "${stages[@]}"; do  # the commit must have what each stage runs
+        for file in $(stage_files "$stage"); do
+            [ -e "$code/$file" ] || { echo "queue: stage $stage needs $file, which $commit does not have" >&2; exit 2; }
+        done
+    done
+    make -C "$code" .venv/.installed
+    cd "$code"
+    export RAY_worker_niceness=0  # Ray lowers its workers to nice 15 by default: the benchmark would yield to anything
+    local any_failed=0 status
+    for stage in "${stages[@]}"; do
+        status=0
+        run_stage "$stage" || status=$?
+        if [ "$status" -ne 0 ]; then
+            echo "queue: stage $stage failed (exit $status), see $root/*.log; going on" >&2
+            any_failed=1
+        fi
+    done
+    exit "$any_failed"
+}
+
+main "$@"
+exit

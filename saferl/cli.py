@@ -287,7 +287,7 @@ def cmd_offline_pipeline(args) -> int:
     check_scripted_only(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
-    out = json_out(args.out, work_dir / "offline-pipeline.json")
+    out = json_out(args.out, work_dir / f"{args.command}.json")  # the old verb keeps its old file name
     run_offline_pipeline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
                       args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
                       args.cost_limit, args.set, args.scripted, args.unsafe_fraction or 0.0)

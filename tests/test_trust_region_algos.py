@@ -418,14 +418,13 @@ def test_constraint_gap_in_each_unit():
     np.testing.assert_allclose(constraint_gap(gap, 50.0, "mixed"), [-0.1, 0.5, 0.0, 30.0])
 
 
-@pytest.mark.parametrize("cost, same_as", [(19.9, "per_step"), (20.5, "episode"),
-                                           (400.0, "episode")])
-def test_cpo_mixed_scale_recovers_over_the_limit_and_steps_per_step_under_it(cost, same_as):
+@pytest.mark.parametrize("cost, same_as, other", [(19.9, "per_step", "episode"), (20.5, "episode", "per_step")])
+def test_cpo_mixed_scale_recovers_over_the_limit_and_steps_per_step_under_it(cost, same_as, other):
     """cpo.cost_scale=mixed is the episode scale's update over the limit (recovery) and the per-step scale's under
     it (a step that may raise the linearised cost only up to the limit): the same batch gives the same case and
-    the same parameters. (At 19.9 and 20.5 the episode and per-step scales take different steps.)"""
+    the same parameters, and at these costs the other scale's step differs, so the test tells them apart."""
     results = {}
-    for scale in ("mixed", same_as):
+    for scale in ("mixed", same_as, other):
         policy = make_policy()
         algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
                                                    "cpo.critic_epochs=1", f"cpo.cost_scale={scale}"],
@@ -434,6 +433,7 @@ def test_cpo_mixed_scale_recovers_over_the_limit_and_steps_per_step_under_it(cos
         results[scale] = stats["cpo_case"][0], torch.cat([p.detach().flatten() for p in policy.actor.parameters()])
     assert results["mixed"][0] == results[same_as][0]
     torch.testing.assert_close(results["mixed"][1], results[same_as][1], rtol=0, atol=0)
+    assert not torch.equal(results["mixed"][1], results[other][1])
 
 
 def test_cpo_actor_step_reads_the_episode_cost_and_length_it_is_given():
