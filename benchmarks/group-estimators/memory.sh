@@ -11,6 +11,11 @@ out="${2:-benchmarks/group-estimators/memory.md}"
 saferl="${SAFERL:-saferl}"
 mkdir -p "$work"
 {
+    echo "# Group estimators: memory per row"
+    echo
+    echo "Peak resident set of one grid cell's process (3 seeds as members, 16 envs, 16,000 steps per epoch, G = 8),"
+    echo "over its first two epochs. Made by \`benchmarks/group-estimators/memory.sh\` at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+    echo
     echo "| task | estimator | peak RSS of the cell's process (MB) |"
     echo "|---|---|---|"
     for env in SafetyHalfCheetahVelocity-v1 SafetyPointGoal1-v0; do
