@@ -16,20 +16,27 @@ ALLOWED = {
 }
 
 
-def saferl_imports(path: Path) -> set[str]:
-    """The saferl modules a file imports, relative imports resolved."""
+def import_statements(path: Path) -> list[tuple[str, list[str]]]:
+    """Each import in a file as (the module it names, relative imports resolved; the names taken from it, [] for a
+    plain `import`)."""
     module = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    found = set()
+    found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 package = module[: len(module) - node.level]
-                found.add(".".join(package + ((node.module,) if node.module else ())))
+                found.append((".".join(package + ((node.module,) if node.module else ())),
+                              [alias.name for alias in node.names]))
             else:
-                found.add(node.module)
+                found.append((node.module, [alias.name for alias in node.names]))
         elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return {name for name in found if name and name.split(".")[0] == "saferl"}
+            found.extend((alias.name, []) for alias in node.names)
+    return found
+
+
+def saferl_imports(path: Path) -> set[str]:
+    """The saferl modules a file imports, relative imports resolved."""
+    return {name for name, _ in import_statements(path) if name and name.split(".")[0] == "saferl"}
 
 
 def test_saferl_imports_resolves_relative_and_absolute_imports():
@@ -56,17 +63,9 @@ def module_graph() -> dict[str, set[str]]:
         files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     graph = {}
     for name, path in files.items():
-        is_package = path.name == "__init__.py"
-        here = name.split(".") if is_package else name.split(".")[:-1]
         found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = ".".join(here[: len(here) - node.level + 1] + ([node.module] if node.module else [])) \
-                    if node.level else node.module
-                found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in files else base
-                             for alias in node.names)
-            elif isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
+        for base, names in import_statements(path):
+            found.update([f"{base}.{n}" if f"{base}.{n}" in files else base for n in names] or [base])
         graph[name] = {module for module in found if module in files and module != name}
     return graph
 
