@@ -192,7 +192,7 @@ def cmd_throughput(args) -> int:
     check_positive(args, "steps", "constrained_steps", "num_envs", "repeats")
     out = json_out(args.out, Path("bench-results") / f"{args.env}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     run_throughput(args.env, args.steps, args.num_envs, args.constrained_steps, not args.no_sb3, out,
-              repeats=args.repeats)
+                   repeats=args.repeats)
     return 0
 
 
@@ -289,8 +289,8 @@ def cmd_offline_pipeline(args) -> int:
     work_dir = Path(args.work_dir) if args.work_dir else Path("bench-results") / f"offline-{args.env}-{stamp}"
     out = json_out(args.out, work_dir / f"{args.command}.json")  # the old verb keeps its old file name
     run_offline_pipeline(args.env, out, work_dir, Path(args.expert) if args.expert else None, args.expert_steps,
-                      args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
-                      args.cost_limit, args.set, args.scripted, args.unsafe_fraction or 0.0)
+                         args.episodes, args.noise, args.filter, args.bc_epochs, args.steps, args.num_envs, args.seed,
+                         args.cost_limit, args.set, args.scripted, args.unsafe_fraction or 0.0)
     return 0
 
 

@@ -100,7 +100,7 @@ def sb3_rate(env_id: str, steps: int, num_envs: int = 1) -> float | None:
 
 
 def run_throughput(env_id: str, steps: int = 100_000, num_envs: int = 16, constrained_steps: int = 40_000,
-              with_sb3: bool = True, out: Path | None = None, log=print, repeats: int = 1) -> dict:
+                   with_sb3: bool = True, out: Path | None = None, log=print, repeats: int = 1) -> dict:
     from saferl import envs
 
     torch.set_num_threads(1)

@@ -44,10 +44,15 @@ def steps_to_reach(rows: list[dict], target: float, cost_limit: float | None = N
     return None
 
 
+def early_updates(rows: list[dict]) -> list[dict]:
+    """The first EARLY_FRACTION of the policy-update epochs (at least one; warm-up epochs excluded)."""
+    updates = [r for r in rows if r.get("phase", "finetune") != "warmup"]
+    return updates[:max(1, int(EARLY_FRACTION * len(updates)))]
+
+
 def early_dip(rows: list[dict], reference: float) -> dict:
     """Lowest per-epoch return among the first EARLY_FRACTION of the policy-update epochs (at least one)."""
-    updates = [r for r in rows if r.get("phase", "finetune") != "warmup"]
-    early = updates[:max(1, int(EARLY_FRACTION * len(updates)))]
+    early = early_updates(rows)
     returns = [progress_number(r.get("epoch_ep_return")) for r in early]
     returns = [x for x in returns if math.isfinite(x)] or [progress_number(early[0]["ep_return"])]
     lowest = min(returns)
@@ -64,10 +69,8 @@ def run_summary(rows: list[dict], expert_return: float, cost_limit: float, refer
                "early_dip": early_dip(rows, reference),
                "curve": [[int(r["env_steps"]), *(progress_number(r.get(key)) for key in CURVE_COLUMNS)] for r in rows]}
     if "success_rate" in last:
-        updates = [r for r in rows if r.get("phase", "finetune") != "warmup"]
-        early = updates[:max(1, int(EARLY_FRACTION * len(updates)))]
         summary["final_success"] = progress_number(last["success_rate"])
-        summary["early_lowest_success"] = min(progress_number(r.get("success_rate")) for r in early)
+        summary["early_lowest_success"] = min(progress_number(r.get("success_rate")) for r in early_updates(rows))
     return summary
 
 
@@ -87,9 +90,9 @@ def scripted_reference(env_id: str, episodes: int, seed: int) -> dict:
 
 
 def run_offline_pipeline(env_id: str, out: Path, work_dir: Path, expert_dir: Path | None, expert_steps: int,
-                      demo_episodes: int, noise: float, bc_filter: str, bc_epochs: int, steps: int, num_envs: int,
-                      seed: int, cost_limit: float | None, sets: list[str], scripted: bool = False,
-                      unsafe_fraction: float = 0.0) -> dict:
+                         demo_episodes: int, noise: float, bc_filter: str, bc_epochs: int, steps: int, num_envs: int,
+                         seed: int, cost_limit: float | None, sets: list[str], scripted: bool = False,
+                         unsafe_fraction: float = 0.0) -> dict:
     from saferl.evaluation import evaluate
     from saferl.launch import train_single
     from saferl.offline.bc import train_bc
