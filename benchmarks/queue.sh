@@ -20,48 +20,48 @@
 # table: OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
 set -euo pipefail
 
+# One row per grid a stage trains: the stage, the grid file under benchmarks/ (without .yaml), the folder under
+# OUT_ROOT, the cells in flight at once. Two cells at a time, one CPU each: a cell's update (about 80% of a PPO-Lag
+# epoch) runs on one thread, so one cell alone leaves a core idle most of the time; a cell's numbers do not depend
+# on what runs beside it. The group estimators' grids run one cell at a time, because their wall times are part of
+# the comparison (and group-estimators ends with the Fetch table, fetch.sh).
+STAGE_GRIDS="
+ablation              ablation-1e6/grid                ablation-1e6              2
+ablation-mixed        ablation-1e6/mixed               ablation-1e6-mixed        2
+navigation-learning   navigation-learning/grid         navigation-learning       2
+campaign              campaign-1e7/grid                campaign-1e7              2
+group-estimators      group-estimators/grid            group-estimators          1
+group-estimators      group-estimators/sweep           group-estimators-sweep    1
+campaign-navigation   campaign-1e7/navigation-grid     campaign-1e7-navigation   2
+campaign-pid          campaign-1e7/pid-grid            campaign-1e7-pid          2
+"
 STAGES=(ablation ablation-mixed navigation-learning campaign group-estimators campaign-navigation campaign-pid)
+FETCH=benchmarks/group-estimators/fetch.sh
+
+stage_rows() {  # the table's rows of one stage (none: an unknown stage)
+    awk -v stage="$1" '$1 == stage {print $2, $3, $4}' <<< "$STAGE_GRIDS"
+}
 
 stage_files() {  # the files of the frozen commit a stage runs
-    case "$1" in
-        ablation) echo benchmarks/ablation-1e6/grid.yaml ;;
-        ablation-mixed) echo benchmarks/ablation-1e6/mixed.yaml ;;
-        navigation-learning) echo benchmarks/navigation-learning/grid.yaml ;;
-        # the campaign grid without Car and Button (before 7022cdf it held all four tasks)
-        campaign) echo benchmarks/campaign-1e7/grid.yaml benchmarks/campaign-1e7/navigation-grid.yaml ;;
-        group-estimators) echo benchmarks/group-estimators/{grid.yaml,sweep.yaml,fetch.sh} ;;
-        campaign-navigation) echo benchmarks/campaign-1e7/navigation-grid.yaml ;;
-        campaign-pid) echo benchmarks/campaign-1e7/pid-grid.yaml ;;
-        *) return 2 ;;
-    esac
+    local grid out parallel
+    while read -r grid out parallel; do echo "benchmarks/$grid.yaml"; done < <(stage_rows "$1")
+    [ "$1" != group-estimators ] || echo "$FETCH"
+    # the campaign grid without Car and Button: before 7022cdf it held all four tasks, and navigation-grid.yaml
+    # did not exist yet
+    [ "$1" != campaign ] || echo benchmarks/campaign-1e7/navigation-grid.yaml
 }
 
-# Two cells at a time, one CPU each: a cell's update (about 80% of a PPO-Lag epoch) runs on one thread, so one cell
-# alone leaves a core idle most of the time; a cell's numbers do not depend on what runs beside it. The group
-# estimators' grids run one cell at a time, because their wall times are part of the comparison.
-grid() {
-    .venv/bin/saferl benchmark "benchmarks/$1.yaml" --out "$root/$2" --max-parallel "${3:-2}" --cpus-per-cell 1 \
-        >> "$root/$2.log" 2>&1
-}
-
-run_stage() {
-    case "$1" in
-        ablation) grid ablation-1e6/grid ablation-1e6 ;;
-        ablation-mixed) grid ablation-1e6/mixed ablation-1e6-mixed ;;
-        navigation-learning) grid navigation-learning/grid navigation-learning ;;
-        group-estimators)  # three parts; each runs even when one before it failed
-            local failed=0
-            grid group-estimators/grid group-estimators 1 || failed=$?
-            grid group-estimators/sweep group-estimators-sweep 1 || failed=$?
-            SAFERL=.venv/bin/saferl PYTHON=.venv/bin/python benchmarks/group-estimators/fetch.sh \
-                "$root/group-estimators-fetch" "$root/group-estimators-fetch" \
-                >> "$root/group-estimators-fetch.log" 2>&1 || failed=$?
-            return "$failed" ;;
-        campaign) grid campaign-1e7/grid campaign-1e7 ;;
-        campaign-navigation) grid campaign-1e7/navigation-grid campaign-1e7-navigation ;;
-        campaign-pid) grid campaign-1e7/pid-grid campaign-1e7-pid ;;
-        *) return 2 ;;
-    esac
+run_stage() {  # every grid of the stage runs, even when one before it failed (then the stage fails)
+    local grid out parallel failed=0
+    while read -r grid out parallel; do  # (stdin is the table: the commands read /dev/null)
+        .venv/bin/saferl benchmark "benchmarks/$grid.yaml" --out "$root/$out" --max-parallel "$parallel" \
+            --cpus-per-cell 1 < /dev/null >> "$root/$out.log" 2>&1 || failed=$?
+    done < <(stage_rows "$1")
+    if [ "$1" = group-estimators ]; then
+        SAFERL=.venv/bin/saferl PYTHON=.venv/bin/python "$FETCH" "$root/group-estimators-fetch" \
+            "$root/group-estimators-fetch" < /dev/null >> "$root/group-estimators-fetch.log" 2>&1 || failed=$?
+    fi
+    return "$failed"
 }
 
 main() {
@@ -72,7 +72,7 @@ main() {
     local stages=("$@") stage
     [ ${#stages[@]} -gt 0 ] || stages=("${STAGES[@]}")
     for stage in "${stages[@]}"; do  # a misspelt stage is refused before anything runs
-        stage_files "$stage" > /dev/null || { echo "queue: unknown stage '$stage' (one of: ${STAGES[*]})" >&2; exit 2; }
+        [ -n "$(stage_rows "$stage")" ] || { echo "queue: unknown stage '$stage' (one of: ${STAGES[*]})" >&2; exit 2; }
     done
     local code="$root/code" wanted
     mkdir -p "$root"

@@ -334,6 +334,55 @@ def run_benchmark(grid_path: Path, out: Path, address: str | None = None, max_pa
     return code
 
 
+def benchmark_status(grid_path: Path, out: Path) -> int:
+    """Where a grid stands, training nothing: status.json, status.md and status-curves-<env>.png in `out`, with the
+    finished cells as in results.md and every started one at the steps its seeds have reached (read-only: it may
+    run while the grid trains). A long campaign's partial table, committed as cells progress."""
+    grid = load_grid(grid_path)
+    out = Path(out)
+    specs = [cell_spec(grid, algo, env_id, out, variant) for env_id, algo, variant in grid.cells()]
+    cells, waiting = [], []
+    for spec in specs:
+        cell = stored_cell(spec) or partial_cell(spec)
+        if cell is None:
+            waiting.append(f"{spec['env']} {spec['algo']}" + (f"-{spec['variant']}" if spec.get("variant") else ""))
+        else:
+            cells.append({**cell, "variant": spec.get("variant")})
+    finished = sum(not c.get("partial") for c in cells)
+    info = {"finished": finished, "in_progress": len(cells) - finished, "not_started": waiting}
+    write_results(out, grid, cells, info, name="status")
+    write_curve_figures(out, grid, cells, prefix="status-")
+    print(f"{finished} of {len(specs)} cells finished, {len(cells) - finished} in progress, {len(waiting)} not started:"
+          f" {out / 'status.md'}")
+    return 0
+
+
+def partial_cell(spec: dict) -> dict | None:
+    """A started, unfinished cell as far as its progress.csv files go (None when no seed has a row yet)."""
+    from saferl.report.stats import mean_std
+
+    dirs = member_dirs(Path(spec["dir"]), spec["seeds"])
+    rows = [last_row(d) for d in dirs]
+    if not any(rows):
+        return None
+    per_seed = []
+    for seed, directory, row in zip(spec["seeds"], dirs, rows, strict=True):
+        curve = learning_curve(directory) if row else {column: [] for column in CURVE_COLUMNS}
+        limit = progress_number(row.get("cost_limit"))
+        per_seed.append({"seed": seed, "dir": str(directory),
+                         "env_steps": int(progress_number(row.get("env_steps"), 0)),
+                         "return": progress_number(row.get("ep_return")), "cost": progress_number(row.get("ep_cost")),
+                         "cost_limit": limit, "stays_under_limit_from": stays_under_from(curve, limit) if row else None,
+                         "curve": curve})
+    train_s = training_seconds(dirs[0])  # the seeds train together, in one process
+    return clean({"algo": spec["algo"], "env": spec["env"], "ok": True, "partial": True, "spec": spec_identity(spec),
+                  "dir": spec["dir"], "steps": spec["steps"], "seeds": spec["seeds"], "per_seed": per_seed,
+                  **{key: mean_std([s[key] for s in per_seed]) for key in ("return", "cost")},
+                  "eval_return": {"mean": None}, "eval_cost": {"mean": None}, "wall_s": None, "train_s": train_s,
+                  "steps_per_s": sum(s["env_steps"] for s in per_seed) / train_s if train_s > 0 else None,
+                  "omnisafe": omnisafe_entry(spec["env"], spec["algo"])})
+
+
 def _last_line(exc: Exception) -> str:
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1] if lines else repr(exc)

@@ -79,13 +79,14 @@ def cell_name(cell: dict) -> str:
     return f"{cell['algo']}-{cell['variant']}" if cell.get("variant") else cell["algo"]
 
 
-def write_results(out: Path, grid: Grid, cells: list[dict], info: dict) -> None:
+def write_results(out: Path, grid: Grid, cells: list[dict], info: dict, name: str = "results") -> None:
+    """`name`.json and `name`.md: results (what a grid run writes) or status (`saferl benchmark --status`)."""
     out.mkdir(parents=True, exist_ok=True)
     grid_data = {"algos": grid.algos, "envs": grid.envs, "seeds": grid.seeds, "steps": grid.steps, "set": grid.sets,
                  "variants": [vars(v) for v in grid.variants] if grid.variants else None}
-    write_json(out / "results.json", clean({"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "grid": grid_data,
+    write_json(out / f"{name}.json", clean({"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "grid": grid_data,
                                             "run": info, "cells": cells}))
-    atomic_write_text(out / "results.md", results_markdown(grid, cells))
+    atomic_write_text(out / f"{name}.md", results_markdown(grid, cells))
 
 
 def results_markdown(grid: Grid, cells: list[dict]) -> str:
@@ -101,6 +102,9 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
              "(1e7 steps, cost limit 25, 5 seeds).", "",
              "Under from: the env steps from which each seed's windowed cost stays at or under its limit to the "
              "end (– when it ends over).", "",
+             *(["In progress (`saferl benchmark --status`): a cell still training shows the steps its seeds have "
+                "reached (\"of\" the grid's budget) and no evaluation yet.", ""]
+               if any(cell.get("partial") for cell in cells) else []),
              "| task | algo | steps | seeds | return | cost | under from | eval return | eval cost | train s | wall s "
              "| steps/s | OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 14]
     for cell in cells:
@@ -112,7 +116,9 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
         under = ", ".join("–" if s.get("stays_under_limit_from") is None else _steps(s["stays_under_limit_from"])
                           for s in cell["per_seed"])
         lines.append(" | ".join([
-            f"| {cell['env']}", cell_name(cell), trained_steps(cell), str(len(cell["seeds"])), _pm(cell["return"]),
+            f"| {cell['env']}", cell_name(cell),
+            trained_steps(cell) + (f" of {cell['steps']}" if cell.get("partial") else ""), str(len(cell["seeds"])),
+            _pm(cell["return"]),
             _pm(cell["cost"]), under, _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
             _fmt(cell.get("train_s"), 0), _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0),
             _fmt(ref.get("return"), 1),
@@ -148,8 +154,8 @@ def write_report(out: Path, cells: list[dict]) -> None:
     atomic_write_text(paths["md"], paths["md"].read_text() + "\n" + md_part[md_part.index("## "):])
 
 
-def write_curve_figures(out: Path, grid: Grid, cells: list[dict]) -> None:
-    """curves-<env>.png: return and cost against env steps per cell (mean and min-max band over seeds), the cost
+def write_curve_figures(out: Path, grid: Grid, cells: list[dict], prefix: str = "") -> None:
+    """<prefix>curves-<env>.png: return and cost against env steps per cell (mean and min-max band over seeds), the cost
     limit, and OmniSafe's final 1e7-step numbers as markers."""
     from saferl.report.figures import benchmark_curves_figure
 
@@ -157,7 +163,7 @@ def write_curve_figures(out: Path, grid: Grid, cells: list[dict]) -> None:
         done = [c for c in cells if c["ok"] and c["env"] == env_id and c.get("per_seed")]
         if any("curve" in s for c in done for s in c["per_seed"]):
             png = benchmark_curves_figure(env_id, [(cell_name(c), c) for c in done])
-            (out / f"curves-{env_id}.png").write_bytes(png)
+            (out / f"{prefix}curves-{env_id}.png").write_bytes(png)
 
 
 def _steps(value: float) -> str:

@@ -132,6 +132,8 @@ def parse_args(argv):
     grid.add_argument("--address", help="an existing Ray cluster (default: start a local Ray)")
     grid.add_argument("--max-parallel", type=int, help="cells in flight at once (default: CPUs // --cpus-per-cell)")
     grid.add_argument("--cpus-per-cell", type=int, default=2, help="CPUs Ray reserves per cell (default 2)")
+    grid.add_argument("--status", action="store_true", help="train nothing: write status.{json,md} and figures with "
+                      "the finished cells and every started one at the steps it has reached (safe while it trains)")
 
     export = sub.add_parser("export", help="a run's deterministic policy as one ONNX or TorchScript file for a "
                             "robot (normaliser and action clipping inside; see docs/deploy.md)")
@@ -295,8 +297,10 @@ def cmd_offline_pipeline(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from saferl.benchmark import run_benchmark
+    from saferl.benchmark import benchmark_status, run_benchmark
 
+    if args.status:
+        return benchmark_status(Path(args.grid), Path(args.out))
     check_positive(args, "max_parallel", "cpus_per_cell")
     return run_benchmark(Path(args.grid), Path(args.out), args.address, args.max_parallel, args.cpus_per_cell)
 

@@ -196,3 +196,34 @@ def test_grid_on_local_ray_skips_finished_cells_and_resumes_interrupted_ones(cap
     again = json.loads((out / "results.json").read_text())
     assert [c["action"] for c in again["cells"]] == ["skipped", "skipped"]
     assert again["cells"][0]["return"] == cells["ppo_lag"]["return"]
+
+
+@pytest.mark.slow
+def test_status_shows_finished_cells_and_the_steps_started_ones_reached_training_nothing(capsys, tmp_path,
+                                                                                        monkeypatch):
+    """`--status` is a long campaign's partial table: a finished cell as in results.md, a started one at its
+    steps so far (no evaluation), one not started listed; no Ray, no training, no results.json written."""
+    data = {**GRID, "algos": ["ppo_lag", "cpo", "trpo_lag"]}
+    grid, out = write_grid(tmp_path, data), tmp_path / "out"
+    loaded = benchmark_grid.load_grid(grid)
+    assert benchmark.run_cell(benchmark.cell_spec(loaded, "cpo", TOY_ID, out))["ok"]
+    assert main(["train", "--algo", "ppo_lag", "--env", TOY_ID, "--seeds", "0,1", "--steps", "400",
+                 "--run-dir", str(out / TOY_ID / "ppo_lag"), "--set", *TINY_CELL_SETS, "train.schedule_steps=800"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(benchmark, "start_ray", lambda *a: pytest.fail("--status started Ray"))
+    monkeypatch.setattr(benchmark, "train_cell", lambda *a: pytest.fail("--status trained"))
+
+    assert main(["benchmark", grid, "--out", str(out), "--status"]) == 0
+    assert "1 of 3 cells finished, 1 in progress, 1 not started" in capsys.readouterr().out
+    status = json.loads((out / "status.json").read_text())
+    assert status["run"]["not_started"] == [f"{TOY_ID} trpo_lag"] and not (out / "results.json").exists()
+    partial, finished = status["cells"]
+    assert partial["algo"] == "ppo_lag" and partial["partial"]
+    assert [s["env_steps"] for s in partial["per_seed"]] == [400, 400]
+    last = read_progress(out / TOY_ID / "ppo_lag" / "seed-1" / "progress.csv")[-1]
+    assert partial["per_seed"][1]["cost"] == pytest.approx(float(last["ep_cost"]))
+    assert partial["per_seed"][1]["curve"]["env_steps"] == [400]
+    assert finished["algo"] == "cpo" and not finished.get("partial") and finished["eval_return"]["mean"] is not None
+    table = (out / "status.md").read_text()
+    assert f"| {TOY_ID} | ppo_lag | 400 of 800 | 2 |" in table and f"| {TOY_ID} | cpo | 800 | 2 |" in table
+    assert (out / f"status-curves-{TOY_ID}.png").stat().st_size > 0

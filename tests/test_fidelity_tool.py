@@ -93,3 +93,54 @@ def test_random_actions_keep_the_point_and_car_draws():
     wide = gymnasium.spaces.Box(np.array([-20.0, -0.785]), np.array([20.0, 0.785]), (2,), np.float64)
     actions = random_actions(wide, 2000, 0)
     assert np.all(np.abs(actions) <= [20.0, 0.785]) and np.abs(actions[:, 0]).max() > 19.0
+
+
+class EchoEnv:
+    """Reward = the first action component, cost = 1 per step, episodes of 5 steps: what a policy sent is visible."""
+
+    def __init__(self):
+        self.t = 0
+
+    def reset(self, seed):
+        self.t = 0
+        return np.zeros(3)
+
+    def step(self, action):
+        self.t += 1
+        return np.full(3, float(self.t)), float(action[0]), 1.0, self.t == 5
+
+
+class MeanPolicy:
+    """predict: the observation's first two entries; log_std 0 (std 1)."""
+
+    def __init__(self):
+        import torch
+
+        self.log_std = torch.zeros(1, 2)
+
+    def predict(self, obs, deterministic=True):
+        assert deterministic  # the transfer script adds its own, shared noise
+        return np.asarray(obs[:2], float)
+
+
+def test_policy_transfer_episodes_share_their_noise_and_clip_the_action():
+    transfer = load("policy_transfer")
+    low, high = -np.ones(2), np.ones(2)
+    sampled = [transfer.episode(MeanPolicy(), EchoEnv(), 7, True, low, high) for _ in range(2)]
+    assert sampled[0] == sampled[1]  # the same seed: the same noise draws on both sides
+    z = np.random.default_rng(7).standard_normal((5, 2))[:, 0]
+    means = np.array([0.0, 1.0, 2.0, 3.0, 4.0])  # the observation before each step
+    assert sampled[0]["return"] == pytest.approx(np.clip(means + z, -1, 1).sum())
+    mean_only = transfer.episode(MeanPolicy(), EchoEnv(), 7, False, low, high)
+    assert mean_only == {"return": 0.0 + 1 + 1 + 1 + 1, "cost": 5.0, "length": 5}
+
+
+def test_policy_transfer_compare_matches_scipy():
+    transfer = load("policy_transfer")
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 9), rng.normal(0.3, 1, 9)
+    result = transfer.compare(a.tolist(), b.tolist())
+    assert result["welch_z"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).statistic, rel=1e-12)
+    paired = stats.ttest_rel(a, b)
+    assert result["paired_mean"] / result["paired_se"] == pytest.approx(paired.statistic, rel=1e-12)
+    assert result["saferl"] == pytest.approx(a.mean()) and result["safety_gymnasium"] == pytest.approx(b.mean())

@@ -12,6 +12,11 @@ Usage: ``python reference_worker.py JOB.json OUT.json``. A job names one env id 
 - ``speed``: single-env steps per second under uniform random actions (autoresets included).
 - ``model``: the robot's physics numbers (masses, inertias, joints, colliding geoms, actuators).
 
+``python reference_worker.py --serve ENV_ID`` instead steps one env on request, one JSON line per request
+on stdin and one per answer on stdout (``policy_transfer.py`` drives it with a saferl policy):
+``{"reset": seed}`` -> ``{"obs": [...]}``; ``{"step": action}`` -> ``{"obs", "reward", "cost", "terminated",
+"truncated"}``. Floats travel as Python's shortest round-trip repr, so nothing is lost on the way.
+
 No saferl import here: this file must run with gymnasium 0.28.1 and MuJoCo 2.3.3.
 
 Safety-Gymnasium compiles its world from XML at every reset, and most of that time goes to decoding
@@ -215,7 +220,26 @@ def run(job: dict) -> dict:
     return out
 
 
-if __name__ == "__main__":
+def serve(env_id: str) -> None:
+    compile_without_skybox()
+    env = make(env_id)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "reset" in request:
+            obs, _ = env.reset(seed=request["reset"])
+            answer = {"obs": obs.tolist()}
+        else:
+            obs, reward, cost, terminated, truncated, _ = env.step(np.asarray(request["step"], dtype=np.float64))
+            answer = {"obs": obs.tolist(), "reward": float(reward), "cost": float(cost),
+                      "terminated": bool(terminated), "truncated": bool(truncated)}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    env.close()
+
+
+if __name__ == "__main__" and sys.argv[1] == "--serve":
+    serve(sys.argv[2])
+elif __name__ == "__main__":
     with open(sys.argv[1]) as f:
         result = run(json.load(f))
     with open(sys.argv[2], "w") as f:
