@@ -13,8 +13,9 @@
 # ablation-mixed, navigation-learning, campaign, group-estimators, campaign-navigation, campaign-pid. One OUT_ROOT
 # holds one commit, and a stage runs the grid files of that commit: a stage whose files the commit lacks is refused
 # before anything starts. Where the evidence stands: ablation and navigation-learning ran at 6378eac
-# (~/saferl-runs); ablation-mixed needs 0122fb1 or later (~/saferl-mixed); the campaign stages run at the commit
-# that sets the defaults the ablation chose, in an OUT_ROOT of their own. A stage that fails is reported, the queue
+# (~/saferl-runs); ablation-mixed and navigation-learning/cpo.yaml at 0122fb1 (~/saferl-mixed; cpo.yaml is no
+# stage: `saferl benchmark` by hand); the campaign stages at the commit that made the chosen defaults the
+# defaults, in an OUT_ROOT of their own (~/saferl-campaign). A stage that fails is reported, the queue
 # goes on to the next, and it exits 1 at the end (the stage's log says why; run the queue again to resume it).
 # Results to commit: OUT_ROOT/<grid>/results.{json,md} and figures (never checkpoints); the group estimators' Fetch
 # table: OUT_ROOT/group-estimators-fetch/fetch.{json,md}.

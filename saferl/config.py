@@ -101,9 +101,9 @@ class ModelConfig:
     activation: str = "tanh"
     init_log_std: float = 0.0
     normalize_obs: bool = True
-    obs_clip: float = 10.0  # OmniSafe clips at 5
-    normalizer_update: str = "epoch"  # "epoch": after each update, from the rollout; "step": every env step
-    init: str = "orthogonal"  # "orthogonal" (CleanRL, SB3) or "kaiming_uniform" (torch's default, OmniSafe's)
+    obs_clip: float = 5.0  # OmniSafe's, as the next two (docs/safety.md says why); CleanRL and SB3 clip at 10
+    normalizer_update: str = "step"  # before every env step; "epoch": frozen while collecting (CleanRL, SB3)
+    init: str = "kaiming_uniform"  # torch's nn.Linear default; "orthogonal" (CleanRL, SB3: gain sqrt 2, head 0.01)
 
     def validate(self):
         _check(self.activation in ("tanh", "relu", "elu"), "model.activation must be one of tanh, relu, elu")
@@ -120,7 +120,7 @@ class PPOConfig:
     minibatch_size: int = 64
     clip_ratio: float = 0.2
     target_kl: float | None = 0.02  # early stop when the epoch's mean KL exceeds it; None disables
-    kl_estimate: str = "k3"  # the early stop's KL: "k3", mean((r - 1) - log r); "exact", the Gaussians' (OmniSafe)
+    kl_estimate: str = "exact"  # the early stop's KL: the Gaussians' (OmniSafe); "k3", mean((r - 1) - log r)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     anneal_lr: bool = True  # actor lr decays linearly to 0 over the run
@@ -130,7 +130,7 @@ class PPOConfig:
     compile: bool = False  # torch.compile the minibatch loss
     entropy_coef: float = 0.0
     value_coef: float = 1.0
-    critic_l2: float = 0.0  # + critic_l2 x (sum of the critics' squared weights) in their loss; OmniSafe 0.001
+    critic_l2: float = 0.001  # + critic_l2 x (sum of the critics' squared weights) in their loss (OmniSafe)
     objective: str = "clip"  # "clip" (PPO-Clip) or "kl_penalty" (PPO-KL, adaptive beta)
     clip_low: float | None = None  # decoupled lower bound epsilon_low; None: clip_ratio
     clip_high: float | None = None  # decoupled upper bound epsilon_high; None: clip_ratio
@@ -189,8 +189,8 @@ class PGConfig:
     critic_lr: float = 1e-3
     critic_epochs: int = 10
     critic_minibatch_size: int = 128
-    critic_l2: float = 0.0  # + critic_l2 x (sum of the critics' squared weights); OmniSafe 0.001
-    critic_max_grad_norm: float | None = None  # each critic's gradient clipped to this norm; OmniSafe 40
+    critic_l2: float = 0.001  # + critic_l2 x (sum of the critics' squared weights) (OmniSafe)
+    critic_max_grad_norm: float | None = 40.0  # each critic's gradient clipped to this norm (OmniSafe)
 
     def validate(self):
         _check(self.lr > 0, "pg.lr must be > 0")
@@ -201,8 +201,7 @@ class PGConfig:
 
 @dataclass
 class TrustRegionConfig:
-    """The natural-gradient step and the critics' regression: the `npg` and `trpo` sections (trpo_lag reads
-    `trpo`), and the base of `cpo`'s."""
+    """The natural-gradient step and the critics' regression: `npg`, `trpo` (also trpo_lag's) and `cpo`'s base."""
 
     target_kl: float = 0.01  # delta: the bound on the mean KL(old || new) of one update
     kl: str = "per_dim"  # what the bound measures: "per_dim" (OmniSafe 0.5.0) or "joint" (the TRPO paper's)
@@ -213,8 +212,8 @@ class TrustRegionConfig:
     critic_lr: float = 1e-3
     critic_epochs: int = 10
     critic_minibatch_size: int = 128
-    critic_l2: float = 0.0  # + critic_l2 x (sum of the critics' squared weights); OmniSafe 0.001
-    critic_max_grad_norm: float | None = None  # each critic's gradient clipped to this norm; OmniSafe 40
+    critic_l2: float = 0.001  # + critic_l2 x (sum of the critics' squared weights) (OmniSafe)
+    critic_max_grad_norm: float | None = 40.0  # each critic's gradient clipped to this norm (OmniSafe)
 
     def validate(self, section: str = "trpo"):
         _check(self.target_kl > 0, f"{section}.target_kl must be > 0")
@@ -231,8 +230,8 @@ class CPOConfig(TrustRegionConfig):
     """CPO: the trust-region settings plus its line search's cost slack."""
 
     cost_tolerance: float = 0.05  # line-search slack, a fraction of one full step's change of each cost surrogate
-    cost_scale: str = "episode"  # c's units: "episode", "per_step" or "mixed" (cpo.py's constraint_gap says which)
-    margin_lr: float = 0.0  # learned margin m += margin_lr (J_c - limit), m >= 0, read as J_c + m; 0: off
+    cost_scale: str = "mixed"  # c's units: "mixed", "episode" or "per_step" (cpo.py's constraint_gap says which)
+    margin_lr: float = 0.02  # learned margin m += margin_lr (J_c - limit), m >= 0, read as J_c + m; 0: off
 
     def validate(self, section: str = "cpo"):
         super().validate(section)

@@ -253,7 +253,8 @@ def test_cpo_update_with_all_zero_reward_advantages(episode_cost):
     policy = make_policy()
     # per_step: a gap of 1 in 50 steps is within one step's reach (in episode units it would be infeasible).
     algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
-                                               "cpo.critic_epochs=1", "cpo.cost_scale=per_step"], cost_limit=20.0)
+                                               "cpo.critic_epochs=1", "cpo.cost_scale=per_step", "cpo.margin_lr=0"],
+                               cost_limit=20.0)
     batch = synthetic_batch(policy)
     batch.reward_advantages.zero_()
     stats = {key: value[0] for key, value in algorithm.update(batch, np.array([[episode_cost]]), NO_EPISODE).items()}

@@ -1,5 +1,6 @@
-"""CPO on a task where the linearised cost over-promises: the `episode` scale of c (the default) brings the measured
-episode cost to the limit where the `per_step` scale alone stalls above it.
+"""CPO on a task where the linearised cost over-promises: the `episode` scale of c brings the measured episode cost
+to the limit where the `per_step` scale alone stalls above it (both without the learned margin), and so do the
+defaults (the `mixed` scale with the learned margin).
 
 SafetyToyNoisyVelocity-v0 is the toy task plus 64 observation dimensions of pure noise and a background cost of
 1 with probability 0.5 per step. From 1,000 steps per epoch the cost gradient b is mostly fitted noise, so a step
@@ -28,12 +29,13 @@ def noisy_runs(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("overpromise")
     runs = {}
-    for scale in ("episode", "per_step"):
+    for name, sets in (("episode", ["cpo.cost_scale=episode", "cpo.margin_lr=0"]),
+                       ("per_step", ["cpo.cost_scale=per_step", "cpo.margin_lr=0"]), ("default", [])):
         config = build_config("cpo", sets=TOY_SETS + [
             f"env.id={NOISY_TOY_ID}", "env.max_episode_steps=50", f"env.cost_limit={LIMIT}",
-            "train.steps_per_epoch=1000", "train.total_steps=30000", f"cpo.cost_scale={scale}"])
-        Runner(new_members(config, None, None, root / scale)).train()
-        runs[scale] = read_progress(root / scale / "progress.csv")
+            "train.steps_per_epoch=1000", "train.total_steps=30000", *sets])
+        Runner(new_members(config, None, None, root / name)).train()
+        runs[name] = read_progress(root / name / "progress.csv")
     return runs
 
 
@@ -52,6 +54,7 @@ def test_episode_scale_reaches_the_limit_where_per_step_stalls_above_it(noisy_ru
     episode, per_step = epoch_costs(noisy_runs["episode"]), epoch_costs(noisy_runs["per_step"])
     assert episode[-10:].mean() < LIMIT + 1.5
     assert per_step[-10:].mean() > LIMIT + 3.0
+    assert epoch_costs(noisy_runs["default"])[-10:].mean() < LIMIT + 1.5
     # The stall is the linearisation's: per_step's late updates are feasible `normal` steps aimed at the limit.
     late = noisy_runs["per_step"][-10:]
     normal = [r for r in late if int(float(r["cpo_case"])) == CASE_CODES["normal"]]

@@ -71,7 +71,7 @@ def test_normalizer_updated_every_step_sees_each_observation_once(tmp_path, toy_
 
 
 def test_normalizer_updated_per_epoch_is_frozen_during_the_rollout(tmp_path, toy_config):
-    runner = toy_runner(tmp_path, toy_config, [])
+    runner = toy_runner(tmp_path, toy_config, ["model.normalizer_update=epoch"])
     runner.collect()
     assert float(runner.policy.normalizer.count[0]) == 0.0  # the update comes after the epoch's learning step
 

@@ -178,13 +178,15 @@ def test_loss_of_each_member_equals_a_hand_computation(algo, activation, variant
 def test_update_equals_per_member_torch_adam_with_clipped_gradients(clip_per_network):
     """Two full-batch epochs of PPO-Lag on two members equal, member by member, torch.optim.Adam on the hand-written
     loss with torch.nn.utils.clip_grad_norm_ applied per network (or over all networks), and the Lagrangian
-    advantage (A_r - lambda A_c) / (1 + lambda) with each member's own multiplier."""
+    advantage (A_r - lambda A_c) / (1 + lambda) with each member's own multiplier, and the critics' default weight
+    penalty (ppo.critic_l2) in their loss."""
     members, size, obs_dim, act_dim = 2, 64, 4, 2
     max_norm, actor_lr, critic_lr = 0.05, 1e-2, 5e-3
     config = build_config("ppo_lag", sets=[
         "ppo.update_epochs=2", f"ppo.minibatch_size={size}", "ppo.target_kl=null", "ppo.anneal_lr=false",
         f"ppo.max_grad_norm={max_norm}", f"ppo.clip_per_network={clip_per_network}", f"ppo.actor_lr={actor_lr}",
         f"ppo.critic_lr={critic_lr}", "train.steps_per_epoch=64", "env.num_envs=1"])
+    assert config.ppo.critic_l2 > 0
     policy = random_policy(members, obs_dim, act_dim, 1, "tanh", hidden=(16, 16))
     oracles = [OracleMember(policy, k, "tanh") for k in range(members)]
     g = torch.Generator().manual_seed(3)
@@ -211,9 +213,11 @@ def test_update_equals_per_member_torch_adam_with_clipped_gradients(clip_per_net
         advantages = (batch.reward_advantages[k] - lambdas[k] * batch.cost_advantages[k, :, 0]) / (1 + lambdas[k])
         for _ in range(2):
             adam.zero_grad()
-            oracle.loss(config.ppo, obs[k], actions[k], log_probs[k], None, None, advantages,
-                        batch.reward_returns[k], batch.cost_returns[k], batch.reward_values[k], batch.cost_values[k],
-                        with_cost=True).backward()
+            loss = oracle.loss(config.ppo, obs[k], actions[k], log_probs[k], None, None, advantages,
+                               batch.reward_returns[k], batch.cost_returns[k], batch.reward_values[k],
+                               batch.cost_values[k], with_cost=True)
+            critic_l2 = sum(p.square().sum() for network in networks[1:] for p in network)  # OmniSafe's penalty
+            (loss + config.ppo.critic_l2 * critic_l2).backward()
             groups = networks if clip_per_network else [[p for network in networks for p in network]]
             for group in groups:
                 clipped_any |= float(torch.nn.utils.clip_grad_norm_(group, max_norm)) > max_norm
@@ -396,7 +400,9 @@ def test_each_member_directory_restores_that_members_policy(tmp_path, toy_config
 
 
 def test_truncation_bootstrap_is_the_critic_value_of_the_member_normalised_final_obs(tmp_path, toy_config):
-    runner = make_runner(toy_config("ppo_lag"), tmp_path, seeds=[0, 1])
+    """With the normaliser frozen during the rollout (normalizer_update=epoch), so that its statistics are known."""
+    runner = make_runner(toy_config("ppo_lag", ["model.normalizer_update=epoch", "model.obs_clip=10"]), tmp_path,
+                         seeds=[0, 1])
     policy, k_members, envs = runner.policy, 2, runner.envs_per_member
     generator = torch.Generator().manual_seed(0)
     scale, shift = torch.tensor([3.0, 0.5], dtype=torch.float64), torch.tensor([5.0, -2.0], dtype=torch.float64)

@@ -64,7 +64,9 @@ def make_policy(num_costs: int = 1, seed: int = 0, members: int = 1) -> ActorCri
 
 
 def make_algorithm(algo, policy, sets, cost_limit=25.0, seed=0):
-    config = build_config(algo, sets=sets)
+    """The learned margin (on by default) is off unless `sets` names it: c is then exactly J_c - limit, which the
+    step tests compute by hand; the margin's own tests set cpo.margin_lr."""
+    config = build_config(algo, sets=(["cpo.margin_lr=0"] if algo == "cpo" else []) + list(sets))
     members, costs = policy.members, policy.num_costs
     return ALGORITHMS[algo](policy, config, 1, [torch.Generator().manual_seed(seed + k) for k in range(members)],
                             np.full((members, costs), cost_limit))
@@ -395,12 +397,13 @@ def test_each_kl_semantics_gives_its_value_on_a_hand_computed_gaussian_pair():
 @pytest.mark.parametrize("cost, case", [(5.0, "reward_only"), (20.5, "infeasible"), (21.0, "infeasible"),
                                         (400.0, "infeasible")])
 def test_cpo_in_episode_units_recovers_whenever_the_cost_is_over_the_limit(cost, case):
-    """With c = J_c - limit (the default), even half a cost unit over the limit is beyond one step's reach of the
-    per-step surrogate: the update is the pure cost descent, which lowers the cost surrogate; under the limit it
-    is TRPO's step. Per step the same 21.0 is a `normal` step (test_member_of_a_k_member_update...)."""
+    """With c = J_c - limit (`episode`; the default `mixed` too, over the limit), even half a cost unit over the
+    limit is beyond one step's reach of the per-step surrogate: the update is the pure cost descent, which lowers
+    the cost surrogate; under the limit it is TRPO's step. Per step the same 21.0 is a `normal` step
+    (test_member_of_a_k_member_update...)."""
     policy = make_policy()
     algorithm = make_algorithm("cpo", policy, ["env.cost_limit=20", "env.max_episode_steps=50",
-                                               "cpo.critic_epochs=1"], cost_limit=20.0)
+                                               "cpo.critic_epochs=1", "cpo.cost_scale=episode"], cost_limit=20.0)
     assert algorithm.cfg.cost_scale == "episode" and algorithm.cfg.kl == "per_dim"
     batch = synthetic_batch(policy, size=1024)
     old = copy.deepcopy(policy)
