@@ -15,6 +15,9 @@ FIRST_COLUMNS = [
     "epoch", "env_steps", "ep_return", "ep_cost", "ep_length", "lagrange_multiplier",
     "approx_kl", "kl", "clip_fraction", "entropy", "fps",
 ]
+# A column's current name -> the name an older saferl wrote the same statistic under (the trust-region family's
+# exact KL was "approx_kl" before round 3): a resumed run renames the old column instead of starting a second one.
+RENAMED_COLUMNS = {"kl": "approx_kl"}
 
 
 def read_progress(path: Path, notes: list[str] | None = None) -> list[dict[str, str]]:
@@ -129,11 +132,23 @@ class ProgressLogger:
             self.columns = [c for c in FIRST_COLUMNS if c in row] + sorted(k for k in row if k not in FIRST_COLUMNS)
             with open(self.path, "w") as handle:
                 handle.write(",".join(self.columns) + "\n")
-        elif not set(row) <= set(self.columns):  # a new statistic (e.g. a fine-tune's first update after warm-up)
-            self.add_columns(sorted(set(row) - set(self.columns)))
+        elif not set(row) <= set(self.columns):  # a renamed statistic, or a new one (a fine-tune's first update)
+            self.rename_old_columns(row)
+            if not set(row) <= set(self.columns):
+                self.add_columns(sorted(set(row) - set(self.columns)))
         values = [_format(row.get(c)) for c in self.columns]
         with open(self.path, "a") as handle:
             handle.write(",".join(values) + "\n")
+
+    def rename_old_columns(self, row: dict) -> None:
+        """Rename a column an older saferl wrote (RENAMED_COLUMNS) when `row` has its new name and not the old."""
+        renames = {old: new for new, old in RENAMED_COLUMNS.items()
+                   if new in row and old not in row and new not in self.columns and old in self.columns}
+        if renames:
+            rows = read_progress(self.path, notes=[]) if self.path.exists() else []
+            old_columns, self.columns = self.columns, [renames.get(c, c) for c in self.columns]
+            lines = [",".join(self.columns)] + [",".join(r.get(c, "") for c in old_columns) for r in rows]
+            atomic_write_text(self.path, "\n".join(lines) + "\n")
 
     def add_columns(self, columns: list[str]) -> None:
         """Rewrite the file with `columns` appended to the header; earlier rows get empty cells there."""

@@ -193,3 +193,17 @@ def test_a_full_disk_under_tensorboard_is_one_line_without_the_threads_traceback
     assert result.returncode == 2
     assert result.stderr == f"saferl: error: No space left on device: {tmp_path / 'r' / 'tensorboard'}\n"
     assert read_progress(tmp_path / "r" / "progress.csv")  # the rows before the disk filled are there
+
+
+def test_a_resumed_run_renames_a_column_an_older_saferl_wrote_instead_of_adding_a_second(tmp_path):
+    """A trust-region run from before round 3 logged its exact KL as approx_kl; resumed, it goes on as kl, the
+    earlier rows' values under the new name. A run that still writes approx_kl (PPO) keeps it."""
+    (tmp_path / "progress.csv").write_text("epoch,env_steps,approx_kl,fps\n1,100,0.01,50\n2,200,0.02,51\n")
+    resumed = logger.ProgressLogger(tmp_path, tensorboard=False, resume_epoch=1)
+    resumed.log({"epoch": 2, "env_steps": 200, "kl": 0.03, "fps": 52.0})
+    assert (tmp_path / "progress.csv").read_text() == "epoch,env_steps,kl,fps\n1,100,0.01,50\n2,200,0.03,52\n"
+    ppo = tmp_path / "ppo"
+    ppo.mkdir()
+    (ppo / "progress.csv").write_text("epoch,env_steps,approx_kl\n1,100,0.01\n")
+    logger.ProgressLogger(ppo, tensorboard=False, resume_epoch=1).log({"epoch": 2, "env_steps": 200, "approx_kl": 0.5})
+    assert (ppo / "progress.csv").read_text() == "epoch,env_steps,approx_kl\n1,100,0.01\n2,200,0.5\n"
