@@ -25,6 +25,7 @@ from pathlib import Path
 from saferl.benchmark_grid import Grid, Variant, load_grid
 from saferl.benchmark_results import (
     EVAL_EPISODES,
+    cell_name,
     clean,
     omnisafe_entry,
     progress_line,
@@ -109,7 +110,6 @@ def failed_cell(spec: dict, error: str) -> dict:
 def train_cell(spec: dict) -> dict:
     from saferl.cells import check_cell_settings, check_rows_reach_checkpoints
     from saferl.evaluation import evaluate
-    from saferl.report.stats import mean_std
 
     start = time.perf_counter()
     root, seeds, steps = Path(spec["dir"]), spec["seeds"], spec["steps"]
@@ -126,29 +126,39 @@ def train_cell(spec: dict) -> dict:
             return failed_cell(spec, error)
     per_seed = []
     for seed, directory in zip(seeds, dirs, strict=True):
-        row = last_row(directory)
         evaluation = evaluate(directory, EVAL_EPISODES, deterministic=True)
-        curve = learning_curve(directory)
-        per_seed.append({"seed": seed, "dir": str(directory),
-                         "env_steps": int(progress_number(row.get("env_steps"), 0)),
-                         "return": progress_number(row.get("ep_return")), "cost": progress_number(row.get("ep_cost")),
-                         "eval_return": evaluation["mean_return"], "eval_cost": evaluation["mean_cost"],
-                         "cost_limit": progress_number(row.get("cost_limit")),
-                         "stays_under_limit_from": stays_under_from(curve, progress_number(row.get("cost_limit"))),
-                         "curve": curve})
-    train_s = training_seconds(dirs[0])
-    total_steps = sum(s["env_steps"] for s in per_seed)
-    result = {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": True,
-              "action": action, "spec": spec_identity(spec), "dir": spec["dir"],
-              "steps": steps, "seeds": seeds, "per_seed": per_seed,
-              **{key: mean_std([s[key] for s in per_seed]) for key in ("return", "cost", "eval_return", "eval_cost")},
+        per_seed.append({**seed_progress(seed, directory),
+                         "eval_return": evaluation["mean_return"], "eval_cost": evaluation["mean_cost"]})
+    result = {**cell_summary(spec, per_seed, ("return", "cost", "eval_return", "eval_cost")), "action": action,
               "resumed_at_steps": int(started_at) if action == "resumed" else 0,
-              "wall_s": time.perf_counter() - start, "train_s": train_s,
-              "steps_per_s": total_steps / train_s if train_s > 0 else None,
-              "omnisafe": omnisafe_entry(spec["env"], spec["algo"])}
+              "wall_s": time.perf_counter() - start}
     result = clean(result)
     write_json(root / CELL_FILE, result)
     return result
+
+
+def seed_progress(seed: int, directory: Path) -> dict:
+    """A seed's entry in a cell's per_seed as far as its progress.csv goes (a finished cell adds its evaluation)."""
+    row = last_row(directory)
+    curve = learning_curve(directory) if row else {column: [] for column in CURVE_COLUMNS}
+    limit = progress_number(row.get("cost_limit"))
+    return {"seed": seed, "dir": str(directory), "env_steps": int(progress_number(row.get("env_steps"), 0)),
+            "return": progress_number(row.get("ep_return")), "cost": progress_number(row.get("ep_cost")),
+            "cost_limit": limit, "stays_under_limit_from": stays_under_from(curve, limit), "curve": curve}
+
+
+def cell_summary(spec: dict, per_seed: list[dict], keys: tuple[str, ...]) -> dict:
+    """What a finished and a partial cell both report: the cell, its seeds, the mean ± std over seeds of `keys`,
+    training time and rate, and OmniSafe's published numbers."""
+    from saferl.report.stats import mean_std
+
+    train_s = training_seconds(Path(per_seed[0]["dir"]))  # the seeds train together, in one process
+    total_steps = sum(s["env_steps"] for s in per_seed)
+    return {"algo": spec["algo"], "env": spec["env"], "variant": spec.get("variant"), "ok": True,
+            "spec": spec_identity(spec), "dir": spec["dir"], "steps": spec["steps"], "seeds": spec["seeds"],
+            "per_seed": per_seed, **{key: mean_std([s[key] for s in per_seed]) for key in keys},
+            "train_s": train_s, "steps_per_s": total_steps / train_s if train_s > 0 else None,
+            "omnisafe": omnisafe_entry(spec["env"], spec["algo"])}
 
 
 def train_logged(spec: dict, resume: bool) -> str | None:
@@ -345,7 +355,7 @@ def benchmark_status(grid_path: Path, out: Path) -> int:
     for spec in specs:
         cell = stored_cell(spec) or partial_cell(spec)
         if cell is None:
-            waiting.append(f"{spec['env']} {spec['algo']}" + (f"-{spec['variant']}" if spec.get("variant") else ""))
+            waiting.append(f"{spec['env']} {cell_name(spec)}")
         else:
             cells.append({**cell, "variant": spec.get("variant")})
     finished = sum(not c.get("partial") for c in cells)
@@ -359,28 +369,12 @@ def benchmark_status(grid_path: Path, out: Path) -> int:
 
 def partial_cell(spec: dict) -> dict | None:
     """A started, unfinished cell as far as its progress.csv files go (None when no seed has a row yet)."""
-    from saferl.report.stats import mean_std
-
     dirs = member_dirs(Path(spec["dir"]), spec["seeds"])
-    rows = [last_row(d) for d in dirs]
-    if not any(rows):
+    if not any(last_row(d) for d in dirs):
         return None
-    per_seed = []
-    for seed, directory, row in zip(spec["seeds"], dirs, rows, strict=True):
-        curve = learning_curve(directory) if row else {column: [] for column in CURVE_COLUMNS}
-        limit = progress_number(row.get("cost_limit"))
-        per_seed.append({"seed": seed, "dir": str(directory),
-                         "env_steps": int(progress_number(row.get("env_steps"), 0)),
-                         "return": progress_number(row.get("ep_return")), "cost": progress_number(row.get("ep_cost")),
-                         "cost_limit": limit, "stays_under_limit_from": stays_under_from(curve, limit) if row else None,
-                         "curve": curve})
-    train_s = training_seconds(dirs[0])  # the seeds train together, in one process
-    return clean({"algo": spec["algo"], "env": spec["env"], "ok": True, "partial": True, "spec": spec_identity(spec),
-                  "dir": spec["dir"], "steps": spec["steps"], "seeds": spec["seeds"], "per_seed": per_seed,
-                  **{key: mean_std([s[key] for s in per_seed]) for key in ("return", "cost")},
-                  "eval_return": {"mean": None}, "eval_cost": {"mean": None}, "wall_s": None, "train_s": train_s,
-                  "steps_per_s": sum(s["env_steps"] for s in per_seed) / train_s if train_s > 0 else None,
-                  "omnisafe": omnisafe_entry(spec["env"], spec["algo"])})
+    per_seed = [seed_progress(seed, directory) for seed, directory in zip(spec["seeds"], dirs, strict=True)]
+    return clean({**cell_summary(spec, per_seed, ("return", "cost")), "partial": True,
+                  "eval_return": {"mean": None}, "eval_cost": {"mean": None}, "wall_s": None})
 
 
 def _last_line(exc: Exception) -> str:

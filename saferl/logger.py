@@ -100,8 +100,7 @@ class ProgressLogger:
             rows = rows_up_to(self.path, resume_epoch)
             if rows:
                 self.columns = list(rows[0].keys())
-                lines = [",".join(self.columns)] + [",".join(r[c] for c in self.columns) for r in rows]
-                atomic_write_text(self.path, "\n".join(lines) + "\n")
+                self.rewrite(rows, self.columns)
             else:
                 self.path.unlink()
         self.writer = None
@@ -145,16 +144,21 @@ class ProgressLogger:
         renames = {old: new for new, old in RENAMED_COLUMNS.items()
                    if new in row and old not in row and new not in self.columns and old in self.columns}
         if renames:
-            rows = read_progress(self.path, notes=[]) if self.path.exists() else []
             old_columns, self.columns = self.columns, [renames.get(c, c) for c in self.columns]
-            lines = [",".join(self.columns)] + [",".join(r.get(c, "") for c in old_columns) for r in rows]
-            atomic_write_text(self.path, "\n".join(lines) + "\n")
+            self.rewrite(self.rows_so_far(), old_columns)
 
     def add_columns(self, columns: list[str]) -> None:
         """Rewrite the file with `columns` appended to the header; earlier rows get empty cells there."""
-        rows = read_progress(self.path, notes=[]) if self.path.exists() else []
         self.columns = self.columns + columns
-        lines = [",".join(self.columns)] + [",".join(r.get(c, "") for c in self.columns) for r in rows]
+        self.rewrite(self.rows_so_far(), self.columns)
+
+    def rows_so_far(self) -> list[dict[str, str]]:
+        return read_progress(self.path, notes=[]) if self.path.exists() else []
+
+    def rewrite(self, rows: list[dict[str, str]], source_columns: list[str]) -> None:
+        """The file anew, atomically: the header `self.columns`, then each row's cells read from `source_columns`
+        (position by position: a renamed column reads its old name; a column a row lacks is empty)."""
+        lines = [",".join(self.columns)] + [",".join(r.get(c, "") for c in source_columns) for r in rows]
         atomic_write_text(self.path, "\n".join(lines) + "\n")
 
     def close(self) -> None:
