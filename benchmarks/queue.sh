@@ -36,7 +36,7 @@ group-estimators      group-estimators/sweep           group-estimators-sweep   
 campaign-navigation   campaign-1e7/navigation-grid     campaign-1e7-navigation   2
 campaign-pid          campaign-1e7/pid-grid            campaign-1e7-pid          2
 "
-STAGES=(ablation ablation-mixed navigation-learning campaign group-estimators campaign-navigation campaign-pid)
+mapfile -t STAGES < <(awk 'NF && !seen[$1]++ {print $1}' <<< "$STAGE_GRIDS")  # the table's stages, in its order
 FETCH=benchmarks/group-estimators/fetch.sh
 
 stage_rows() {  # the table's rows of one stage (none: an unknown stage)

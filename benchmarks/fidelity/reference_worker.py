@@ -237,10 +237,11 @@ def serve(env_id: str) -> None:
     env.close()
 
 
-if __name__ == "__main__" and sys.argv[1] == "--serve":
-    serve(sys.argv[2])
-elif __name__ == "__main__":
-    with open(sys.argv[1]) as f:
-        result = run(json.load(f))
-    with open(sys.argv[2], "w") as f:
-        json.dump(result, f)
+if __name__ == "__main__":
+    if sys.argv[1] == "--serve":
+        serve(sys.argv[2])
+    else:
+        with open(sys.argv[1]) as f:
+            result = run(json.load(f))
+        with open(sys.argv[2], "w") as f:
+            json.dump(result, f)
