@@ -373,7 +373,11 @@ def partial_cell(spec: dict) -> dict | None:
     if not any(last_row(d) for d in dirs):
         return None
     per_seed = [seed_progress(seed, directory) for seed, directory in zip(spec["seeds"], dirs, strict=True)]
-    return clean({**cell_summary(spec, per_seed, ("return", "cost")), "partial": True,
+    summary = cell_summary(spec, per_seed, ("return", "cost"))
+    # The training seconds still to go at the rate so far: a plan for the compute, not a promise.
+    left = spec["steps"] * len(spec["seeds"]) - sum(s["env_steps"] for s in per_seed)
+    eta = max(left, 0) / summary["steps_per_s"] if summary["steps_per_s"] else None
+    return clean({**summary, "partial": True, "train_s_left": eta,
                   "eval_return": {"mean": None}, "eval_cost": {"mean": None}, "wall_s": None})
 
 

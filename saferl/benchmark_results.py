@@ -103,7 +103,8 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
              "Under from: the env steps from which each seed's windowed cost stays at or under its limit to the "
              "end (– when it ends over).", "",
              *(["In progress (`saferl benchmark --status`): a cell still training shows the steps its seeds have "
-                "reached (\"of\" the grid's budget) and no evaluation yet.", ""]
+                "reached (\"of\" the grid's budget), the training time still to go at its rate so far, and no "
+                "evaluation yet.", ""]
                if any(cell.get("partial") for cell in cells) else []),
              "| task | algo | steps | seeds | return | cost | under from | eval return | eval cost | train s | wall s "
              "| steps/s | OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 14]
@@ -117,7 +118,8 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
                           for s in cell["per_seed"])
         lines.append(" | ".join([
             f"| {cell['env']}", cell_name(cell),
-            trained_steps(cell) + (f" of {cell['steps']}" if cell.get("partial") else ""), str(len(cell["seeds"])),
+            trained_steps(cell) + (f" of {cell['steps']}{_time_left(cell)}" if cell.get("partial") else ""),
+            str(len(cell["seeds"])),
             _pm(cell["return"]),
             _pm(cell["cost"]), under, _fmt(cell["eval_return"]["mean"]), _fmt(cell["eval_cost"]["mean"]),
             _fmt(cell.get("train_s"), 0), _fmt(cell["wall_s"], 0), _fmt(cell["steps_per_s"], 0),
@@ -164,6 +166,15 @@ def write_curve_figures(out: Path, grid: Grid, cells: list[dict], prefix: str = 
         if any("curve" in s for c in done for s in c["per_seed"]):
             png = benchmark_curves_figure(env_id, [(cell_name(c), c) for c in done])
             (out / f"{prefix}curves-{env_id}.png").write_bytes(png)
+
+
+def _time_left(cell: dict) -> str:
+    seconds = cell.get("train_s_left")
+    if seconds is None:
+        return ""
+    if seconds >= 3600:
+        return f", {seconds / 3600:.1f} h to go"
+    return f", {seconds / 60:.0f} min to go" if seconds >= 60 else f", {seconds:.0f} s to go"
 
 
 def _steps(value: float) -> str:

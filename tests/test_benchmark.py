@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import socket
 import sys
 
@@ -225,5 +226,8 @@ def test_status_shows_finished_cells_and_the_steps_started_ones_reached_training
     assert partial["per_seed"][1]["curve"]["env_steps"] == [400]
     assert finished["algo"] == "cpo" and not finished.get("partial") and finished["eval_return"]["mean"] is not None
     table = (out / "status.md").read_text()
-    assert f"| {TOY_ID} | ppo_lag | 400 of 800 | 2 |" in table and f"| {TOY_ID} | cpo | 800 | 2 |" in table
+    # The time to go: the 800 steps left (2 seeds x 400) at the cell's own rate so far.
+    assert partial["train_s_left"] == pytest.approx(800 / partial["steps_per_s"])
+    assert re.search(rf"\| {TOY_ID} \| ppo_lag \| 400 of 800, [0-9.]+ (s|min|h) to go \| 2 \|", table)
+    assert f"| {TOY_ID} | cpo | 800 | 2 |" in table
     assert (out / f"status-curves-{TOY_ID}.png").stat().st_size > 0
