@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Tests run on one worker per core (pytest-xdist), at most 4; a file's tests stay on one worker, so its module
+# fixtures (a trained toy run, say) are built once. PARALLEL= runs them in this process.
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: run test test-fast lint bench fidelity clean
 
@@ -22,12 +25,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(PARALLEL)
 
 # The inner loop: everything but the tests marked slow (under a minute on a quiet 2-core machine).
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow" $(PARALLEL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
