@@ -10,12 +10,14 @@
 #   nohup setsid benchmarks/queue.sh [COMMIT] [OUT_ROOT] [STAGE ...] > queue.log 2>&1 &
 #
 # COMMIT defaults to HEAD, OUT_ROOT to ~/saferl-runs, the stages to all of them in this order: ablation,
-# ablation-mixed, navigation-learning, campaign, group-estimators, campaign-navigation, campaign-pid. One OUT_ROOT
+# ablation-mixed, navigation-learning, campaign, group-estimators (the HalfCheetah and PointGoal1 grid, then the
+# Fetch table), group-sweep (the group-size sweep), campaign-navigation, campaign-pid. One OUT_ROOT
 # holds one commit, and a stage runs the grid files of that commit: a stage whose files the commit lacks is refused
 # before anything starts. Where the evidence stands: ablation and navigation-learning ran at 6378eac
 # (~/saferl-runs); ablation-mixed and navigation-learning/cpo.yaml at 0122fb1 (~/saferl-mixed; cpo.yaml is no
 # stage: `saferl benchmark` by hand); the campaign stages at the commit that made the chosen defaults the
-# defaults, in an OUT_ROOT of their own (~/saferl-campaign). A stage that fails is reported, the queue
+# defaults, in an OUT_ROOT of their own (~/saferl-campaign); the group estimators' two stages at the later commit
+# that gave the sweep its own stage (the same defaults and training code; ~/saferl-groups). A stage that fails is reported, the queue
 # goes on to the next, and it exits 1 at the end (the stage's log says why; run the queue again to resume it).
 # Results to commit: OUT_ROOT/<grid>/results.{json,md} and figures (never checkpoints); the group estimators' Fetch
 # table: OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
@@ -25,14 +27,14 @@ set -euo pipefail
 # OUT_ROOT, the cells in flight at once. Two cells at a time, one CPU each: a cell's update (about 80% of a PPO-Lag
 # epoch) runs on one thread, so one cell alone leaves a core idle most of the time; a cell's numbers do not depend
 # on what runs beside it. The group estimators' grids run one cell at a time, because their wall times are part of
-# the comparison (and group-estimators ends with the Fetch table, fetch.sh).
+# the comparison (and group-estimators ends with the Fetch table, fetch.sh, before the sweep's stage).
 STAGE_GRIDS="
 ablation              ablation-1e6/grid                ablation-1e6              2
 ablation-mixed        ablation-1e6/mixed               ablation-1e6-mixed        2
 navigation-learning   navigation-learning/grid         navigation-learning       2
 campaign              campaign-1e7/grid                campaign-1e7              2
 group-estimators      group-estimators/grid            group-estimators          1
-group-estimators      group-estimators/sweep           group-estimators-sweep    1
+group-sweep           group-estimators/sweep           group-estimators-sweep    1
 campaign-navigation   campaign-1e7/navigation-grid     campaign-1e7-navigation   2
 campaign-pid          campaign-1e7/pid-grid            campaign-1e7-pid          2
 "

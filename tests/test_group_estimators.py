@@ -299,7 +299,13 @@ def test_the_benchmark_grids_load_and_a_tiny_grid_with_a_group_variant_trains(tm
     cells = [(env_id, variant.name) for env_id, _, variant in benchmark_grid.load_grid(GRIDS / "grid.yaml").cells()]
     assert len(cells) == 8 and ("SafetyPointGoal1-v0", "rloo-step") in cells
     sweep = benchmark_grid.load_grid(GRIDS / "sweep.yaml")
-    assert [variant.name for _, _, variant in sweep.cells()] == ["g2", "g4", "g8", "g16"]
+    assert [variant.name for _, _, variant in sweep.cells()] == ["g2", "g4", "g16"]
+    # The sweep's G = 8 is the grid's HalfCheetah grpo cell: the same resolved config, so it is not trained twice.
+    full = benchmark_grid.load_grid(GRIDS / "grid.yaml")
+    grid_grpo = [v for v in full.variants if v.name == "grpo"][0]
+    sweep_g8 = build_config("ppo_lag", sets=[*sweep.sets, "train.group_size=8"])
+    assert build_config("ppo_lag", sets=[*full.sets, *grid_grpo.sets]) == sweep_g8
+    assert sweep.envs[0] in full.envs and (sweep.seeds, sweep.steps) == (full.seeds, full.steps)
     grid = benchmark_grid.Grid(["ppo_lag"], [TOY_ID], [3], 800, TINY_CELL_SETS,
                           [benchmark_grid.Variant("grpo", ["train.advantage=grpo", "train.group_size=2"])])
     result = benchmark.run_cell(benchmark.cell_spec(grid, "ppo_lag", TOY_ID, tmp_path, grid.variants[0]))
