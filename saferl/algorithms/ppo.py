@@ -56,9 +56,15 @@ class PPO:
         self.epoch = 0
         members = policy.members
         self.kl_beta = np.full(members, self.cfg.kl_penalty_init_beta)
-        self.networks = [policy.actor_parameters(), list(policy.reward_critic.parameters())]
-        if self.uses_cost_critic:
-            self.networks.append(list(policy.cost_critic.parameters()))
+        # A critic-free estimator (train.advantage, saferl/groups.py) needs no critic: the update runs and steps
+        # the actor alone, and the critics stay as built (their forward and backward would be two thirds of
+        # PPO-Lag's minibatch step, all of it multiplied by a value loss of weight 0).
+        self.critic_free = config.train.critic_free
+        self.networks = [policy.actor_parameters()]
+        if not self.critic_free:
+            self.networks.append(list(policy.reward_critic.parameters()))
+            if self.uses_cost_critic:
+                self.networks.append(list(policy.cost_critic.parameters()))
         self.params = [p for network in self.networks for p in network]
         # One group per network: each is clipped on its own, the actor has its own (annealed) learning rate.
         lrs = [self.cfg.actor_lr] + [self.cfg.critic_lr] * (len(self.networks) - 1)
@@ -72,10 +78,6 @@ class PPO:
                                       and not self.cfg.clip_value_loss and not self.cfg.compile
                                       and policy.stacked_layers(self.uses_cost_critic) is not None)
         self.bc_kl_coef, self.bc_kl_decay = np.zeros(members), 1.0
-        # A critic-free estimator (train.advantage, saferl/groups.py) needs no critic: the value loss weighs 0, so
-        # the critics' gradients are 0 and Adam leaves them where they are.
-        self.critic_free = config.train.critic_free
-        self.value_coef = 0.0 if self.critic_free else self.cfg.value_coef
 
     def set_behaviour_reference(self, reference: BehaviourReference, coef, decay: float) -> None:
         self.reference = reference
@@ -97,7 +99,10 @@ class PPO:
     def loss(self, minibatch: PPOMinibatch, old_log_std, kl_beta, bc_kl_coef) -> torch.Tensor:
         """Each member's policy surrogate + value regression on its minibatch: [K]."""
         cfg, policy, mb = self.cfg, self.policy, minibatch
-        mean, value, cost_value = policy.forward_heads(mb.obs, with_cost=self.uses_cost_critic)
+        if self.critic_free:  # no value loss: the actor alone
+            mean, value, cost_value = policy.actor(mb.obs), None, None
+        else:
+            mean, value, cost_value = policy.forward_heads(mb.obs, with_cost=self.uses_cost_critic)
         log_std = policy.log_std_per_member()
         ratio = torch.exp(gaussian.log_prob(mean, log_std, mb.actions) - mb.old_log_probs)
         if cfg.objective == "clip":
@@ -109,11 +114,13 @@ class PPO:
         if mb.bc_means is not None:
             bc_kl = gaussian.kl(mb.bc_means, self.reference.log_std, mean, log_std).mean(1)
             policy_loss = policy_loss + bc_kl_coef * bc_kl
+        entropy = gaussian.entropy(policy.log_std)
+        if self.critic_free:
+            return policy_loss - cfg.entropy_coef * entropy
         value_loss = self.value_loss(value, mb.old_values, mb.reward_returns)
         if self.uses_cost_critic:
             value_loss = value_loss + self.value_loss(cost_value, mb.old_cost_values, mb.cost_returns)
-        entropy = gaussian.entropy(policy.log_std)
-        return policy_loss + self.value_coef * value_loss - cfg.entropy_coef * entropy
+        return policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
 
     def minibatch_loss(self, *args) -> torch.Tensor:
         """`loss`, compiled when ppo.compile says so; a compile that fails (no C++ compiler, say) falls back to
@@ -166,8 +173,9 @@ class PPO:
             for start in range(0, batch.size, cfg.minibatch_size):
                 minibatch = shuffled.slice(start, start + cfg.minibatch_size)
                 if manual:
-                    clip_loss_gradients(policy, minibatch, self.clip_low, self.clip_high, self.value_coef,
-                                        cfg.entropy_coef, self.uses_cost_critic, self.optimizer.grad_of)
+                    clip_loss_gradients(policy, minibatch, self.clip_low, self.clip_high, cfg.value_coef,
+                                        cfg.entropy_coef, self.uses_cost_critic, self.optimizer.grad_of,
+                                        with_critics=not self.critic_free)
                 else:
                     loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
                     self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))

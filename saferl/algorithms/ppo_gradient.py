@@ -20,22 +20,27 @@ from saferl.policies.ensemble import DERIVATIVES
 
 @torch.no_grad()
 def clip_loss_gradients(policy: ActorCritic, minibatch: PPOMinibatch, clip_low: float, clip_high: float,
-                        value_coef: float, entropy_coef: float, with_cost: bool, grad_of: dict) -> None:
+                        value_coef: float, entropy_coef: float, with_cost: bool, grad_of: dict,
+                        with_critics: bool = True) -> None:
     """Write d(sum over members of PPO.loss)/d(parameter) into grad_of[id(parameter)] (views into the optimiser's
-    flat gradient), for the clip objective without value clipping or a KL-to-clone term."""
+    flat gradient), for the clip objective without value clipping or a KL-to-clone term. with_critics=False (a
+    critic-free estimator): the actor's part alone, as if the loss had no value term."""
     mb = minibatch
     obs, actions, old_log_probs, advantages = mb.obs, mb.actions, mb.old_log_probs, mb.advantages
     reward_returns, cost_returns = mb.reward_returns, mb.cost_returns
-    networks = policy.networks(with_cost)
-    layers = policy.stacked_layers(with_cost)
-    if layers is None:
-        raise ValueError("the hand-written gradient needs actor and critics of the same hidden sizes")
+    if with_critics:
+        networks = policy.networks(with_cost)
+        layers = policy.stacked_layers(with_cost)
+        if layers is None:
+            raise ValueError("the hand-written gradient needs actor and critics of the same hidden sizes")
+    else:
+        networks, layers = [policy.actor], policy.actor.layers()
     members, size = obs.shape[0], obs.shape[1]
     count = len(networks)
     activation, derivative = policy.actor.activation, DERIVATIVES[policy.actor.activation_name]
 
     # Forward through the stacked networks, keeping each layer's input.
-    inputs, x = [], obs.repeat(count, 1, 1)
+    inputs, x = [], obs.repeat(count, 1, 1) if count > 1 else obs
     for index, (weight, bias) in enumerate(layers):
         inputs.append(x)
         x = torch.baddbmm(bias, x, weight)
@@ -43,7 +48,7 @@ def clip_loss_gradients(policy: ActorCritic, minibatch: PPOMinibatch, clip_low: 
             x = activation(x)
     out = x.view(count, members, size, -1)
     act_dim = policy.act_dim
-    mean, value = out[0, :, :, :act_dim], out[1, :, :, 0]
+    mean = out[0, :, :, :act_dim]
 
     # d loss / d outputs. Policy: loss = -mean(min(r A, clip(r) A)); the gradient flows where the unclipped
     # term is the smaller one, and d r / d log_prob = r. log_prob = sum(-z^2/2 - log_std) - c, z = (a - mu)/std.
@@ -57,8 +62,9 @@ def clip_loss_gradients(policy: ActorCritic, minibatch: PPOMinibatch, clip_low: 
     grad_log_prob = ((-advantages / size) * (unclipped <= clipped) * ratio).unsqueeze(-1)  # [K, B, 1]
     grad_out = torch.zeros_like(out)
     grad_out[0, :, :, :act_dim] = grad_log_prob * z * inv_std  # d log_prob / d mu = z / std
-    grad_out[1, :, :, 0] = (value - reward_returns) * (2.0 * value_coef / size)  # value loss: mean squared error
-    if with_cost:
+    if with_critics:  # value loss: mean squared error
+        grad_out[1, :, :, 0] = (out[1, :, :, 0] - reward_returns) * (2.0 * value_coef / size)
+    if with_critics and with_cost:
         num_costs = cost_returns.shape[-1]
         residual = out[2, :, :, :num_costs] - cost_returns
         grad_out[2, :, :, :num_costs] = residual * (2.0 * value_coef / residual[0].numel())
