@@ -16,8 +16,9 @@
 # before anything starts. Where the evidence stands: ablation and navigation-learning ran at 6378eac
 # (~/saferl-runs); ablation-mixed and navigation-learning/cpo.yaml at 0122fb1 (~/saferl-mixed; cpo.yaml is no
 # stage: `saferl benchmark` by hand); the campaign stages at the commit that made the chosen defaults the
-# defaults, in an OUT_ROOT of their own (~/saferl-campaign); the group estimators' two stages at the later commit
-# that gave the sweep its own stage (the same defaults and training code; ~/saferl-groups). A stage that fails is reported, the queue
+# defaults, in an OUT_ROOT of their own (~/saferl-campaign); the group estimators' two stages at be4f034 (the same
+# defaults; there critic-free PPO steps the actor alone, and the sweep has its own stage; ~/saferl-groups). A
+# stage that fails is reported, the queue
 # goes on to the next, and it exits 1 at the end (the stage's log says why; run the queue again to resume it).
 # Results to commit: OUT_ROOT/<grid>/results.{json,md} and figures (never checkpoints); the group estimators' Fetch
 # table: OUT_ROOT/group-estimators-fetch/fetch.{json,md}.
