@@ -215,15 +215,34 @@ def stays_under_from(curve: dict, limit: float) -> int | None:
     return None if first is None else int(first)
 
 
-def training_seconds(run_dir: Path) -> float:
-    """Time spent in epochs, from progress.csv (each row's steps / fps): survives interruptions and resumes."""
-    total, previous = 0.0, 0.0
+def epoch_seconds(run_dir: Path) -> list[tuple[float, float]]:
+    """(env steps, seconds) of each epoch in progress.csv (the seconds are the row's new steps / fps); none when
+    the member has not written one yet."""
+    epochs, previous = [], 0.0
+    if not (run_dir / "progress.csv").exists():
+        return epochs
     for row in read_progress(run_dir / "progress.csv", notes=[]):
         steps, fps = progress_number(row.get("env_steps")), progress_number(row.get("fps"))
         if math.isfinite(steps) and math.isfinite(fps) and fps > 0:
-            total += (steps - previous) / fps
+            epochs.append((steps - previous, (steps - previous) / fps))
             previous = steps
-    return total
+    return epochs
+
+
+def training_seconds(run_dir: Path) -> float:
+    """Time spent in epochs, from progress.csv: survives interruptions and resumes."""
+    return sum(seconds for _, seconds in epoch_seconds(run_dir))
+
+
+def seconds_to_go(run_dir: Path, steps_left: float, recent: int = 10) -> float | None:
+    """The training time a member's last `steps_left` steps should take: at the median rate of its last `recent`
+    epochs, since early epochs run at other speeds (PPO's KL early stop shortens the update as training goes on)
+    and an epoch that shared the machine with a paused or heavier neighbour is an outlier, not a rate."""
+    epochs = epoch_seconds(run_dir)[-recent:]
+    if not epochs:
+        return None
+    rates = sorted(steps / seconds for steps, seconds in epochs)
+    return max(steps_left, 0.0) / rates[len(rates) // 2]
 
 
 # -- the driver ------------------------------------------------------------------------------------------------
@@ -374,9 +393,11 @@ def partial_cell(spec: dict) -> dict | None:
         return None
     per_seed = [seed_progress(seed, directory) for seed, directory in zip(spec["seeds"], dirs, strict=True)]
     summary = cell_summary(spec, per_seed, ("return", "cost"))
-    # The training seconds still to go at the rate so far: a plan for the compute, not a promise.
-    left = spec["steps"] * len(spec["seeds"]) - sum(s["env_steps"] for s in per_seed)
-    eta = max(left, 0) / summary["steps_per_s"] if summary["steps_per_s"] else None
+    # The seeds train together in one process, so the cell has left what its furthest-behind seed has, at the rate
+    # of the seed with the most epochs to measure it by: a plan for the compute, not a promise.
+    steps = [s["env_steps"] for s in per_seed]
+    ahead = per_seed[steps.index(max(steps))]
+    eta = seconds_to_go(Path(ahead["dir"]), spec["steps"] - min(steps))
     return clean({**summary, "partial": True, "train_s_left": eta,
                   "eval_return": {"mean": None}, "eval_cost": {"mean": None}, "wall_s": None})
 

@@ -199,6 +199,20 @@ def test_grid_on_local_ray_skips_finished_cells_and_resumes_interrupted_ones(cap
     assert again["cells"][0]["return"] == cells["ppo_lag"]["return"]
 
 
+def test_time_to_go_is_at_the_median_rate_of_the_recent_epochs(tmp_path):
+    """An epoch slowed by a paused machine is an outlier, not the rate; the first epochs, before PPO's KL early
+    stop shortens the update, are not the rate either."""
+    rows = [(1, 100, 10.0), (2, 200, 100.0), (3, 300, 100.0), (4, 400, 1.0), (5, 500, 50.0)]
+    (tmp_path / "progress.csv").write_text("epoch,env_steps,fps\n" + "".join(f"{e},{s},{f}\n" for e, s, f in rows))
+    assert benchmark.epoch_seconds(tmp_path) == [(100, 10.0), (100, 1.0), (100, 1.0), (100, 100.0), (100, 2.0)]
+    assert benchmark.training_seconds(tmp_path) == pytest.approx(114.0)
+    # The last four epochs' rates 100, 100, 1 and 50 steps/s: the median (upper) is 100.
+    assert benchmark.seconds_to_go(tmp_path, 1000, recent=4) == pytest.approx(10.0)
+    assert benchmark.seconds_to_go(tmp_path, 1000, recent=2) == pytest.approx(20.0)  # rates 1 and 50
+    assert benchmark.seconds_to_go(tmp_path, 0) == 0.0
+    assert benchmark.seconds_to_go(tmp_path / "nothing", 1000) is None
+
+
 @pytest.mark.slow
 def test_status_shows_finished_cells_and_the_steps_started_ones_reached_training_nothing(capsys, tmp_path,
                                                                                         monkeypatch):
@@ -226,8 +240,9 @@ def test_status_shows_finished_cells_and_the_steps_started_ones_reached_training
     assert partial["per_seed"][1]["curve"]["env_steps"] == [400]
     assert finished["algo"] == "cpo" and not finished.get("partial") and finished["eval_return"]["mean"] is not None
     table = (out / "status.md").read_text()
-    # The time to go: the 800 steps left (2 seeds x 400) at the cell's own rate so far.
-    assert partial["train_s_left"] == pytest.approx(800 / partial["steps_per_s"])
+    # The time to go: a seed's 400 steps left at its recent epochs' median rate (the seeds train together).
+    [(steps, seconds)] = benchmark.epoch_seconds(out / TOY_ID / "ppo_lag" / "seed-0")
+    assert partial["train_s_left"] == pytest.approx(400 / (steps / seconds))
     assert re.search(rf"\| {TOY_ID} \| ppo_lag \| 400 of 800, [0-9.]+ (s|min|h) to go \| 2 \|", table)
     assert f"| {TOY_ID} | cpo | 800 | 2 |" in table
     assert (out / f"status-curves-{TOY_ID}.png").stat().st_size > 0
