@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 RUN_DIR ?= runs/quickstart-$(shell date +%Y%m%d-%H%M%S)
 
-# The main job: a first run that shows safety at work (PPO-Lagrangian on SafetyPointCircle1-v0, about 5
+# The main job: a first run that shows safety at work (PPO-Lagrangian on SafetyPointCircle1-v0, about 9
 # minutes on 2 cores; saferl/configs/quickstart.yaml says why), then its constraint-violation report.
 run: $(STAMP)
 	$(BIN)/saferl train --algo ppo_lag --config saferl/configs/quickstart.yaml --run-dir $(RUN_DIR)
