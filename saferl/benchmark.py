@@ -18,6 +18,7 @@ import json
 import math
 import os
 import socket
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -215,34 +216,31 @@ def stays_under_from(curve: dict, limit: float) -> int | None:
     return None if first is None else int(first)
 
 
-def epoch_seconds(run_dir: Path) -> list[tuple[float, float]]:
-    """(env steps, seconds) of each epoch in progress.csv (the seconds are the row's new steps / fps); none when
-    the member has not written one yet."""
-    epochs, previous = [], 0.0
+def epoch_rates(run_dir: Path) -> list[tuple[float, float]]:
+    """(env steps, fps) of each epoch in progress.csv that has both; none when the member has not written one yet.
+    fps is the epoch's own rate: its new steps over its seconds."""
     if not (run_dir / "progress.csv").exists():
-        return epochs
-    for row in read_progress(run_dir / "progress.csv", notes=[]):
-        steps, fps = progress_number(row.get("env_steps")), progress_number(row.get("fps"))
-        if math.isfinite(steps) and math.isfinite(fps) and fps > 0:
-            epochs.append((steps - previous, (steps - previous) / fps))
-            previous = steps
-    return epochs
+        return []
+    rows = [(progress_number(row.get("env_steps")), progress_number(row.get("fps")))
+            for row in read_progress(run_dir / "progress.csv", notes=[])]
+    return [(steps, fps) for steps, fps in rows if math.isfinite(steps) and math.isfinite(fps) and fps > 0]
 
 
 def training_seconds(run_dir: Path) -> float:
     """Time spent in epochs, from progress.csv: survives interruptions and resumes."""
-    return sum(seconds for _, seconds in epoch_seconds(run_dir))
+    total, previous = 0.0, 0.0
+    for steps, fps in epoch_rates(run_dir):
+        total += (steps - previous) / fps
+        previous = steps
+    return total
 
 
 def seconds_to_go(run_dir: Path, steps_left: float, recent: int = 10) -> float | None:
     """The training time a member's last `steps_left` steps should take: at the median rate of its last `recent`
     epochs, since early epochs run at other speeds (PPO's KL early stop shortens the update as training goes on)
     and an epoch that shared the machine with a paused or heavier neighbour is an outlier, not a rate."""
-    epochs = epoch_seconds(run_dir)[-recent:]
-    if not epochs:
-        return None
-    rates = sorted(steps / seconds for steps, seconds in epochs)
-    return max(steps_left, 0.0) / rates[len(rates) // 2]
+    rates = [fps for _, fps in epoch_rates(run_dir)[-recent:]]
+    return max(steps_left, 0.0) / statistics.median(rates) if rates else None
 
 
 # -- the driver ------------------------------------------------------------------------------------------------

@@ -103,8 +103,8 @@ def results_markdown(grid: Grid, cells: list[dict]) -> str:
              "Under from: the env steps from which each seed's windowed cost stays at or under its limit to the "
              "end (– when it ends over).", "",
              *(["In progress (`saferl benchmark --status`): a cell still training shows the steps its seeds have "
-                "reached (\"of\" the grid's budget), the training time still to go at its rate so far, and no "
-                "evaluation yet.", ""]
+                "reached (\"of\" the grid's budget), the training time still to go at the median rate of its "
+                "last 10 epochs, and no evaluation yet.", ""]
                if any(cell.get("partial") for cell in cells) else []),
              "| task | algo | steps | seeds | return | cost | under from | eval return | eval cost | train s | wall s "
              "| steps/s | OmniSafe 1e7 return | OmniSafe 1e7 cost |", "|" + "---|" * 14]
@@ -172,9 +172,11 @@ def _time_left(cell: dict) -> str:
     seconds = cell.get("train_s_left")
     if seconds is None:
         return ""
-    if seconds >= 3600:
+    if seconds == 0:
+        return ", trained, not yet evaluated"
+    if round(seconds / 60) >= 60:
         return f", {seconds / 3600:.1f} h to go"
-    return f", {seconds / 60:.0f} min to go" if seconds >= 60 else f", {seconds:.0f} s to go"
+    return f", {seconds / 60:.0f} min to go" if round(seconds) >= 60 else f", {seconds:.0f} s to go"
 
 
 def _steps(value: float) -> str:

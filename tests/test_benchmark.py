@@ -199,18 +199,45 @@ def test_grid_on_local_ray_skips_finished_cells_and_resumes_interrupted_ones(cap
     assert again["cells"][0]["return"] == cells["ppo_lag"]["return"]
 
 
+def write_progress(run_dir: pathlib.Path, rows: list[tuple[int, float]]) -> None:
+    """A member's progress.csv with (env steps, fps) epochs (return and cost made up)."""
+    run_dir.mkdir(parents=True)
+    lines = [f"{epoch + 1},{steps},1.0,30.0,25.0,{fps}\n" for epoch, (steps, fps) in enumerate(rows)]
+    (run_dir / "progress.csv").write_text("epoch,env_steps,ep_return,ep_cost,cost_limit,fps\n" + "".join(lines))
+
+
 def test_time_to_go_is_at_the_median_rate_of_the_recent_epochs(tmp_path):
     """An epoch slowed by a paused machine is an outlier, not the rate; the first epochs, before PPO's KL early
     stop shortens the update, are not the rate either."""
-    rows = [(1, 100, 10.0), (2, 200, 100.0), (3, 300, 100.0), (4, 400, 1.0), (5, 500, 50.0)]
-    (tmp_path / "progress.csv").write_text("epoch,env_steps,fps\n" + "".join(f"{e},{s},{f}\n" for e, s, f in rows))
-    assert benchmark.epoch_seconds(tmp_path) == [(100, 10.0), (100, 1.0), (100, 1.0), (100, 100.0), (100, 2.0)]
-    assert benchmark.training_seconds(tmp_path) == pytest.approx(114.0)
-    # The last four epochs' rates 100, 100, 1 and 50 steps/s: the median (upper) is 100.
-    assert benchmark.seconds_to_go(tmp_path, 1000, recent=4) == pytest.approx(10.0)
-    assert benchmark.seconds_to_go(tmp_path, 1000, recent=2) == pytest.approx(20.0)  # rates 1 and 50
-    assert benchmark.seconds_to_go(tmp_path, 0) == 0.0
+    write_progress(tmp_path / "m", [(100, 10.0), (200, 100.0), (300, 100.0), (400, 1.0), (500, 50.0)])
+    assert benchmark.training_seconds(tmp_path / "m") == pytest.approx(10.0 + 1.0 + 1.0 + 100.0 + 2.0)
+    # The last four epochs' rates 100, 100, 1 and 50 steps/s: their median is 75.
+    assert benchmark.seconds_to_go(tmp_path / "m", 1500, recent=4) == pytest.approx(20.0)
+    assert benchmark.seconds_to_go(tmp_path / "m", 1000, recent=2) == pytest.approx(1000 / 25.5)  # rates 1, 50
+    assert benchmark.seconds_to_go(tmp_path / "m", 0) == 0.0
     assert benchmark.seconds_to_go(tmp_path / "nothing", 1000) is None
+    assert benchmark.training_seconds(tmp_path / "nothing") == 0.0
+
+
+def test_a_cell_in_progress_has_its_furthest_behind_seeds_steps_to_go_at_the_furthest_seeds_rate(tmp_path):
+    """The seeds train together in one process: the cell is done when its last seed is, and the seed with the
+    most epochs measures the rate best (a seed that has written no row yet counts as 0 steps)."""
+    grid = Grid(["ppo_lag"], [TOY_ID], [0, 1, 2], 1000, [], None)
+    spec = benchmark.cell_spec(grid, "ppo_lag", TOY_ID, tmp_path)
+    root = pathlib.Path(spec["dir"])
+    write_progress(root / "seed-0", [(100, 40.0), (200, 40.0)])
+    write_progress(root / "seed-1", [(100, 10.0), (200, 20.0), (300, 20.0)])
+    cell = benchmark.partial_cell(spec)
+    assert [s["env_steps"] for s in cell["per_seed"]] == [200, 300, 0]
+    assert cell["train_s_left"] == pytest.approx(1000 / 20.0)  # seed 2's 1000 steps at seed 1's median rate
+    assert f"| {TOY_ID} | ppo_lag | 200, 300, 0 of 1000, 50 s to go | 3 |" in results_markdown(grid, [cell])
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(None, ""), (0.0, ", trained, not yet evaluated"),
+                                                (12.4, ", 12 s to go"), (59.6, ", 1 min to go"),
+                                                (3599.0, ", 1.0 h to go"), (5 * 3600.0, ", 5.0 h to go")])
+def test_time_to_go_reads_in_the_largest_unit_it_fills(seconds, shown):
+    assert benchmark_results._time_left({"train_s_left": seconds}) == shown
 
 
 @pytest.mark.slow
@@ -241,8 +268,8 @@ def test_status_shows_finished_cells_and_the_steps_started_ones_reached_training
     assert finished["algo"] == "cpo" and not finished.get("partial") and finished["eval_return"]["mean"] is not None
     table = (out / "status.md").read_text()
     # The time to go: a seed's 400 steps left at its recent epochs' median rate (the seeds train together).
-    [(steps, seconds)] = benchmark.epoch_seconds(out / TOY_ID / "ppo_lag" / "seed-0")
-    assert partial["train_s_left"] == pytest.approx(400 / (steps / seconds))
+    [(_, fps)] = benchmark.epoch_rates(out / TOY_ID / "ppo_lag" / "seed-0")
+    assert partial["train_s_left"] == pytest.approx(400 / fps)
     assert re.search(rf"\| {TOY_ID} \| ppo_lag \| 400 of 800, [0-9.]+ (s|min|h) to go \| 2 \|", table)
     assert f"| {TOY_ID} | cpo | 800 | 2 |" in table
     assert (out / f"status-curves-{TOY_ID}.png").stat().st_size > 0

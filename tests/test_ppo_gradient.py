@@ -96,3 +96,12 @@ def test_critic_free_update_moves_the_actor_as_a_value_loss_of_weight_zero_would
         assert torch.equal(before, after)
     for a, b in zip(alone.actor_parameters(), joint.actor_parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_critic_free_keeps_the_hand_written_gradient_when_the_critics_are_shaped_unlike_the_actor():
+    """Critics of other hidden sizes cannot be stacked with the actor; a critic-free update never stacks them."""
+    generators = [torch.Generator().manual_seed(k) for k in range(2)]
+    policy = ActorCritic(2, 4, 2, 1, critic_hidden=(32,), generators=generators)
+    assert policy.stacked_layers(True) is None
+    assert PPOLag(policy, critic_free_config(), 10, generators, np.full((2, 1), 25.0)).uses_manual_gradients
+    assert not PPOLag(policy, Config(), 10, generators, np.full((2, 1), 25.0)).uses_manual_gradients

@@ -73,10 +73,11 @@ class PPO:
         self.reference: BehaviourReference | None = None  # the clone, while fine-tuning
         self.loss_fn = torch.compile(self.loss, dynamic=False) if self.cfg.compile else self.loss
         # The hand-written gradient (saferl/algorithms/ppo_gradient.py) covers the default loss; variants, a
-        # KL-to-clone term while fine-tuning, and critics shaped unlike the actor use autograd of `loss`.
+        # KL-to-clone term while fine-tuning, and critics shaped unlike the actor (unless critic-free: the actor
+        # alone) use autograd of `loss`.
+        stackable = self.critic_free or policy.stacked_layers(self.uses_cost_critic) is not None
         self.uses_manual_gradients = (self.cfg.manual_gradients and self.cfg.objective == "clip"
-                                      and not self.cfg.clip_value_loss and not self.cfg.compile
-                                      and policy.stacked_layers(self.uses_cost_critic) is not None)
+                                      and not self.cfg.clip_value_loss and not self.cfg.compile and stackable)
         self.bc_kl_coef, self.bc_kl_decay = np.zeros(members), 1.0
 
     def set_behaviour_reference(self, reference: BehaviourReference, coef, decay: float) -> None:
@@ -97,7 +98,8 @@ class PPO:
 
     # -- the loss, written once ------------------------------------------------------------------------------
     def loss(self, minibatch: PPOMinibatch, old_log_std, kl_beta, bc_kl_coef) -> torch.Tensor:
-        """Each member's policy surrogate + value regression on its minibatch: [K]."""
+        """Each member's policy surrogate + value regression on its minibatch: [K] (no value term when the
+        estimator is critic-free)."""
         cfg, policy, mb = self.cfg, self.policy, minibatch
         if self.critic_free:  # no value loss: the actor alone
             mean, value, cost_value = policy.actor(mb.obs), None, None
@@ -179,7 +181,7 @@ class PPO:
                 else:
                     loss = self.minibatch_loss(minibatch, old_log_std, kl_beta, bc_kl_coef)
                     self.optimizer.flatten(torch.autograd.grad(loss.sum(), self.params))
-                if cfg.critic_l2 > 0 and not self.critic_free:  # the critics' weight penalty, either path's gradient
+                if cfg.critic_l2 > 0:  # the critics' weight penalty, either path's gradient (none when critic-free)
                     self.optimizer.add_l2_gradient(list(range(CRITICS, len(self.networks))), cfg.critic_l2)
                 if cfg.max_grad_norm is not None:  # per member, and per network unless clip_per_network is off
                     self.optimizer.clip_grad_norm_(cfg.max_grad_norm, per_group=cfg.clip_per_network)
