@@ -63,9 +63,14 @@ def member_dirs(root: Path, seeds: list[int]) -> list[Path]:
     return [root / member_dir_name(seed) for seed in seeds]
 
 
-def last_row(run_dir: Path) -> dict:
+def progress_rows(run_dir: Path) -> list[dict[str, str]]:
+    """A member's progress.csv rows; none when it has not written one yet."""
     path = run_dir / "progress.csv"
-    rows = read_progress(path, notes=[]) if path.is_file() else []
+    return read_progress(path, notes=[]) if path.is_file() else []
+
+
+def last_row(run_dir: Path) -> dict:
+    rows = progress_rows(run_dir)
     return rows[-1] if rows else {}
 
 
@@ -140,8 +145,9 @@ def train_cell(spec: dict) -> dict:
 
 def seed_progress(seed: int, directory: Path) -> dict:
     """A seed's entry in a cell's per_seed as far as its progress.csv goes (a finished cell adds its evaluation)."""
-    row = last_row(directory)
-    curve = learning_curve(directory) if row else {column: [] for column in CURVE_COLUMNS}
+    rows = progress_rows(directory)
+    row = rows[-1] if rows else {}
+    curve = learning_curve(rows)
     limit = progress_number(row.get("cost_limit"))
     return {"seed": seed, "dir": str(directory), "env_steps": int(progress_number(row.get("env_steps"), 0)),
             "return": progress_number(row.get("ep_return")), "cost": progress_number(row.get("ep_cost")),
@@ -198,9 +204,8 @@ def train_logged(spec: dict, resume: bool) -> str | None:
 CURVE_COLUMNS = ("env_steps", "ep_return", "ep_cost", "epoch_ep_return", "epoch_ep_cost")
 
 
-def learning_curve(run_dir: Path) -> dict:
+def learning_curve(rows: list[dict[str, str]]) -> dict:
     """Every epoch's env steps, windowed return and cost (last 100 episodes) and this epoch's own means."""
-    rows = read_progress(run_dir / "progress.csv", notes=[])
     return {column: [progress_number(row.get(column)) for row in rows] for column in CURVE_COLUMNS}
 
 
@@ -219,10 +224,7 @@ def stays_under_from(curve: dict, limit: float) -> int | None:
 def epoch_rates(run_dir: Path) -> list[tuple[float, float]]:
     """(env steps, fps) of each epoch in progress.csv that has both; none when the member has not written one yet.
     fps is the epoch's own rate: its new steps over its seconds."""
-    if not (run_dir / "progress.csv").exists():
-        return []
-    rows = [(progress_number(row.get("env_steps")), progress_number(row.get("fps")))
-            for row in read_progress(run_dir / "progress.csv", notes=[])]
+    rows = [(progress_number(row.get("env_steps")), progress_number(row.get("fps"))) for row in progress_rows(run_dir)]
     return [(steps, fps) for steps, fps in rows if math.isfinite(steps) and math.isfinite(fps) and fps > 0]
 
 
@@ -387,9 +389,9 @@ def benchmark_status(grid_path: Path, out: Path) -> int:
 def partial_cell(spec: dict) -> dict | None:
     """A started, unfinished cell as far as its progress.csv files go (None when no seed has a row yet)."""
     dirs = member_dirs(Path(spec["dir"]), spec["seeds"])
-    if not any(last_row(d) for d in dirs):
-        return None
     per_seed = [seed_progress(seed, directory) for seed, directory in zip(spec["seeds"], dirs, strict=True)]
+    if not any(s["curve"]["env_steps"] for s in per_seed):
+        return None
     summary = cell_summary(spec, per_seed, ("return", "cost"))
     # The seeds train together in one process, so the cell has left what its furthest-behind seed has, at the rate
     # of the seed with the most epochs to measure it by: a plan for the compute, not a promise.
