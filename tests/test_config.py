@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from saferl.config import CONFIG_DIR, build_config, config_from_dict, parse_set
+from saferl.config_values import coerce
 from saferl.errors import SafeRLError
 
 
@@ -50,3 +51,39 @@ def test_set_parses_scientific_notation_and_null():
 def test_config_round_trips_through_dict():
     config = build_config("ppo_lag", sets=["train.seed=3"])
     assert config_from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "value, annotation, expected",
+    [
+        (3, float, 3.0),
+        ("3e-4", float, 3e-4),  # YAML 1.1 reads 3e-4 as a string
+        (2.0, int, 2),
+        (None, int | None, None),
+        (5, int | None, 5),
+        ([1, 2.0], list[int], [1, 2]),
+        (True, bool, True),
+    ],
+)
+def test_coerce_accepts_what_yaml_gives(value, annotation, expected):
+    result = coerce(value, annotation, "k")
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "value, annotation, message",
+    [
+        (True, int, "must be an integer"),
+        (2.5, int, "must be an integer"),
+        (1, bool, "must be true or false"),
+        (float("nan"), float, "must be a finite number"),
+        (10**400, float, "must be a finite number"),
+        ("abc", float, "must be a number"),
+        (3, list[int], "must be a list"),
+        (3, str, "must be a string"),
+        (None, int, "must be an integer"),
+    ],
+)
+def test_coerce_names_the_key_of_a_bad_value(value, annotation, message):
+    with pytest.raises(SafeRLError, match=f"config key 'k' {message}"):
+        coerce(value, annotation, "k")
