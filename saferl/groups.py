@@ -5,14 +5,15 @@ one seed, so they start from the same state (every task draws its whole start fr
 velocity tasks' initial noise, the navigation layout and goal, the Fetch box, goal and keep-out box, a user
 env's `reset(seed)`; timers start at 0), then step in lock-step. An env whose episode ends first waits: it
 is still stepped (one batched env call serves all), but its steps are masked out of the batch and its
-episodes out of the statistics until the group's last env ends; then the whole group restarts from a new
-shared seed. Seeds come from (member seed, epoch, group, episode), so a resumed run replays the same groups.
+episodes out of the statistics until the group's last env ends; then the group's G episodes are counted
+together, and the whole group restarts from a new shared seed. Seeds come from (member seed, epoch, group,
+episode), so a resumed run replays the same groups.
 
 Every epoch starts every group afresh. The critic-free estimators need whole episodes inside one update (the
 return is their estimate), so a group episode that the epoch's end cuts is left out of their batch (counted
-in `batch_fraction`): make steps_per_epoch / num_envs a multiple of the episode length (the defaults are:
-1,000-step rollouts of 1,000-step episodes). With `train.advantage=gae` the cut episode is bootstrapped by
-the critic as always.
+in `batch_fraction`) and its episodes out of the statistics: make steps_per_epoch / num_envs a multiple of
+the episode length (the defaults are: 1,000-step rollouts of 1,000-step episodes). With
+`train.advantage=gae` the cut episode is bootstrapped by the critic as always.
 
 Why the groups are not staggered. Staggered resets (arXiv 2511.21011) cure rollouts much shorter than the
 episodes, where after a synchronous reset each batch holds only early (or only late) states. Here an epoch
@@ -65,6 +66,7 @@ class GroupRollout:
         self.rollout_length = rollout_length
         self.valid = np.zeros((rollout_length, self.members, envs_per_member), bool)  # steps that count
         self.waiting = np.zeros((self.members, envs_per_member), bool)
+        self.held: dict[int, object] = {}  # env row -> its counted episode's record, until the group completes
         self.episodes: list[GroupEpisode] = []
         self.running: dict[tuple[int, int], GroupEpisode] = {}
         self.started = np.zeros((self.members, self.groups_per_member), np.int64)
@@ -93,6 +95,7 @@ class GroupRollout:
         self.epoch = epoch
         self.valid[:] = False
         self.waiting[:] = False
+        self.held = {}  # the episodes of groups the last epoch's end cut: left out, as from the batch
         self.episodes, self.running = [], {}
         self.started[:] = 0
         obs = obs.copy()
@@ -101,25 +104,33 @@ class GroupRollout:
                 obs[self.env_rows(member, group)] = self.start_group(env, member, group, 0)
         return obs
 
-    def after_step(self, env, t: int, obs: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Book step t (done [K*N]: episode ends the env reported); restart the groups that are now complete.
+    def after_step(self, env, t: int, obs: np.ndarray, finished: dict[int, object]) -> tuple[np.ndarray, dict]:
+        """Book step t (`finished`: the record of each episode an env ended at t, by env row); restart the groups
+        that are now complete.
 
-        Returns the observations to act on next and which envs ended a counted episode [K*N] (the others'
-        ends are the waiting envs' throwaway episodes)."""
+        Returns the observations to act on next and the records to count now: a group's episodes, released
+        when its last env ends. A waiting env's ends are throwaway episodes, never counted. Holding the early
+        enders keeps the statistics (and J_c) on the batch's episodes: where episodes terminate, counting them
+        at once would count a cut group's short episodes and never its long ones."""
+        done = np.zeros(self.members * self.envs_per_member, bool)
+        done[list(finished)] = True
         done = done.reshape(self.members, self.envs_per_member)
         self.valid[t] = ~self.waiting
         ended = done & ~self.waiting
+        self.held.update({row: finished[row] for row in np.flatnonzero(ended.reshape(-1)).tolist()})
         self.waiting |= ended
         complete = self.waiting.reshape(self.members, self.groups_per_member, self.group_size).all(-1)
+        released = {}
         if complete.any():
             obs = obs.copy()
             for member, group in zip(*np.nonzero(complete), strict=True):
                 self.running.pop((int(member), int(group))).end = t + 1
                 rows = self.env_rows(int(member), int(group))
+                released.update({int(row): self.held.pop(int(row)) for row in rows})
                 self.waiting.reshape(-1)[rows] = False
                 if t + 1 < self.rollout_length:  # otherwise the next epoch starts it
                     obs[rows] = self.start_group(env, int(member), int(group), t + 1)
-        return obs, ended.reshape(-1)
+        return obs, dict(sorted(released.items()))
 
     def complete_episodes(self) -> list[GroupEpisode]:
         return [episode for episode in self.episodes if episode.end is not None]

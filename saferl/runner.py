@@ -264,23 +264,22 @@ class Runner:
                     rows = truncated.reshape(k, n)
                     buf.final_reward_values[t][rows] = final_value.numpy()[rows]
                     buf.final_cost_values[t][rows] = final_cost_value.numpy()[rows]
-                counted = info["episode_done"]
+                finished = {int(i): self.episode_record(info, i) for i in np.flatnonzero(info["episode_done"])}
                 if self.groups is not None:  # a waiting env's steps and episodes do not count
-                    obs, counted = self.groups.after_step(env, t, obs, counted)
-                if counted.any():
-                    self.record_episodes(info, counted)
+                    obs, finished = self.groups.after_step(env, t, obs, finished)
+                for i, episode in finished.items():
+                    self.episodes[i // n].append(episode)
+                    self.epoch_episodes[i // n].append(episode)
         self.obs = obs
         costs = buf.costs if self.groups is None else buf.costs * self.groups.valid[..., None]
         self.total_violations += costs.sum(axis=(0, 2, 3)).astype(np.int64)
 
-    def record_episodes(self, info: dict, ended: np.ndarray) -> None:
+    @staticmethod
+    def episode_record(info: dict, i: int) -> tuple:
+        """Env i's finished episode as the statistics keep it: (return, costs, length, success or NaN)."""
         success = info.get("is_success")
-        for i in np.flatnonzero(ended):
-            episode = (float(info["episode_return"][i]), info["episode_cost"][i].copy(),
-                       int(info["episode_length"][i]), float(success[i]) if success is not None else math.nan)
-            member = i // self.envs_per_member
-            self.episodes[member].append(episode)
-            self.epoch_episodes[member].append(episode)
+        return (float(info["episode_return"][i]), info["episode_cost"][i].copy(), int(info["episode_length"][i]),
+                float(success[i]) if success is not None else math.nan)
 
     def check_env_output(self, obs: np.ndarray, reward: np.ndarray, cost: np.ndarray, t: int) -> None:
         """A NaN or inf from the env would silently poison the normaliser, the critics and the checkpoint."""

@@ -150,17 +150,24 @@ def test_an_early_ender_waits_masked_until_its_group_is_done():
     env, groups = FakeEnv(), GroupRollout([0], envs_per_member=2, group_size=2, rollout_length=6)
     obs = groups.start_epoch(env, 0, np.zeros((2, 1)))
     assert obs[0, 0] == obs[1, 0]
-    ends = {1: [True, False], 3: [True, True]}  # env 0 ends at t=1, and (its throwaway episode) again at t=3
+    # env 0 ends at t=1 (and its throwaway episode again at t=3), env 1 at t=3; after the restart at t=4, env 0
+    # ends at t=4 and env 1 is still running when the epoch ends
+    ends = {1: {0: "a"}, 3: {0: "throwaway", 1: "b"}, 4: {0: "c"}}
     counted = []
     for t in range(6):
-        obs, ended = groups.after_step(env, t, obs, np.array(ends.get(t, [False, False])))
-        counted.append(ended.tolist())
-    np.testing.assert_array_equal(groups.valid[:, 0, 0], [True, True, False, False, True, True])
+        obs, released = groups.after_step(env, t, obs, ends.get(t, {}))
+        counted.append(released)
+    np.testing.assert_array_equal(groups.valid[:, 0, 0], [True, True, False, False, True, False])
     np.testing.assert_array_equal(groups.valid[:, 0, 1], [True] * 6)
-    assert counted[1] == [True, False] and counted[3] == [False, True]  # env 0's throwaway end is not counted
+    # the group's two episodes count together when its last env ends; the throwaway end never counts
+    assert counted == [{}, {}, {}, {0: "a", 1: "b"}, {}, {}]
     assert [(e.start, e.end) for e in groups.episodes] == [(0, 4), (4, None)]  # the second is cut by the epoch
     assert env.resets[1][0] == [0, 1] and len(set(env.resets[1][1])) == 1  # restarted together, one seed
     assert env.resets[0][1][0] != env.resets[1][1][0]
+    # the cut group's early ender ("c") is left out of the statistics, as its steps are out of the batch
+    assert groups.held == {0: "c"}
+    obs = groups.start_epoch(env, 1, obs)
+    assert groups.after_step(env, 0, obs, {0: "d", 1: "e"})[1] == {0: "d", 1: "e"}
 
 
 def group_runner(tmp_path, algo="ppo_lag", extra=(), seeds=None, epoch=SMALL_EPOCH):
