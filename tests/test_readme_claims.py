@@ -15,17 +15,20 @@ OBJECT_Z = 0.4249
 ALGO_NAMES = {"ppo_lag": "PPO-Lag", "cpo": "CPO"}
 
 
-def test_car_rows_print_what_their_results_json_says():
-    """Every number of the Car rows, rounded to one decimal like the other rows (5.548 printed as 5.6 before)."""
-    cells = json.loads((ROOT / "benchmarks" / "car-1e6" / "results.json").read_text())["cells"]
-    for cell in cells:
+def test_the_learning_table_prints_what_the_campaign_results_say():
+    """Each finished cell of the 1e7 campaign has its README row, with the numbers of results.json (two decimals,
+    as results.md prints them), and at the grid's whole budget."""
+    results = json.loads((ROOT / "benchmarks" / "campaign-1e7" / "results.json").read_text())
+    assert results["cells"], "the campaign has finished cells"
+    for cell in results["cells"]:
         row = next(line for line in README.splitlines()
                    if line.startswith(f"| {cell['env']} | {ALGO_NAMES[cell['algo']]} |"))
         fields = [field.strip() for field in row.strip("|").split("|")]
-        expected = [f"{cell['return']['mean']:.1f} ± {cell['return']['std']:.1f}",
-                    f"{cell['cost']['mean']:.1f} ± {cell['cost']['std']:.1f}",
-                    f"{cell['eval_return']['mean']:.1f} / {cell['eval_cost']['mean']:.1f}"]
+        expected = [f"{cell['return']['mean']:.2f} ± {cell['return']['std']:.2f}",
+                    f"{cell['cost']['mean']:.2f} ± {cell['cost']['std']:.2f}",
+                    f"{cell['eval_return']['mean']:.2f} / {cell['eval_cost']['mean']:.2f}"]
         assert fields[3:6] == expected, row
+        assert fields[2] == f"{cell['steps'] / 1e7:g}e7", row
 
 
 def test_the_keepout_claim_is_limited_to_where_the_straight_path_crosses():
