@@ -9,20 +9,19 @@ over every attempt; memory the largest peak resident set of any attempt. Run it 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
 from pathlib import Path
 
+from saferl.logger import read_progress
 from saferl.report.stats import mean_std
 
 STANDARD = {"ep_return", "ep_cost", "ep_length"}
 
 
 def one_run(run: Path) -> dict:
-    with open(run / "progress.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_progress(run / "progress.csv")
     last = rows[-1]
     per_cost = sorted(key for key in last if key.startswith("ep_") and key not in STANDARD)
     evals = {mode: json.loads((run / f"eval-{mode}.json").read_text()) for mode in ("deterministic", "sampled")}

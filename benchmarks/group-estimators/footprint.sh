@@ -17,8 +17,9 @@ python="${PYTHON:-python3}"
 mkdir -p "$work"
 epoch_seconds() {  # median over epochs 2.. of the update epochs run, collection, update and their sum (one member)
     "$python" - "$1" <<'PY'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))[1:]
+import statistics, sys
+from saferl.logger import read_progress
+rows = read_progress(sys.argv[1])[1:]
 collect = statistics.median(float(r["collect_seconds"]) for r in rows)
 update = statistics.median(float(r["update_seconds"]) for r in rows)
 total = statistics.median(float(r["collect_seconds"]) + float(r["update_seconds"]) for r in rows)
@@ -26,8 +27,10 @@ epochs = statistics.median(int(r["update_epochs"]) for r in rows)
 print(f"{total:.1f} | {collect:.1f} | {update:.1f} | {epochs:g}")
 PY
 }
-trained() {  # the row's 3 epochs (a header and 3 rows) and its peak memory are there
-    [ -s "$1.kb" ] && [ -f "$1/seed-0/progress.csv" ] && [ "$(wc -l < "$1/seed-0/progress.csv")" -eq 4 ]
+trained() {  # the row's 3 complete epochs and its peak memory are there
+    [ -s "$1.kb" ] && [ -f "$1/seed-0/progress.csv" ] && "$python" -c \
+        "import sys; from saferl.logger import read_progress; sys.exit(len(read_progress(sys.argv[1], [])) != 3)" \
+        "$1/seed-0/progress.csv"
 }
 {
     echo "# Group estimators: seconds per epoch and memory per row"
@@ -46,11 +49,10 @@ trained() {  # the row's 3 epochs (a header and 3 rows) and its peak memory are 
             run="$work/$env-$estimator"
             if ! trained "$run"; then
                 rm -rf "$run"
-                /usr/bin/time -f "%M" -o "$work/$env-$estimator.kb" "$saferl" train --algo ppo_lag --env "$env" \
+                /usr/bin/time -f "%M" -o "$run.kb" "$saferl" train --algo ppo_lag --env "$env" \
                     --seeds 0,1,2 --steps 48000 --set "${sets[@]}" --run-dir "$run" > /dev/null
             fi
-            echo "| $env | $estimator | $(epoch_seconds "$work/$env-$estimator/seed-0/progress.csv") |" \
-                "$(( $(tail -1 "$work/$env-$estimator.kb") / 1024 )) |"
+            echo "| $env | $estimator | $(epoch_seconds "$run/seed-0/progress.csv") | $(( $(tail -1 "$run.kb") / 1024 )) |"
         done
     done
 } > "$out.tmp"
