@@ -16,7 +16,7 @@ from saferl.cli import main
 from saferl.errors import SafeRLError
 from saferl.logger import read_progress
 from saferl.report import build_report
-from saferl.report.figures import draw_curves, steps_text
+from saferl.report.figures import draw_curves, reference_in_view, steps_text
 from saferl.report.stats import (
     band,
     cvar,
@@ -324,3 +324,15 @@ def test_video_of_a_velocity_task(tmp_path):
     page = result["html"].read_text()
     assert "data:image/gif;base64," in page and "rendering is unavailable" not in page
     assert "no velocity histogram" not in page
+
+
+def test_omnisafe_stars_are_drawn_only_beside_a_budget_near_theirs():
+    """A 1e6-step grid's curves were squeezed into a tenth of the axis by OmniSafe's 1e7-step stars (the group
+    estimators' figures); the 1e7 campaign keeps them, in progress or finished."""
+    from saferl.benchmark_results import omnisafe_entry
+
+    reference = omnisafe_entry("SafetyPointGoal1-v0", "ppo_lag")
+    assert reference["steps"] == 10_000_000
+    assert reference_in_view(reference, 10_000_000)
+    assert not reference_in_view(reference, 1_000_000)
+    assert not reference_in_view(None, 10_000_000)

@@ -206,11 +206,19 @@ def _velocity(ax, velocities, threshold) -> None:
     ax.set_ylabel("steps")
 
 
+def reference_in_view(reference: dict | None, budget: float) -> bool:
+    """Whether a peer's final numbers belong on curves trained for `budget` steps: OmniSafe's 1e7-step stars beside
+    a 1e6-step grid would squeeze its curves into a tenth of the axis, and compare numbers of different budgets."""
+    return bool(reference) and budget >= 0.5 * reference["steps"]
+
+
 def benchmark_curves_figure(env_id: str, cells: list[tuple[str, dict]]) -> bytes:
     """Two panels for one task of a benchmark grid: windowed return and cost against env steps, one line per cell
-    (mean over seeds, min-max band), the cost limit dashed, OmniSafe's final (1e7-step) numbers as stars."""
+    (mean over seeds, min-max band), the cost limit dashed, OmniSafe's final (1e7-step) numbers as stars where the
+    cell's budget comes near theirs (`reference_in_view`)."""
     fig, (ret_ax, cost_ax) = _grid(2, ncols=2, width=6.0, height=3.8)
     limits = set()
+    stars = False
     for index, (name, cell) in enumerate(cells):
         curves = [s["curve"] for s in cell["per_seed"] if s.get("curve") and s["curve"]["env_steps"]]
         if not curves:
@@ -223,7 +231,8 @@ def benchmark_curves_figure(env_id: str, cells: list[tuple[str, dict]]) -> bytes
             ax.fill_between(steps, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color(index),
                             alpha=0.15, linewidth=0)
         reference = cell.get("omnisafe")
-        if reference:
+        if reference_in_view(reference, cell.get("steps") or steps[-1]):
+            stars = True
             for ax, key in ((ret_ax, "return"), (cost_ax, "cost")):
                 ax.plot([reference["steps"]], [reference[key]], marker="*", markersize=11, color=color(index),
                         linestyle="none", markeredgecolor="black")
@@ -235,7 +244,7 @@ def benchmark_curves_figure(env_id: str, cells: list[tuple[str, dict]]) -> bytes
         ax.set_ylabel(label)
         steps_axis(ax.xaxis)
         ax.grid(alpha=0.3)
-    ret_ax.set_title(f"{env_id}: return (stars: OmniSafe at 1e7)")
+    ret_ax.set_title(f"{env_id}: return" + (" (stars: OmniSafe at 1e7)" if stars else ""))
     cost_ax.set_title(f"{env_id}: cost (dashed: limit)")
     ret_ax.legend(fontsize=7)
     return to_png(fig)
