@@ -31,6 +31,23 @@ def test_the_learning_table_prints_what_the_campaign_results_say():
         assert fields[2] == f"{cell['steps'] / 1e7:g}e7", row
 
 
+def test_the_group_estimators_page_prints_what_the_grid_results_say():
+    """Each finished cell of the group-estimators grid has its row in docs/group-estimators.md, with the return,
+    cost and eval numbers of results.json as results.md prints them."""
+    page = (ROOT / "docs" / "group-estimators.md").read_text()
+    page = page[page.index("## Measured"):page.index("### Commands")]  # (the footprint table below repeats the keys)
+    results = json.loads((ROOT / "benchmarks" / "group-estimators" / "results.json").read_text())
+    assert results["cells"], "the grid has finished cells"
+    for cell in results["cells"]:
+        estimator = cell["variant"].replace("-", "_")
+        rows = [line for line in page.splitlines() if line.startswith(f"| {cell['env']} | {estimator} |")]
+        assert len(rows) == 1, f"{cell['env']} {estimator}: {len(rows)} rows"
+        fields = [field.strip() for field in rows[0].strip("|").split("|")]
+        assert fields[2:5] == [f"{cell['return']['mean']:.2f} ± {cell['return']['std']:.2f}",
+                               f"{cell['cost']['mean']:.2f} ± {cell['cost']['std']:.2f}",
+                               f"{cell['eval_return']['mean']:.2f} / {cell['eval_cost']['mean']:.2f}"], rows[0]
+
+
 def test_the_keepout_claim_is_limited_to_where_the_straight_path_crosses():
     """The straight path crosses the box for goals on the table, but a raised PickAndPlace goal can carry the object
     over it: the README may not say it always crosses."""
