@@ -15,6 +15,17 @@ OBJECT_Z = 0.4249
 ALGO_NAMES = {"ppo_lag": "PPO-Lag", "cpo": "CPO"}
 
 
+def table_fields(row: str) -> list[str]:
+    return [field.strip() for field in row.strip("|").split("|")]
+
+
+def printed_numbers(cell: dict) -> list[str]:
+    """A benchmark cell's return, cost and eval as results.md prints them (two decimals)."""
+    return [f"{cell['return']['mean']:.2f} ± {cell['return']['std']:.2f}",
+            f"{cell['cost']['mean']:.2f} ± {cell['cost']['std']:.2f}",
+            f"{cell['eval_return']['mean']:.2f} / {cell['eval_cost']['mean']:.2f}"]
+
+
 def test_the_learning_table_prints_what_the_campaign_results_say():
     """Each finished cell of the 1e7 campaign has its README row, with the numbers of results.json (two decimals,
     as results.md prints them), and at the grid's whole budget."""
@@ -23,11 +34,8 @@ def test_the_learning_table_prints_what_the_campaign_results_say():
     for cell in results["cells"]:
         row = next(line for line in README.splitlines()
                    if line.startswith(f"| {cell['env']} | {ALGO_NAMES[cell['algo']]} |"))
-        fields = [field.strip() for field in row.strip("|").split("|")]
-        expected = [f"{cell['return']['mean']:.2f} ± {cell['return']['std']:.2f}",
-                    f"{cell['cost']['mean']:.2f} ± {cell['cost']['std']:.2f}",
-                    f"{cell['eval_return']['mean']:.2f} / {cell['eval_cost']['mean']:.2f}"]
-        assert fields[3:6] == expected, row
+        fields = table_fields(row)
+        assert fields[3:6] == printed_numbers(cell), row
         assert fields[2] == f"{cell['steps'] / 1e7:g}e7", row
 
 
@@ -42,10 +50,7 @@ def test_the_group_estimators_page_prints_what_the_grid_results_say():
         estimator = cell["variant"].replace("-", "_")
         rows = [line for line in page.splitlines() if line.startswith(f"| {cell['env']} | {estimator} |")]
         assert len(rows) == 1, f"{cell['env']} {estimator}: {len(rows)} rows"
-        fields = [field.strip() for field in rows[0].strip("|").split("|")]
-        assert fields[2:5] == [f"{cell['return']['mean']:.2f} ± {cell['return']['std']:.2f}",
-                               f"{cell['cost']['mean']:.2f} ± {cell['cost']['std']:.2f}",
-                               f"{cell['eval_return']['mean']:.2f} / {cell['eval_cost']['mean']:.2f}"], rows[0]
+        assert table_fields(rows[0])[2:5] == printed_numbers(cell), rows[0]
 
 
 def test_the_keepout_claim_is_limited_to_where_the_straight_path_crosses():
