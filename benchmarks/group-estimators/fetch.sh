@@ -2,7 +2,10 @@
 # Issue 21, row 3: SafetyFetchPush-v0, the README's demonstrations and clone, then 1e6 fine-tuning steps of PPO-Lag
 # per estimator (GAE, GRPO and RLOO with G = 8) and seed (0, 1, 2), then 50 evaluation episodes with the mean
 # action and 50 sampled, then the table (fetch_summary.py). Resumable: run it again and finished steps are skipped,
-# an interrupted fine-tune resumes. Run from the repository root with saferl installed:
+# an interrupted fine-tune resumes, and a run whose results are kept in SUMMARY_OUT_DIR/fetch-runs (committed by an
+# earlier session, its machine since gone) is not trained again. The clone is the same in every session (the
+# demonstrations and BC are seeded and deterministic): clone-sha256.txt, its parameters' hash, goes with each run,
+# and fetch_summary.py refuses to mix runs of different clones. Run from the repository root with saferl installed:
 #
 #   benchmarks/group-estimators/fetch.sh WORK_DIR [SUMMARY_OUT_DIR]
 #
@@ -22,14 +25,32 @@ if [ ! -f "$work/push-bc/checkpoints/latest.pt" ]; then  # the clone's checkpoin
     rm -rf "$work/push-bc"
     "$saferl" bc --dataset "$work/push.h5" --run-dir "$work/push-bc"
 fi
+if [ ! -f "$work/clone-sha256.txt" ]; then
+    "${PYTHON:-python3}" -c '
+import hashlib, sys
+import torch
+state = torch.load(sys.argv[1], map_location="cpu", weights_only=False)["policy"]
+digest = hashlib.sha256()
+for name in sorted(state):
+    value = state[name]
+    digest.update(name.encode())
+    digest.update(value.contiguous().numpy().tobytes() if torch.is_tensor(value) else repr(value).encode())
+print(digest.hexdigest())' "$work/push-bc/checkpoints/latest.pt" > "$work/clone-sha256.txt.tmp"
+    mv "$work/clone-sha256.txt.tmp" "$work/clone-sha256.txt"
+fi
 for seed in ${SEEDS:-0 1 2}; do
     for estimator in gae grpo rloo; do
         run="$work/push-ft/$estimator/seed-$seed"
+        if [ -f "$summary_out/fetch-runs/$estimator/seed-$seed/eval-sampled.json" ]; then
+            echo "$estimator seed $seed: kept in $summary_out/fetch-runs, not trained again"
+            continue
+        fi
         sets=(env.cost_limit=5 train.steps_per_epoch=16000)
         [ "$estimator" = gae ] || sets+=(train.group_size=8 "train.advantage=$estimator")
         resume=()
         [ -d "$run" ] && resume=(--resume)
         mkdir -p "$(dirname "$run")"
+        cp "$work/clone-sha256.txt" "$run.clone-sha256.txt"
         /usr/bin/time -f "%M" -a -o "$run.maxrss-kb.txt" \
             "$saferl" finetune "$work/push-bc" --algo ppo_lag --steps "${STEPS:-1000000}" --seed "$seed" --num-envs 16 \
             --set "${sets[@]}" --run-dir "$run" "${resume[@]}"

@@ -2,6 +2,11 @@
 
     python benchmarks/group-estimators/fetch_summary.py WORK/push-ft OUT_DIR   # writes OUT_DIR/fetch.{json,md}
 
+Each finished run's small files (progress.csv, the two evaluations, config.yaml, meta.json, its peak memory; never
+checkpoints) are kept under OUT_DIR/fetch-runs/<estimator>/seed-<n>/, and the table is made from everything kept
+there: runs finished in earlier sessions (on a machine since gone) count with the new ones, and fetch.sh skips
+them. `fetch_summary.py OUT_DIR/fetch-runs OUT_DIR` rebuilds the table from the kept files alone.
+
 Training columns are the last progress.csv row (means of the last 100 episodes); success and costs with the mean
 action and sampled come from 50 evaluation episodes; wall time is the sum of the epochs' collect and update seconds
 over every attempt; memory the largest peak resident set of any attempt. Run it with saferl's Python.
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,9 +48,34 @@ def one_run(run: Path) -> dict:
     return out
 
 
+# eval-sampled.json last: a kept run is complete once it is there
+KEPT_FILES = ("progress.csv", "config.yaml", "meta.json", "eval-deterministic.json", "eval-sampled.json")
+BESIDE_FILES = ("maxrss-kb.txt", "clone-sha256.txt")  # fetch.sh writes these beside the run, as <run>.<name>
+
+
+def keep_finished_runs(root: Path, kept: Path) -> None:
+    """Copy each finished run's small files next to the table; a run already kept is left as it is."""
+    for run in sorted(root.glob("*/seed-*")):
+        target = kept / run.parent.name / run.name
+        if not (run / "eval-sampled.json").exists() or (target / "eval-sampled.json").exists():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for name in BESIDE_FILES:
+            if Path(f"{run}.{name}").exists():
+                shutil.copyfile(f"{run}.{name}", f"{target}.{name}")
+        for name in KEPT_FILES:
+            shutil.copyfile(run / name, target / name)
+
+
 def main(root: Path, out_dir: Path) -> None:
+    kept = out_dir / "fetch-runs"
+    if root.resolve() != kept.resolve():
+        keep_finished_runs(root, kept)
+    clones = {path.read_text().strip() for path in kept.glob("*/seed-*.clone-sha256.txt")}
+    if len(clones) > 1:
+        sys.exit(f"error: the kept runs were fine-tuned from {len(clones)} different clones: {sorted(clones)}")
     table = {}
-    for estimator_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for estimator_dir in sorted(p for p in kept.iterdir() if p.is_dir()) if kept.exists() else []:
         runs = {p.name: one_run(p) for p in sorted(estimator_dir.glob("seed-*"))
                 if (p / "eval-sampled.json").exists()}
         if runs:
