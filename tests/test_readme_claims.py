@@ -41,16 +41,23 @@ def test_the_learning_table_prints_what_the_campaign_results_say():
 
 def test_the_group_estimators_page_prints_what_the_grid_results_say():
     """Each finished cell of the group-estimators grid has its row in docs/group-estimators.md, with the return,
-    cost and eval numbers of results.json as results.md prints them."""
+    cost and eval numbers of results.json as results.md prints them, and the seconds per epoch and peak memory of
+    footprint.md (copied by hand)."""
     page = (ROOT / "docs" / "group-estimators.md").read_text()
     page = page[page.index("## Measured"):page.index("### Commands")]  # (the footprint table below repeats the keys)
     results = json.loads((ROOT / "benchmarks" / "group-estimators" / "results.json").read_text())
+    footprint = {tuple(fields[:2]): fields for line in
+                 (ROOT / "benchmarks" / "group-estimators" / "footprint.md").read_text().splitlines()
+                 if line.startswith("| Safety") for fields in [table_fields(line)]}
     assert results["cells"], "the grid has finished cells"
     for cell in results["cells"]:
         estimator = cell["variant"].replace("-", "_")
         rows = [line for line in page.splitlines() if line.startswith(f"| {cell['env']} | {estimator} |")]
         assert len(rows) == 1, f"{cell['env']} {estimator}: {len(rows)} rows"
-        assert table_fields(rows[0])[2:5] == printed_numbers(cell), rows[0]
+        fields = table_fields(rows[0])
+        assert fields[2:5] == printed_numbers(cell), rows[0]
+        measured = footprint[cell["env"], estimator]
+        assert fields[5:7] == [measured[2], f"{measured[6]} MB"], rows[0]
 
 
 def test_the_keepout_claim_is_limited_to_where_the_straight_path_crosses():
