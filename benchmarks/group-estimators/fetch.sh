@@ -16,6 +16,16 @@ work="${1:?usage: fetch.sh WORK_DIR [SUMMARY_OUT_DIR]}"
 summary_out="${2:-benchmarks/group-estimators}"
 saferl="${SAFERL:-saferl}"
 mkdir -p "$work"
+evaluate() {  # RUN_DIR OUT_PREFIX: 50 episodes with the mean action, 50 sampled, to OUT_PREFIX<mode>.json
+    for mode in deterministic sampled; do
+        if [ ! -f "$2$mode.json" ]; then
+            flag=()
+            [ "$mode" = deterministic ] && flag=(--deterministic)
+            "$saferl" eval "$1" --episodes "${EVAL_EPISODES:-50}" "${flag[@]}"
+            cp "$1/eval.json" "$2$mode.json.tmp" && mv "$2$mode.json.tmp" "$2$mode.json"
+        fi
+    done
+}
 if [ ! -f "$work/push.h5" ]; then
     "$saferl" collect --scripted SafetyFetchPush-v0 --episodes "${DEMOS:-500}" --noise 0.1 --unsafe-fraction 0.3 \
         --out "$work/push.h5"
@@ -38,6 +48,9 @@ for name in sorted(state):
 print(digest.hexdigest())' "$work/push-bc/checkpoints/latest.pt" > "$work/clone-sha256.txt.tmp"
     mv "$work/clone-sha256.txt.tmp" "$work/clone-sha256.txt"
 fi
+mkdir -p "$work/push-ft/clone"  # the clone's own row of the table
+cp "$work/clone-sha256.txt" "$work/push-ft/clone/clone-sha256.txt"
+evaluate "$work/push-bc" "$work/push-ft/clone/eval-"
 for seed in ${SEEDS:-0 1 2}; do
     for estimator in gae grpo rloo; do
         run="$work/push-ft/$estimator/seed-$seed"
@@ -54,14 +67,7 @@ for seed in ${SEEDS:-0 1 2}; do
         /usr/bin/time -f "%M" -a -o "$run.maxrss-kb.txt" \
             "$saferl" finetune "$work/push-bc" --algo ppo_lag --steps "${STEPS:-1000000}" --seed "$seed" --num-envs 16 \
             --set "${sets[@]}" --run-dir "$run" "${resume[@]}"
-        for mode in deterministic sampled; do
-            if [ ! -f "$run/eval-$mode.json" ]; then
-                flag=()
-                [ "$mode" = deterministic ] && flag=(--deterministic)
-                "$saferl" eval "$run" --episodes "${EVAL_EPISODES:-50}" "${flag[@]}"
-                cp "$run/eval.json" "$run/eval-$mode.json.tmp" && mv "$run/eval-$mode.json.tmp" "$run/eval-$mode.json"
-            fi
-        done
+        evaluate "$run" "$run/eval-"
     done
 done
 "${PYTHON:-python3}" "$(dirname "$0")/fetch_summary.py" "$work/push-ft" "$summary_out"

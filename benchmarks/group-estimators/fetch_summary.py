@@ -8,8 +8,9 @@ there: runs finished in earlier sessions (on a machine since gone) count with th
 them. `fetch_summary.py OUT_DIR/fetch-runs OUT_DIR` rebuilds the table from the kept files alone.
 
 Training columns are the last progress.csv row (means of the last 100 episodes); success and costs with the mean
-action and sampled come from 50 evaluation episodes; wall time is the sum of the epochs' collect and update seconds
-over every attempt; memory the largest peak resident set of any attempt. Run it with saferl's Python.
+action and sampled come from 50 evaluation episodes (the clone's own row: the same evaluation before fine-tuning);
+wall time is the sum of the epochs' collect and update seconds over every attempt; memory the largest peak resident
+set of any attempt. Run it with saferl's Python.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from saferl.logger import read_progress
 from saferl.report.stats import mean_std
 
 STANDARD = {"ep_return", "ep_cost", "ep_length"}
+MODES = ("deterministic", "sampled")
 
 
 def one_run(run: Path) -> dict:
     rows = read_progress(run / "progress.csv")
     last = rows[-1]
     per_cost = sorted(key for key in last if key.startswith("ep_") and key not in STANDARD)
-    evals = {mode: json.loads((run / f"eval-{mode}.json").read_text()) for mode in ("deterministic", "sampled")}
+    evals = {mode: json.loads((run / f"eval-{mode}.json").read_text()) for mode in MODES}
     maxrss = Path(f"{run}.maxrss-kb.txt")
     peaks = [int(line) for line in maxrss.read_text().split() if line.isdigit()] if maxrss.exists() else []
     out = {"env_steps": int(float(last["env_steps"])), "return": float(last["ep_return"]),
@@ -40,6 +42,11 @@ def one_run(run: Path) -> dict:
            "peak_rss_mb": max(peaks) / 1024 if peaks else math.nan}
     for key in per_cost:
         out[key.removeprefix("ep_")] = float(last[key])
+    return out | eval_columns(evals)
+
+
+def eval_columns(evals: dict) -> dict:
+    out = {}
     for mode, result in evals.items():
         out[f"{mode}_success"] = result.get("success_rate")
         out[f"{mode}_return"] = result["mean_return"]
@@ -67,11 +74,22 @@ def keep_finished_runs(root: Path, kept: Path) -> None:
             shutil.copyfile(run / name, target / name)
 
 
+def keep_clone_evaluation(root: Path, kept: Path) -> None:
+    """The clone's own evaluation (fetch.sh writes it to ROOT/clone/, as it is kept), kept beside the runs."""
+    if not (root / "clone" / "eval-sampled.json").exists() or (kept / "clone" / "eval-sampled.json").exists():
+        return
+    (kept / "clone").mkdir(parents=True, exist_ok=True)
+    for name in ("clone-sha256.txt", *(f"eval-{mode}.json" for mode in MODES)):  # eval-sampled.json last
+        shutil.copyfile(root / "clone" / name, kept / "clone" / name)
+
+
 def main(root: Path, out_dir: Path) -> None:
     kept = out_dir / "fetch-runs"
     if root.resolve() != kept.resolve():
         keep_finished_runs(root, kept)
-    clones = {path.read_text().strip() for path in kept.glob("*/seed-*.clone-sha256.txt")}
+        keep_clone_evaluation(root, kept)
+    clones = {path.read_text().strip() for path in [*kept.glob("*/seed-*.clone-sha256.txt"),
+                                                    *kept.glob("clone/clone-sha256.txt")]}
     if len(clones) > 1:
         sys.exit(f"error: the kept runs were fine-tuned from {len(clones)} different clones: {sorted(clones)}")
     table = {}
@@ -82,8 +100,12 @@ def main(root: Path, out_dir: Path) -> None:
             keys = sorted({key for run in runs.values() for key in run})
             table[estimator_dir.name] = {"seeds": runs,
                                          "summary": {k: mean_std([r.get(k) for r in runs.values()]) for k in keys}}
+    clone = None
+    if (kept / "clone" / "eval-sampled.json").exists():
+        clone = eval_columns({mode: json.loads((kept / "clone" / f"eval-{mode}.json").read_text()) for mode in MODES})
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fetch.json").write_text(json.dumps(table, indent=1, default=str))
+    (out_dir / "fetch.json").write_text(json.dumps(table | ({"clone": clone} if clone else {}), indent=1,
+                                                   default=str))
     columns = [("success", "success (train)"), ("deterministic_success", "success, mean action"),
                ("sampled_success", "success, sampled"), ("deterministic_cost_0", "cost 0, mean action"),
                ("deterministic_cost_1", "cost 1, mean action"), ("sampled_cost_0", "cost 0, sampled"),
@@ -97,6 +119,9 @@ def main(root: Path, out_dir: Path) -> None:
             stats = entry["summary"].get(key, {"mean": math.nan, "std": math.nan})
             cells.append(f"{stats['mean']:.2f} ± {stats['std']:.2f}")
         lines.append(f"| {name} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+    if clone:  # one evaluation of one clone, before any fine-tuning: no seeds, no spread, no training columns
+        cells = [f"{clone[key]:.2f}" if key in clone else "–" for key, _ in columns]
+        lines.append("| clone (before fine-tuning) | – | " + " | ".join(cells) + " |")
     (out_dir / "fetch.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

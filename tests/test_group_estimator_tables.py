@@ -1,0 +1,137 @@
+"""Issue 21's Fetch table and group-size sweep: the scripts that make them, and the committed tables against the
+files they were made from and against docs/group-estimators.md."""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parents[1] / "benchmarks" / "group-estimators"
+PAGE = (Path(__file__).resolve().parents[1] / "docs" / "group-estimators.md").read_text()
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"group_estimators_{name}", HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fetch_summary = load("fetch_summary")
+sweep_summary = load("sweep_summary")
+
+PROGRESS = ("epoch,env_steps,ep_return,ep_cost,ep_length,ep_cost_keepout,ep_cost_speed,success_rate,"
+            "total_violations,collect_seconds,update_seconds\n"
+            "1,16000,-70,4,50,1,3,0.5,100,10,20\n"
+            "2,32000,-60,2,50,0.5,1.5,{success},150,10,{update}\n")
+
+
+def fake_run(root: Path, estimator: str, seed: int, success: float, clone: str = "abc", finished: bool = True):
+    run = root / estimator / f"seed-{seed}"
+    run.mkdir(parents=True)
+    (run / "progress.csv").write_text(PROGRESS.format(success=success, update=20 + seed))
+    for name in ("config.yaml", "meta.json"):
+        (run / name).write_text("{}\n")
+    Path(f"{run}.maxrss-kb.txt").write_text("500000\n600000\n")
+    Path(f"{run}.clone-sha256.txt").write_text(clone + "\n")
+    modes = ("deterministic", "sampled") if finished else ("deterministic",)
+    for mode in modes:
+        (run / f"eval-{mode}.json").write_text(json.dumps(
+            {"success_rate": success, "mean_return": -50.0, "mean_costs": [0.5, 1.0 + seed]}))
+    return run
+
+
+def fake_clone_evaluation(root: Path, clone: str = "abc"):
+    (root / "clone").mkdir(parents=True)
+    (root / "clone" / "clone-sha256.txt").write_text(clone + "\n")
+    for mode, success in (("deterministic", 0.4), ("sampled", 0.6)):
+        (root / "clone" / f"eval-{mode}.json").write_text(json.dumps(
+            {"success_rate": success, "mean_return": -80.0, "mean_costs": [0.25, 2.0]}))
+
+
+def test_fetch_summary_keeps_finished_runs_and_makes_the_table_from_them(tmp_path):
+    work, out = tmp_path / "push-ft", tmp_path / "out"
+    fake_clone_evaluation(work)
+    fake_run(work, "gae", 0, 1.0)
+    fake_run(work, "gae", 1, 0.5)
+    fake_run(work, "grpo", 0, 0.25, finished=False)  # still evaluating: neither kept nor counted
+    fetch_summary.main(work, out)
+    kept = sorted(str(p.relative_to(out / "fetch-runs")) for p in (out / "fetch-runs").rglob("*") if p.is_file())
+    assert kept == sorted([f"gae/seed-{s}{name}" for s in (0, 1) for name in
+                           [f"/{f}" for f in fetch_summary.KEPT_FILES] + [".maxrss-kb.txt", ".clone-sha256.txt"]]
+                          + ["clone/clone-sha256.txt", "clone/eval-deterministic.json", "clone/eval-sampled.json"])
+    table = json.loads((out / "fetch.json").read_text())
+    assert list(table) == ["gae", "clone"]
+    assert table["clone"]["sampled_success"] == 0.6 and table["clone"]["deterministic_cost_1"] == 2.0
+    assert (out / "fetch.md").read_text().splitlines()[-1] == (
+        "| clone (before fine-tuning) | – | – | 0.40 | 0.60 | 0.25 | 2.00 | 0.25 | 2.00 | – | – | – |")
+    summary = table["gae"]["summary"]
+    assert summary["deterministic_success"] == pytest.approx({"mean": 0.75, "std": 0.25})  # population std
+    assert summary["sampled_cost_1"]["mean"] == pytest.approx(1.5)
+    assert summary["train_s"]["mean"] == pytest.approx((10 + 20 + 10 + 20 + 10 + 20 + 10 + 21) / 2)
+    assert summary["peak_rss_mb"]["mean"] == pytest.approx(600000 / 1024)
+    # a later session, its machine gone: the kept runs alone rebuild the same table, and a new run joins them
+    first = (out / "fetch.json").read_text()
+    fetch_summary.main(out / "fetch-runs", tmp_path / "again")
+    assert (tmp_path / "again" / "fetch.json").read_text() == first
+    shutil.rmtree(work)
+    fake_run(work, "grpo", 0, 0.25)
+    fetch_summary.main(work, out)
+    assert list(json.loads((out / "fetch.json").read_text())) == ["gae", "grpo", "clone"]
+
+
+def test_fetch_summary_refuses_runs_of_different_clones(tmp_path):
+    fake_run(tmp_path / "push-ft", "gae", 0, 1.0, clone="one")
+    fake_run(tmp_path / "push-ft", "grpo", 0, 1.0, clone="two")
+    with pytest.raises(SystemExit, match="2 different clones"):
+        fetch_summary.main(tmp_path / "push-ft", tmp_path / "out")
+    fake_run(tmp_path / "again", "gae", 0, 1.0, clone="one")
+    fake_clone_evaluation(tmp_path / "again", clone="two")  # the clone's own row must be the runs' clone too
+    with pytest.raises(SystemExit, match="2 different clones"):
+        fetch_summary.main(tmp_path / "again", tmp_path / "out-again")
+
+
+def sweep_cell(size: int, steps: int = 1000) -> dict:
+    spec_set = ["env.num_envs=16", "train.advantage=grpo", f"train.group_size={size}"]
+    stats = {"mean": float(size), "std": 0.5}
+    return {"ok": True, "variant": f"g{size}", "env": "SafetyHalfCheetahVelocity-v1", "steps": steps,
+            "seeds": [0, 1], "spec": {"algo": "ppo_lag", "env": "SafetyHalfCheetahVelocity-v1", "seeds": [0, 1],
+                                      "steps": steps, "set": spec_set},
+            "return": stats, "cost": stats, "eval_return": stats, "eval_cost": stats, "train_s": 1.0,
+            "steps_per_s": 1.0, "per_seed": [{"curve": {"env_steps": [500, 1000], "ep_return": [0, size],
+                                                        "ep_cost": [0, 1]}, "cost_limit": 25}]}
+
+
+def test_sweep_summary_joins_the_grids_g8_cell_and_refuses_other_differences(tmp_path):
+    sweep = {"cells": [sweep_cell(16), sweep_cell(2)]}
+    grid = {"cells": [sweep_cell(8), sweep_cell(8, steps=2000)]}  # the second differs in its budget: not joined
+    grid["cells"][0]["spec"]["set"].insert(0, "train.group_size=8")
+    grid["cells"][0]["spec"]["set"].pop()  # the same settings in another order still match
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    sweep_summary.main(tmp_path / "sweep.json", tmp_path / "grid.json", tmp_path / "out")
+    table = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert list(table) == ["2", "8", "16"] and [row["groups"] for row in table.values()] == [8, 2, 1]
+    assert (tmp_path / "out" / "sweep-curves-SafetyHalfCheetahVelocity-v1.png").read_bytes()[:4] == b"\x89PNG"
+    sweep["cells"].append(sweep_cell(4, steps=2000))
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    with pytest.raises(SystemExit, match="more than the group size"):
+        sweep_summary.main(tmp_path / "sweep.json", tmp_path / "grid.json", tmp_path / "out")
+
+
+def measured_section() -> str:
+    return PAGE[PAGE.index("## Measured"):PAGE.index("### Commands")]
+
+
+def test_the_committed_fetch_table_is_the_kept_runs_and_is_on_the_page(tmp_path):
+    fetch_summary.main(HERE / "fetch-runs", tmp_path)
+    assert json.loads((tmp_path / "fetch.json").read_text()) == json.loads((HERE / "fetch.json").read_text())
+    table = (HERE / "fetch.md").read_text()
+    assert (tmp_path / "fetch.md").read_text() == table
+    for row in table.splitlines()[2:]:
+        assert row in measured_section(), row
+
