@@ -135,3 +135,12 @@ def test_the_committed_fetch_table_is_the_kept_runs_and_is_on_the_page(tmp_path)
     for row in table.splitlines()[2:]:
         assert row in measured_section(), row
 
+
+def test_the_committed_sweep_table_is_the_sweep_and_grid_results_and_is_on_the_page(tmp_path):
+    sweep_summary.main(HERE / "sweep-results.json", HERE / "results.json", tmp_path)
+    assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads((HERE / "sweep.json").read_text())
+    table = (HERE / "sweep.md").read_text()
+    assert (tmp_path / "sweep.md").read_text() == table
+    assert list(json.loads((HERE / "sweep.json").read_text())) == ["2", "4", "8", "16"]
+    for row in table.splitlines()[2:]:
+        assert row in measured_section(), row
