@@ -1,6 +1,8 @@
 """What the test files share: the toy settings, the quiet `--set` lists, the tiny `saferl train` command, running
-the CLI in-process, a runner from a config, and a tiny expert -> demonstrations -> clone pipeline."""
+the CLI in-process, a runner from a config, a tiny expert -> demonstrations -> clone pipeline, and loading a
+benchmark script (benchmarks/ is not a package) as a module."""
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -46,6 +48,15 @@ TINY_OFFLINE_PIPELINE = ["--env", TOY_ID, "--expert-steps", "200", "--steps", "2
                          "finetune.critic_warmup_epochs=0", *QUIET]
 # A benchmark cell's settings for grids of a few hundred steps.
 TINY_CELL_SETS = ["train.steps_per_epoch=400", "env.num_envs=4", *QUIET]
+
+
+def load_script(path, name: str):
+    """A script under benchmarks/ as a module, registered under `name` (its dataclasses need sys.modules)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def slow_except(cases, keep, key=None):

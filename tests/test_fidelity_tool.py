@@ -1,12 +1,11 @@
 """The pieces of ``make fidelity`` that run without the reference environment."""
 
-import importlib.util
 import pathlib
-import sys
 
 import gymnasium
 import numpy as np
 import pytest
+from conftest import load_script
 from scipy import stats
 
 from saferl.envs.navigation.fidelity import random_actions
@@ -14,16 +13,8 @@ from saferl.envs.navigation.fidelity import random_actions
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity"
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"fidelity_{name}", ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fidelity = load("fidelity")
-patch = load("patch_reference")
+fidelity = load_script(ROOT / "fidelity.py", "fidelity_fidelity")
+patch = load_script(ROOT / "patch_reference.py", "fidelity_patch_reference")
 
 
 def test_welch_z_matches_scipy():
@@ -124,7 +115,7 @@ class MeanPolicy:
 
 
 def test_policy_transfer_episodes_share_their_noise_and_clip_the_action():
-    transfer = load("policy_transfer")
+    transfer = load_script(ROOT / "policy_transfer.py", "fidelity_policy_transfer")
     low, high = -np.ones(2), np.ones(2)
     sampled = [transfer.episode(MeanPolicy(), EchoEnv(), 7, True, low, high) for _ in range(2)]
     assert sampled[0] == sampled[1]  # the same seed: the same noise draws on both sides
@@ -136,7 +127,7 @@ def test_policy_transfer_episodes_share_their_noise_and_clip_the_action():
 
 
 def test_policy_transfer_compare_matches_scipy():
-    transfer = load("policy_transfer")
+    transfer = load_script(ROOT / "policy_transfer.py", "fidelity_policy_transfer")
     rng = np.random.default_rng(1)
     a, b = rng.normal(0, 1, 9), rng.normal(0.3, 1, 9)
     result = transfer.compare(a.tolist(), b.tolist())

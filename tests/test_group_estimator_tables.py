@@ -1,28 +1,17 @@
 """Issue 21's Fetch table and group-size sweep: the scripts that make them, and the committed tables against the
 files they were made from and against docs/group-estimators.md."""
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 HERE = Path(__file__).resolve().parents[1] / "benchmarks" / "group-estimators"
 PAGE = (Path(__file__).resolve().parents[1] / "docs" / "group-estimators.md").read_text()
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"group_estimators_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch_summary = load("fetch_summary")
-sweep_summary = load("sweep_summary")
+fetch_summary = load_script(HERE / "fetch_summary.py", "group_estimators_fetch_summary")
+sweep_summary = load_script(HERE / "sweep_summary.py", "group_estimators_sweep_summary")
 
 PROGRESS = ("epoch,env_steps,ep_return,ep_cost,ep_length,ep_cost_keepout,ep_cost_speed,success_rate,"
             "total_violations,collect_seconds,update_seconds\n"
