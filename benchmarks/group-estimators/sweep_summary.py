@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from saferl.report.figures import benchmark_curves_figure
+from saferl.report.render import pm
 
 KEPT = ("env", "steps", "seeds", "return", "cost", "eval_return", "eval_cost", "train_s", "steps_per_s")
 
@@ -55,8 +56,8 @@ def main(sweep_path: Path, grid_path: Path, out_dir: Path) -> None:
     (out_dir / "sweep.json").write_text(json.dumps(table, indent=1))
     lines = ["| G | groups per member per epoch | return | cost | eval return / cost |", "|---|---|---|---|---|"]
     for size, row in table.items():
-        lines.append(f"| {size} | {row['groups']} | {row['return']['mean']:.2f} ± {row['return']['std']:.2f} | "
-                     f"{row['cost']['mean']:.2f} ± {row['cost']['std']:.2f} | "
+        lines.append(f"| {size} | {row['groups']} | {pm(row['return']['mean'], row['return']['std'])} | "
+                     f"{pm(row['cost']['mean'], row['cost']['std'])} | "
                      f"{row['eval_return']['mean']:.2f} / {row['eval_cost']['mean']:.2f} |")
     (out_dir / "sweep.md").write_text("\n".join(lines) + "\n")
     env_id = cells[0]["env"]
