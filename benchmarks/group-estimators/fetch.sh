@@ -9,7 +9,8 @@
 #
 #   benchmarks/group-estimators/fetch.sh WORK_DIR [SUMMARY_OUT_DIR]
 #
-# Smoke test: DEMOS=20 STEPS=96000 EVAL_EPISODES=2 SEEDS=0 fetch.sh /tmp/w /tmp/w. Peak memory per fine-tune
+# SEEDS and ESTIMATORS pick a subset (two lanes at once must not share a run). Smoke test: DEMOS=20 STEPS=96000
+# EVAL_EPISODES=2 SEEDS=0 fetch.sh /tmp/w /tmp/w. Peak memory per fine-tune
 # attempt goes to <run>.maxrss-kb.txt beside the run (GNU time's %M, one line per attempt). PYTHON: one with saferl.
 set -euo pipefail
 work="${1:?usage: fetch.sh WORK_DIR [SUMMARY_OUT_DIR]}"
@@ -52,7 +53,7 @@ mkdir -p "$work/push-ft/clone"  # the clone's own row of the table
 cp "$work/clone-sha256.txt" "$work/push-ft/clone/clone-sha256.txt"
 evaluate "$work/push-bc" "$work/push-ft/clone/eval-"
 for seed in ${SEEDS:-0 1 2}; do
-    for estimator in gae grpo rloo; do
+    for estimator in ${ESTIMATORS:-gae grpo rloo}; do
         run="$work/push-ft/$estimator/seed-$seed"
         if [ -f "$summary_out/fetch-runs/$estimator/seed-$seed/eval-sampled.json" ]; then
             echo "$estimator seed $seed: kept in $summary_out/fetch-runs, not trained again"
