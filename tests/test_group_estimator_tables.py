@@ -14,9 +14,9 @@ fetch_summary = load_script(HERE / "fetch_summary.py", "group_estimators_fetch_s
 sweep_summary = load_script(HERE / "sweep_summary.py", "group_estimators_sweep_summary")
 
 PROGRESS = ("epoch,env_steps,ep_return,ep_cost,ep_length,ep_cost_keepout,ep_cost_speed,success_rate,"
-            "total_violations,collect_seconds,update_seconds\n"
-            "1,16000,-70,4,50,1,3,0.5,100,10,20\n"
-            "2,32000,-60,2,50,0.5,1.5,{success},150,10,{update}\n")
+            "total_violations,collect_seconds,update_seconds,cost_limit\n"
+            "1,16000,-70,4,50,1,3,0.5,100,10,20,5\n"
+            "2,32000,-60,2,50,0.5,1.5,{success},150,10,{update},5\n")
 
 
 def fake_run(root: Path, estimator: str, seed: int, success: float, clone: str = "abc", finished: bool = True):
@@ -71,6 +71,28 @@ def test_fetch_summary_keeps_finished_runs_and_makes_the_table_from_them(tmp_pat
     fake_run(work, "grpo", 0, 0.25)
     fetch_summary.main(work, out)
     assert list(json.loads((out / "fetch.json").read_text())) == ["gae", "grpo", "clone"]
+
+
+def test_fetch_curves_are_the_seeds_mean_and_range_with_the_limit_and_the_clone(tmp_path):
+    fake_clone_evaluation(tmp_path)
+    fake_run(tmp_path, "gae", 0, 1.0)
+    fake_run(tmp_path, "gae", 1, 0.5)
+    fake_run(tmp_path, "grpo", 0, 0.25)
+    clone = fetch_summary.eval_columns({mode: json.loads((tmp_path / "clone" / f"eval-{mode}.json").read_text())
+                                        for mode in fetch_summary.MODES})
+    panels = fetch_summary.curve_panels(tmp_path, ["gae", "grpo"], clone)
+    assert [p["title"].split(" (")[0] for p in panels] == [
+        "success", "cost 0, cost_keepout", "cost 1, cost_speed", "cumulative violations"]
+    success_gae = panels[0]["series"][0]
+    assert success_gae["n"] == 2 and list(success_gae["x"]) == [16000, 32000]
+    assert list(success_gae["mean"]) == [0.5, 0.75] and list(success_gae["min"]) == [0.5, 0.5]
+    assert list(success_gae["max"]) == [0.5, 1.0]
+    assert [s["label"] for s in panels[0]["series"]] == ["gae", "grpo"]
+    assert [value for value, _, _ in panels[0]["limits"]] == [0.6]  # the clone's sampled success
+    assert [value for value, _, _ in panels[2]["limits"]] == [5.0, 2.0]  # the limit, the clone's sampled cost 1
+    assert panels[3]["limits"] == [] and list(panels[3]["series"][1]["mean"]) == [100, 150]
+    fetch_summary.main(tmp_path, tmp_path / "out")
+    assert (tmp_path / "out" / fetch_summary.FIGURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fetch_summary_refuses_runs_of_different_clones(tmp_path):

@@ -2,6 +2,9 @@
 
     python benchmarks/group-estimators/fetch_summary.py WORK/push-ft OUT_DIR   # writes OUT_DIR/fetch.{json,md}
 
+and the learning curves, OUT_DIR/fetch-curves-SafetyFetchPush-v0.png (training success, both costs and the
+cumulative violations against steps; mean over seeds, min-max band; the clone's sampled evaluation as a grey dashed line).
+
 Each finished run's small files (progress.csv, the two evaluations, config.yaml, meta.json, its peak memory; never
 checkpoints) are kept under OUT_DIR/fetch-runs/<estimator>/seed-<n>/, and the table is made from everything kept
 there: runs finished in earlier sessions (on a machine since gone) count with the new ones, and fetch.sh skips
@@ -21,11 +24,17 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from saferl.logger import read_progress
+from saferl.report.figures import color, curves_figure
+from saferl.report.render import pm
+from saferl.report.runs import env_cost_names
 from saferl.report.stats import mean_std
 
 STANDARD = {"ep_return", "ep_cost", "ep_length"}
 MODES = ("deterministic", "sampled")
+FIGURE = "fetch-curves-SafetyFetchPush-v0.png"
 
 
 def one_run(run: Path) -> dict:
@@ -83,6 +92,40 @@ def keep_clone_evaluation(root: Path, kept: Path) -> None:
         shutil.copyfile(root / "clone" / name, kept / "clone" / name)
 
 
+def curve_panels(kept: Path, estimators: list[str], clone: dict | None) -> list[dict]:
+    """Panels for curves_figure: training success, each cost (the limit dashed) and the cumulative violations
+    against steps; one series per estimator, its seeds cut to the shortest run; the clone's sampled evaluation as
+    a grey line on the panels it has a number for."""
+    runs = {estimator: [read_progress(p / "progress.csv") for p in sorted((kept / estimator).glob("seed-*"))
+                        if (p / "eval-sampled.json").exists()] for estimator in estimators}
+    first = next(iter(runs.values()))[0][-1]
+    env_id = json.loads(next(kept.glob("*/seed-*/eval-sampled.json")).read_text()).get("env_id", "")
+    names = env_cost_names(env_id)  # the env's order, which the evaluations' cost k follows
+    per_cost = [f"ep_{name}" for name in names] if names else sorted(
+        key for key in first if key.startswith("ep_") and key not in STANDARD)
+    quantities = [("success_rate", "success (last 100 training episodes)", "sampled_success")]
+    quantities += [(key, f"cost {k}, {key.removeprefix('ep_')} (per episode, last 100)", f"sampled_cost_{k}")
+                   for k, key in enumerate(per_cost)]
+    quantities.append(("total_violations", "cumulative violations (cost-steps)", None))
+    panels = []
+    for column, title, clone_key in quantities:
+        series = []
+        for index, (estimator, seeds) in enumerate(runs.items()):
+            length = min(len(rows) for rows in seeds)
+            values = np.array([[float(row.get(column) or math.nan) for row in rows[:length]] for rows in seeds])
+            series.append({"label": estimator, "color": color(index), "n": len(seeds),
+                           "x": np.array([float(row["env_steps"]) for row in seeds[0][:length]]),
+                           "mean": np.nanmean(values, axis=0), "min": np.nanmin(values, axis=0),
+                           "max": np.nanmax(values, axis=0)})
+        limits = []
+        if column in per_cost and first.get("cost_limit"):
+            limits.append((float(first["cost_limit"]), f"cost limit {float(first['cost_limit']):g}", None))
+        if clone and clone_key and clone.get(clone_key) is not None:
+            limits.append((clone[clone_key], "the clone, sampled (evaluation)", "grey"))
+        panels.append({"title": title, "series": series, "limits": limits})
+    return panels
+
+
 def main(root: Path, out_dir: Path) -> None:
     kept = out_dir / "fetch-runs"
     if root.resolve() != kept.resolve():
@@ -117,12 +160,14 @@ def main(root: Path, out_dir: Path) -> None:
         cells = []
         for key, _ in columns:
             stats = entry["summary"].get(key, {"mean": math.nan, "std": math.nan})
-            cells.append(f"{stats['mean']:.2f} ± {stats['std']:.2f}")
+            cells.append(pm(stats["mean"], stats["std"]))
         lines.append(f"| {name} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
     if clone:  # one evaluation of one clone, before any fine-tuning: no seeds, no spread, no training columns
         cells = [f"{clone[key]:.2f}" if key in clone else "–" for key, _ in columns]
         lines.append("| clone (before fine-tuning) | – | " + " | ".join(cells) + " |")
     (out_dir / "fetch.md").write_text("\n".join(lines) + "\n")
+    if table:
+        (out_dir / FIGURE).write_bytes(curves_figure(curve_panels(kept, list(table), clone)))
     print("\n".join(lines))
 
 
