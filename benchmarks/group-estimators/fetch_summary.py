@@ -3,7 +3,8 @@
     python benchmarks/group-estimators/fetch_summary.py WORK/push-ft OUT_DIR   # writes OUT_DIR/fetch.{json,md}
 
 and the learning curves, OUT_DIR/fetch-curves-SafetyFetchPush-v0.png (training success, both costs and the
-cumulative violations against steps; mean over seeds, min-max band; the clone's sampled evaluation as a grey dashed line).
+cumulative violations against steps; mean over seeds, min-max band; the clone's sampled evaluation as a grey
+dashed line).
 
 Each finished run's small files (progress.csv, the two evaluations, config.yaml, meta.json, its peak memory; never
 checkpoints) are kept under OUT_DIR/fetch-runs/<estimator>/seed-<n>/, and the table is made from everything kept
