@@ -154,7 +154,7 @@ def main(root: Path, out_dir: Path) -> None:
                ("sampled_success", "success, sampled"), ("deterministic_cost_0", "cost 0, mean action"),
                ("deterministic_cost_1", "cost 1, mean action"), ("sampled_cost_0", "cost 0, sampled"),
                ("sampled_cost_1", "cost 1, sampled"), ("total_violations", "cumulative violations"),
-               ("train_s", "train s"), ("peak_rss_mb", "peak RSS MB")]
+               ("train_s", "train s"), ("peak_rss_mb", "peak RSS MiB")]
     lines = ["| estimator | seeds | " + " | ".join(title for _, title in columns) + " |",
              "|---|---|" + "---|" * len(columns)]
     for name, entry in table.items():
