@@ -80,7 +80,8 @@ def test_fetch_curves_are_the_seeds_mean_and_range_with_the_limit_and_the_clone(
     fake_run(tmp_path, "grpo", 0, 0.25)
     clone = fetch_summary.eval_columns({mode: json.loads((tmp_path / "clone" / f"eval-{mode}.json").read_text())
                                         for mode in fetch_summary.MODES})
-    panels = fetch_summary.curve_panels(tmp_path, ["gae", "grpo"], clone)
+    runs = {"gae": [tmp_path / "gae" / "seed-0", tmp_path / "gae" / "seed-1"], "grpo": [tmp_path / "grpo" / "seed-0"]}
+    panels = fetch_summary.curve_panels(runs, clone)
     assert [p["title"].split(" (")[0] for p in panels] == [
         "success", "cost 0, cost_keepout", "cost 1, cost_speed", "cumulative violations"]
     success_gae = panels[0]["series"][0]

@@ -30,7 +30,7 @@ import numpy as np
 from saferl.logger import read_progress
 from saferl.report.figures import color, curves_figure
 from saferl.report.render import pm
-from saferl.report.runs import env_cost_names
+from saferl.report.runs import load_run
 from saferl.report.stats import mean_std
 
 STANDARD = {"ep_return", "ep_cost", "ep_length"}
@@ -93,34 +93,26 @@ def keep_clone_evaluation(root: Path, kept: Path) -> None:
         shutil.copyfile(root / "clone" / name, kept / "clone" / name)
 
 
-def curve_panels(kept: Path, estimators: list[str], clone: dict | None) -> list[dict]:
+def curve_panels(runs: dict[str, list[Path]], clone: dict | None) -> list[dict]:
     """Panels for curves_figure: training success, each cost (the limit dashed) and the cumulative violations
-    against steps; one series per estimator, its seeds cut to the shortest run; the clone's sampled evaluation as
-    a grey line on the panels it has a number for."""
-    runs = {estimator: [read_progress(p / "progress.csv") for p in sorted((kept / estimator).glob("seed-*"))
-                        if (p / "eval-sampled.json").exists()] for estimator in estimators}
-    first = next(iter(runs.values()))[0][-1]
-    env_id = json.loads(next(kept.glob("*/seed-*/eval-sampled.json")).read_text()).get("env_id", "")
-    names = env_cost_names(env_id)  # the env's order, which the evaluations' cost k follows
-    per_cost = [f"ep_{name}" for name in names] if names else sorted(
-        key for key in first if key.startswith("ep_") and key not in STANDARD)
-    quantities = [("success_rate", "success (last 100 training episodes)", "sampled_success")]
-    quantities += [(key, f"cost {k}, {key.removeprefix('ep_')} (per episode, last 100)", f"sampled_cost_{k}")
-                   for k, key in enumerate(per_cost)]
-    quantities.append(("total_violations", "cumulative violations (cost-steps)", None))
+    against steps; one series per estimator (its finished run directories in `runs`), its seeds cut to the
+    shortest run; the clone's sampled evaluation as a grey line on the panels it has a number for."""
+    loaded = {estimator: [load_run(path) for path in paths] for estimator, paths in runs.items()}
+    first = next(iter(loaded.values()))[0]
+    quantities = [("success_rate", "success (last 100 training episodes)", "sampled_success", None)]
+    quantities += [(column, f"cost {k}, {name} (per episode, last 100)", f"sampled_cost_{k}", first.limit(k))
+                   for k, (name, column) in enumerate(first.cost_columns())]
+    quantities.append(("total_violations", "cumulative violations (cost-steps)", None, None))
     panels = []
-    for column, title, clone_key in quantities:
+    for column, title, clone_key, limit in quantities:
         series = []
-        for index, (estimator, seeds) in enumerate(runs.items()):
-            length = min(len(rows) for rows in seeds)
-            values = np.array([[float(row.get(column) or math.nan) for row in rows[:length]] for rows in seeds])
+        for index, (estimator, seeds) in enumerate(loaded.items()):
+            length = min(seed.rows for seed in seeds)
+            values = np.array([seed.progress[column][:length] for seed in seeds])
             series.append({"label": estimator, "color": color(index), "n": len(seeds),
-                           "x": np.array([float(row["env_steps"]) for row in seeds[0][:length]]),
-                           "mean": np.nanmean(values, axis=0), "min": np.nanmin(values, axis=0),
-                           "max": np.nanmax(values, axis=0)})
-        limits = []
-        if column in per_cost and first.get("cost_limit"):
-            limits.append((float(first["cost_limit"]), f"cost limit {float(first['cost_limit']):g}", None))
+                           "x": seeds[0].x()[:length], "mean": np.nanmean(values, axis=0),
+                           "min": np.nanmin(values, axis=0), "max": np.nanmax(values, axis=0)})
+        limits = [] if limit is None else [(limit, f"cost limit {limit:g}", None)]
         if clone and clone_key and clone.get(clone_key) is not None:
             limits.append((clone[clone_key], "the clone, sampled (evaluation)", "grey"))
         panels.append({"title": title, "series": series, "limits": limits})
@@ -168,7 +160,8 @@ def main(root: Path, out_dir: Path) -> None:
         lines.append("| clone (before fine-tuning) | – | " + " | ".join(cells) + " |")
     (out_dir / "fetch.md").write_text("\n".join(lines) + "\n")
     if table:
-        (out_dir / FIGURE).write_bytes(curves_figure(curve_panels(kept, list(table), clone)))
+        finished = {name: [kept / name / seed for seed in entry["seeds"]] for name, entry in table.items()}
+        (out_dir / FIGURE).write_bytes(curves_figure(curve_panels(finished, clone)))
     print("\n".join(lines))
 
 
